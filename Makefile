@@ -1,0 +1,22 @@
+# Targets wrap plain cargo commands; `make test` is what CI runs.
+.PHONY: services run test fmt lint unit bench
+
+services:
+	bash scripts/ensure-services.sh
+
+run: services
+	cargo run --release -- run
+
+test: services
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo test --all-targets -- --test-threads=4
+
+unit:
+	cargo test --lib
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --all-targets -- -D warnings

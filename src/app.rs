@@ -1,0 +1,238 @@
+//! `run`: the worker process. Consumers, relay and HTTP as tasks under one
+//! cancellation token; shutdown is a parameter.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use backon::BackoffBuilder;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::amqp::{self, Names};
+use crate::config::Settings;
+use crate::store;
+use crate::worker::{consume_queue, retry_schedule, Processor};
+
+/// What `/readyz` reports.
+#[derive(Default)]
+pub struct Health {
+    pub broker_connected: AtomicBool,
+    pub consumers_running: AtomicBool,
+}
+
+/// Runs the worker until `shutdown` resolves, then drains within the
+/// configured timeout. `on_listening` receives the bound HTTP address
+/// (useful with port 0).
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    let pool = store::prepare(&settings).await?;
+    let token = CancellationToken::new();
+    let health = Arc::new(Health::default());
+    let relay_wake = Arc::new(Notify::new());
+    let listener = tokio::net::TcpListener::bind(settings.http_listen()?).await?;
+    let addr = listener.local_addr()?;
+    info!(%addr, prefix = %settings.amqp.prefix, "lifecycle-worker starting");
+    on_listening(addr);
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(serve_http(
+        listener,
+        pool.clone(),
+        health.clone(),
+        token.clone(),
+    ));
+    if settings.relay.enabled {
+        tasks.spawn(crate::relay::run(
+            pool.clone(),
+            settings.clone(),
+            relay_wake.clone(),
+            token.clone(),
+        ));
+    }
+    let processor = Arc::new(Processor {
+        pool: pool.clone(),
+        policies: settings.policies(),
+        producers: settings.producers(),
+        limits: settings.limits.clone(),
+        relay_wake,
+    });
+    tasks.spawn(supervise_consumers(
+        processor,
+        settings.clone(),
+        health,
+        token.clone(),
+    ));
+
+    shutdown.await;
+    info!("shutting down: no new deliveries, draining in-flight work");
+    token.cancel();
+    let drained = tokio::time::timeout(settings.drain_timeout(), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("drain timeout reached; abandoning unfinished work (it will be redelivered)");
+        tasks.abort_all();
+    }
+    pool.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Keeps a broker connection with both consumers alive, reconnecting with
+/// backoff (and re-declaring topology) after any connection or channel failure.
+async fn supervise_consumers(
+    processor: Arc<Processor>,
+    settings: Settings,
+    health: Arc<Health>,
+    token: CancellationToken,
+) {
+    let names = Names::new(&settings.amqp.prefix);
+    let mut backoff = retry_schedule().build();
+    while !token.is_cancelled() {
+        let result = consume_once(&processor, &settings, &names, &health, &token).await;
+        health.broker_connected.store(false, Ordering::Relaxed);
+        health.consumers_running.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) => break,
+            Err(e) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker session ended, reconnecting");
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume_once(
+    processor: &Arc<Processor>,
+    settings: &Settings,
+    names: &Names,
+    health: &Health,
+    token: &CancellationToken,
+) -> Result<(), crate::worker::ConsumeError> {
+    let conn = amqp::connect(&settings.amqp, "consumer").await?;
+    let ch = conn.create_channel().await?;
+    amqp::declare_topology(&ch, names, settings.amqp.delivery_limit).await?;
+    let _ = ch.close(200, "topology declared".into()).await;
+    health.broker_connected.store(true, Ordering::Relaxed);
+    // A failing queue loop ends the session for both, so they reconnect together.
+    let session = token.child_token();
+    let conn = Arc::new(conn);
+    let mut loops = JoinSet::new();
+    for (queue, _) in names.command_queues() {
+        let (p, c, q, s) = (
+            processor.clone(),
+            conn.clone(),
+            queue.to_owned(),
+            session.clone(),
+        );
+        let (prefetch, batch) = (settings.amqp.prefetch, settings.worker.batch_size);
+        loops.spawn(async move { consume_queue(p, &c, &q, prefetch, batch, s).await });
+    }
+    health.consumers_running.store(true, Ordering::Relaxed);
+    let mut result = Ok(());
+    while let Some(joined) = loops.join_next().await {
+        let r = match joined {
+            Ok(r) => r,
+            Err(e) => Err(crate::worker::ConsumeError::Panicked(e.to_string())),
+        };
+        if let Err(e) = r {
+            error!(error = %e, "consumer failed");
+            session.cancel();
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    let _ = conn.close(200, "shutting down".into()).await;
+    result
+}
+
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    pool: PgPool,
+    health: Arc<Health>,
+    token: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state((pool, health));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await;
+    if let Err(e) = served {
+        error!(error = %e, "HTTP server failed");
+    }
+}
+
+async fn readyz(State((pool, health)): State<(PgPool, Arc<Health>)>) -> impl IntoResponse {
+    let db = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let broker = health.broker_connected.load(Ordering::Relaxed);
+    let consumers = health.consumers_running.load(Ordering::Relaxed);
+    let body = serde_json::json!({
+        "database": db, "broker": broker, "consumers": consumers,
+    });
+    if db && broker && consumers {
+        (StatusCode::OK, Json(body))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+    }
+}
+
+/// Prometheus text: outbox backlog straight from the database.
+async fn metrics(State((pool, health)): State<(PgPool, Arc<Health>)>) -> impl IntoResponse {
+    let backlog: Result<(i64, Option<f64>), sqlx::Error> = sqlx::query_as(
+        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(&pool)
+    .await;
+    let mut out = String::new();
+    out.push_str("# TYPE lifecycle_broker_connected gauge\n");
+    out.push_str(&format!(
+        "lifecycle_broker_connected {}\n",
+        u8::from(health.broker_connected.load(Ordering::Relaxed))
+    ));
+    if let Ok((pending, age)) = backlog {
+        out.push_str("# TYPE lifecycle_outbox_pending gauge\n");
+        out.push_str(&format!("lifecycle_outbox_pending {pending}\n"));
+        out.push_str("# TYPE lifecycle_outbox_oldest_age_seconds gauge\n");
+        out.push_str(&format!(
+            "lifecycle_outbox_oldest_age_seconds {}\n",
+            age.unwrap_or(0.0)
+        ));
+    }
+    out.push_str("# TYPE lifecycle_db_pool_connections gauge\n");
+    out.push_str(&format!("lifecycle_db_pool_connections {}\n", pool.size()));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+}

@@ -1,0 +1,228 @@
+//! The command line: `run`, `migrate`, `contact show`, `user show`, `publish`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use serde_json::Value;
+
+use crate::amqp::{self, Names};
+use crate::config::Settings;
+use crate::store::{self, entities};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifecycle-worker",
+    version,
+    about = "Applies employer-contact and employer-user lifecycle commands from RabbitMQ to Postgres and publishes change events.",
+    after_help = "Configuration: built-in defaults, then --config FILE (TOML), then LIFECYCLE__SECTION__KEY environment variables,\n\
+                  e.g. LIFECYCLE__DATABASE__URL, LIFECYCLE__AMQP__URL, LIFECYCLE__AMQP__PREFIX, LIFECYCLE__HTTP__LISTEN."
+)]
+pub struct Cli {
+    /// TOML configuration file (accepted before or after the subcommand).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker: consumers, outbox relay and HTTP (/healthz, /readyz, /metrics).
+    ///
+    /// Creates the database if missing and runs migrations first. Stops on
+    /// SIGTERM or ctrl-c after finishing in-flight commands.
+    Run,
+    /// Create the database if missing and run the migrations (safe to run twice).
+    Migrate,
+    /// Inspect contacts.
+    #[command(subcommand)]
+    Contact(ContactCommand),
+    /// Inspect employer users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Publish a command (JSON) from a file or stdin to `{prefix}.commands`.
+    ///
+    /// The routing key is `{tenant}.{type}` from the body. Example:
+    ///   echo '{"command_id":"c1","type":"contact.deactivate","tenant":"acme",
+    ///          "issued_at":"2026-11-22T08:00:00Z","payload":{"contact_id":"c-17"}}' \
+    ///     | lifecycle-worker publish --wait
+    Publish {
+        /// Read the command from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Wait for the worker's reply and print it.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactCommand {
+    /// Print a contact's snapshot as JSON (exit code 1 if there is none).
+    ///
+    /// Example: lifecycle-worker contact show --tenant acme c-17 --activity
+    Show {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        /// Add the activity trail as `activity`.
+        #[arg(long)]
+        activity: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Print an employer user's snapshot as JSON (exit code 1 if there is none).
+    ///
+    /// Example: lifecycle-worker user show --tenant acme u-3
+    Show {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Prints a contact snapshot, with `activity` when asked.
+pub async fn contact_show(
+    settings: &Settings,
+    tenant: &str,
+    id: &str,
+    activity: bool,
+) -> anyhow::Result<()> {
+    let pool = store::connect(settings).await?;
+    let mut conn = pool.acquire().await?;
+    let Some(contact) = entities::find_contact(&mut conn, tenant, id).await? else {
+        return Err(CliError::NotFound(format!("no contact `{id}` in tenant `{tenant}`")).into());
+    };
+    let mut snapshot = contact.snapshot(tenant, settings.policies().for_tenant(tenant));
+    if activity {
+        let trail = entities::activity_of(&mut conn, tenant, id).await?;
+        snapshot["activity"] = Value::Array(trail);
+    }
+    println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    Ok(())
+}
+
+pub async fn user_show(settings: &Settings, tenant: &str, id: &str) -> anyhow::Result<()> {
+    let pool = store::connect(settings).await?;
+    let mut conn = pool.acquire().await?;
+    let Some(user) = entities::find_user(&mut conn, tenant, id).await? else {
+        return Err(CliError::NotFound(format!("no user `{id}` in tenant `{tenant}`")).into());
+    };
+    println!("{}", serde_json::to_string_pretty(&user.snapshot(tenant))?);
+    Ok(())
+}
+
+/// Publishes a command with confirms and `mandatory`; with `wait`, prints the reply.
+pub async fn publish(
+    settings: &Settings,
+    file: Option<PathBuf>,
+    wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let body = match file {
+        Some(f) => std::fs::read(&f)
+            .map_err(|e| CliError::Failed(format!("reading {}: {e}", f.display())))?,
+        None => {
+            let mut b = Vec::new();
+            std::io::stdin().read_to_end(&mut b)?;
+            b
+        }
+    };
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|e| CliError::Failed(format!("the command is not JSON: {e}")))?;
+    let field = |k: &str| parsed.get(k).and_then(Value::as_str).unwrap_or("");
+    let (tenant, kind, command_id) = (field("tenant"), field("type"), field("command_id"));
+    if tenant.is_empty() || kind.is_empty() {
+        return Err(
+            CliError::Failed("the command needs `tenant` and `type` to be routed".into()).into(),
+        );
+    }
+    let names = Names::new(&settings.amqp.prefix);
+    let conn = amqp::connect(&settings.amqp, "publish").await?;
+    let ch = amqp::confirm_channel(&conn).await?;
+    let mut props = amqp::json_properties().with_correlation_id(command_id.into());
+    let mut replies = None;
+    if wait {
+        let q = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        props = props.with_reply_to(q.name().clone());
+        replies = Some(
+            ch.basic_consume(
+                q.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?,
+        );
+    }
+    let confirm = ch
+        .basic_publish(
+            names.commands.as_str().into(),
+            format!("{tenant}.{kind}").into(),
+            // Unroutable (no queue bound: worker never started?) comes back as an error.
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &body,
+            props,
+        )
+        .await?
+        .await?;
+    if confirm.take_message().is_some() {
+        return Err(CliError::Failed(format!(
+            "no queue is bound for `{tenant}.{kind}` on `{}`: is the worker's topology declared (start `run` once)?",
+            names.commands
+        ))
+        .into());
+    }
+    eprintln!(
+        "published {command_id} to {} with key {tenant}.{kind}",
+        names.commands
+    );
+    if let Some(mut consumer) = replies {
+        let reply = tokio::time::timeout(timeout, consumer.next())
+            .await
+            .map_err(|_| CliError::Failed(format!("no reply within {}s", timeout.as_secs())))?;
+        match reply {
+            Some(Ok(d)) => {
+                let v: Value = serde_json::from_slice(&d.data)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            _ => return Err(CliError::Failed("the reply queue closed".into()).into()),
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Settings: built-in defaults, then an optional TOML file, then
+//! `LIFECYCLE__SECTION__KEY` environment variables (contract section 7).
+
+use crate::domain::ids::Limits;
+use crate::domain::policy::{Policies, ProducerGrant, Producers, TenantPolicyOverride};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub worker: WorkerSettings,
+    pub relay: RelaySettings,
+    pub retention: RetentionSettings,
+    pub limits: Limits,
+    /// `[tenants.default]` and per-tenant policy overrides.
+    pub tenants: BTreeMap<String, TenantPolicyOverride>,
+    /// Producer authorisation by AMQP `user_id`; empty means off.
+    pub producers: BTreeMap<String, ProducerGrant>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// May carry a password: only from the file or the environment, never logged.
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/lifecycle"),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// May carry a password: only from the file or the environment, never logged.
+    pub url: SecretString,
+    /// Every exchange and queue name starts with it.
+    pub prefix: String,
+    /// Unacknowledged deliveries per command queue; also the largest batch.
+    pub prefetch: u16,
+    /// Quorum queue `x-delivery-limit`: redeliveries before a message is parked.
+    pub delivery_limit: u32,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        AmqpSettings {
+            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            prefix: "lifecycle".into(),
+            prefetch: 64,
+            delivery_limit: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `/healthz`, `/readyz`, `/metrics`; port 0 picks a free port.
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Most deliveries handled in one database transaction.
+    pub batch_size: usize,
+    /// How long shutdown waits for in-flight commands, in seconds.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            batch_size: 64,
+            drain_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Off only for tests and for replicas that must never publish.
+    pub enabled: bool,
+    /// Most outbox rows published per round.
+    pub batch_size: i64,
+    /// Fallback poll for commits made by other processes, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            enabled: true,
+            batch_size: 500,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    pub processed_commands_days: u32,
+    pub published_outbox_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            processed_commands_days: 30,
+            published_outbox_days: 7,
+        }
+    }
+}
+
+impl Settings {
+    /// Layers defaults, the optional file and the environment, then checks
+    /// cross-field rules.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("LIFECYCLE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        let prefix_ok = !self.amqp.prefix.is_empty()
+            && self.amqp.prefix.len() <= 100
+            && self
+                .amqp
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if !prefix_ok {
+            return invalid(
+                "amqp.prefix",
+                "must be 1-100 lowercase letters, digits, '.', '_' or '-'",
+            );
+        }
+        if self.amqp.prefetch == 0 {
+            return invalid("amqp.prefetch", "must be at least 1");
+        }
+        if self.worker.batch_size == 0 {
+            return invalid("worker.batch_size", "must be at least 1");
+        }
+        if self.http_listen().is_err() {
+            return invalid("http.listen", "must be host:port, like 127.0.0.1:9464");
+        }
+        for (key, url, schemes) in [
+            (
+                "database.url",
+                &self.database.url,
+                &["postgres", "postgresql"][..],
+            ),
+            ("amqp.url", &self.amqp.url, &["amqp", "amqps"][..]),
+        ] {
+            match url::Url::parse(url.expose_secret()) {
+                Ok(u) if schemes.contains(&u.scheme()) => {}
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        message: format!("must be a {}:// URL", schemes[0]),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn http_listen(&self) -> Result<SocketAddr, std::net::AddrParseError> {
+        self.http.listen.parse()
+    }
+
+    pub fn policies(&self) -> Policies {
+        Policies::from_blocks(&self.tenants)
+    }
+
+    pub fn producers(&self) -> Producers {
+        Producers::new(self.producers.clone())
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.worker.drain_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_against_the_local_services() {
+        let s = Settings::default();
+        assert_eq!(
+            s.database.url.expose_secret(),
+            "postgres://postgres@127.0.0.1:5432/lifecycle"
+        );
+        assert_eq!(s.amqp.prefix, "lifecycle");
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_urls() {
+        let s = Settings::default();
+        assert!(!format!("{s:?}").contains("guest:guest"));
+    }
+
+    #[test]
+    fn file_shape_of_the_contract_is_accepted() {
+        let dir = std::env::temp_dir().join(format!("lw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+[tenants.default]
+allow_contact_delete = true
+suppressing_statuses = ["D", "I", "N"]
+
+[tenants.acme]
+allow_contact_delete = false
+
+[producers.ats-sync]
+tenants = ["acme", "globex"]
+commands = ["contact.*", "employer.*"]
+"#,
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert!(!s.policies().for_tenant("acme").allow_contact_delete);
+        assert!(s.policies().for_tenant("globex").allow_contact_delete);
+        assert!(s
+            .producers()
+            .authorise(Some("ats-sync"), "acme", "contact.archive")
+            .is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,908 @@
+//! Employer contacts: state, snapshot, derived flags and the decision for
+//! every `contact.*` command.
+
+use super::command::{ActivityKind, Archive, ContactOp, ContactUpsert, Revive, Visibility};
+use super::event::{EventDraft, EventType};
+use super::ids::EntityId;
+use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
+use super::policy::TenantPolicy;
+use super::ts::Ts;
+use super::user::User;
+use super::{is_fresh, Ctx};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// The reserved attribute that drives email suppression.
+pub const DO_NOT_EMAIL: &str = "do_not_email";
+
+/// Aspects of a contact (contract section 3); attributes are `attribute:NAME`.
+pub const PROFILE: &str = "profile";
+pub const ACTIVATION: &str = "activation";
+pub const STATUS: &str = "status";
+pub const EMPLOYER: &str = "employer";
+pub const VISIBILITY: &str = "visibility";
+pub const APPROVAL: &str = "approval";
+
+pub fn attribute_aspect(name: &str) -> String {
+    format!("attribute:{name}")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    Approved,
+    Rejected,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FormerEmployer {
+    pub employer_id: EntityId,
+    pub department: Option<String>,
+    pub from: Ts,
+    pub until: Ts,
+}
+
+/// Where the contact was before an archive moved it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmployerMemo {
+    pub employer_id: Option<EntityId>,
+    pub department: Option<String>,
+}
+
+/// What an archive changed, so that revive can undo exactly that.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveMemo {
+    pub archived_at: Ts,
+    pub visibility: Visibility,
+    /// `do_not_email` before the archive; `None` when it was not set.
+    pub do_not_email: Option<Value>,
+    /// Set only when the archive moved the contact to another employer.
+    pub employer: Option<EmployerMemo>,
+    /// Users whose access this archive revoked.
+    pub revoked_users: Vec<EntityId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: EntityId,
+    pub version: u64,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub title: Option<String>,
+    pub employer_id: Option<EntityId>,
+    pub department: Option<String>,
+    /// When the contact joined its current employer: a former employer's `from`.
+    pub employer_since: Ts,
+    pub active: bool,
+    pub status: String,
+    pub visibility: Visibility,
+    pub approval: Approval,
+    pub attributes: BTreeMap<String, Value>,
+    pub former_employers: Vec<FormerEmployer>,
+    /// Present while the contact is archived.
+    pub archive: Option<ArchiveMemo>,
+    /// `issued_at` of the last command applied per aspect.
+    pub aspects: BTreeMap<String, Ts>,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+}
+
+/// What the store holds under a contact id.
+// One record is loaded per command and never stored in bulk, so the
+// size difference between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContactRecord {
+    Absent,
+    /// A tombstone: the delete's `issued_at` and version, no personal data.
+    Deleted {
+        at: Ts,
+        version: u64,
+    },
+    Live(Contact),
+}
+
+/// One entry of the activity trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub kind: ActivityKind,
+    pub body: String,
+    pub action_code: Option<String>,
+    /// The contact's employer when the activity was logged.
+    pub employer_id: Option<EntityId>,
+    pub occurred_at: Ts,
+}
+
+impl Contact {
+    /// Why the email is suppressed; empty when it is not (or there is no email).
+    pub fn suppression_reasons(&self, policy: &TenantPolicy) -> Vec<String> {
+        if self.email.is_none() {
+            return vec![];
+        }
+        let mut reasons = Vec::new();
+        if self.attributes.get(DO_NOT_EMAIL) == Some(&Value::Bool(true)) {
+            reasons.push(DO_NOT_EMAIL.to_owned());
+        }
+        if !self.active {
+            reasons.push("inactive".to_owned());
+        }
+        if self.approval == Approval::Rejected {
+            reasons.push("rejected".to_owned());
+        }
+        if policy.suppressing_statuses.contains(&self.status) {
+            reasons.push(format!("status:{}", self.status));
+        }
+        reasons
+    }
+
+    pub fn email_suppressed(&self, policy: &TenantPolicy) -> bool {
+        !self.suppression_reasons(policy).is_empty()
+    }
+
+    pub fn shown_on_employer(&self, policy: &TenantPolicy) -> bool {
+        !policy.hiding_statuses.contains(&self.status)
+    }
+
+    /// The snapshot of contract section 5 (also what `contact show` prints).
+    pub fn snapshot(&self, tenant: &str, policy: &TenantPolicy) -> Value {
+        json!({
+            "id": self.id,
+            "tenant": tenant,
+            "version": self.version,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "email": self.email,
+            "phone": self.phone,
+            "title": self.title,
+            "employer_id": self.employer_id,
+            "department": self.department,
+            "active": self.active,
+            "status": self.status,
+            "visibility": self.visibility,
+            "approval": self.approval,
+            "attributes": self.attributes,
+            "email_suppressed": self.email_suppressed(policy),
+            "shown_on_employer": self.shown_on_employer(policy),
+            "archived": self.archive.is_some(),
+            "former_employers": self.former_employers,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+/// The decision about one contact command.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContactDecision {
+    pub outcome: Outcome,
+    /// The record to store; `None` when nothing is written (stale).
+    pub write: Option<ContactRecord>,
+    /// Events in publishing order: the contact's, then its users'.
+    pub events: Vec<EventDraft>,
+    /// Linked users changed by archive/revive.
+    pub users: Vec<User>,
+    pub activity: Option<Activity>,
+    /// Employers the command references; created without a name if missing.
+    pub ensure_employers: Vec<EntityId>,
+    /// A delete erases the contact's activity trail.
+    pub erase_activity: bool,
+}
+
+impl ContactDecision {
+    fn stale() -> Self {
+        ContactDecision {
+            outcome: Outcome::Stale,
+            write: None,
+            events: vec![],
+            users: vec![],
+            activity: None,
+            ensure_employers: vec![],
+            erase_activity: false,
+        }
+    }
+
+    /// The contact's version after the command, `None` if it does not exist.
+    pub fn version_after(&self, before: &ContactRecord) -> Option<u64> {
+        match self.write.as_ref().unwrap_or(before) {
+            ContactRecord::Live(c) => Some(c.version),
+            ContactRecord::Deleted { .. } | ContactRecord::Absent => None,
+        }
+    }
+}
+
+/// Commands a rejected (frozen) contact still accepts.
+fn allowed_while_frozen(op: &ContactOp) -> bool {
+    matches!(
+        op,
+        ContactOp::Approve { .. }
+            | ContactOp::Reject { .. }
+            | ContactOp::Delete
+            | ContactOp::LogActivity(_)
+            | ContactOp::Archive(_)
+            | ContactOp::Revive(_)
+    )
+}
+
+fn check_status(policy: &TenantPolicy, status: &str) -> Result<(), Rejection> {
+    if policy.statuses.iter().any(|s| s == status) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrorCode::InvalidStatus,
+            format!(
+                "status `{status}` is not one of the tenant's codes ({})",
+                policy.statuses.join(" ")
+            ),
+        ))
+    }
+}
+
+/// Validates what a contact command asks of the tenant's policy, whatever
+/// the contact's state (so a bulk can refuse a bad operation once, up front).
+pub fn check_op_against_policy(policy: &TenantPolicy, op: &ContactOp) -> Result<(), Rejection> {
+    match op {
+        ContactOp::ChangeStatus { status } => check_status(policy, status),
+        ContactOp::Upsert(u) => u
+            .status
+            .as_deref()
+            .map_or(Ok(()), |s| check_status(policy, s)),
+        _ => Ok(()),
+    }
+}
+
+/// Decides a contact command against the contact's current record.
+/// `linked_users` are the live users whose `contact_id` is this contact
+/// (needed by archive and revive only).
+pub fn decide_contact(
+    ctx: &Ctx<'_>,
+    id: &EntityId,
+    record: &ContactRecord,
+    op: &ContactOp,
+    expected_version: Option<u64>,
+    linked_users: &[User],
+) -> Result<ContactDecision, Rejection> {
+    let not_found = || {
+        Rejection::new(
+            ErrorCode::NotFound,
+            format!("contact `{id}` does not exist"),
+        )
+    };
+    let contact = match (record, op) {
+        (ContactRecord::Live(c), _) => c,
+        (ContactRecord::Deleted { .. } | ContactRecord::Absent, ContactOp::Delete) => {
+            return Err(not_found())
+        }
+        (ContactRecord::Deleted { at, .. }, _) if ctx.issued_at < at.get() => {
+            // Issued before the delete: superseded, like any older command.
+            check_version(expected_version, 0)?;
+            return Ok(ContactDecision::stale());
+        }
+        (ContactRecord::Deleted { .. } | ContactRecord::Absent, ContactOp::Upsert(u)) => {
+            check_version(expected_version, 0)?;
+            check_op_against_policy(ctx.policy, op)?;
+            return create(ctx, id, u);
+        }
+        (ContactRecord::Deleted { .. } | ContactRecord::Absent, _) => return Err(not_found()),
+    };
+    check_version(expected_version, contact.version)?;
+    if contact.approval == Approval::Rejected && !allowed_while_frozen(op) {
+        return Err(Rejection::new(
+            ErrorCode::Frozen,
+            format!(
+                "contact `{id}` is rejected: only approve, reject, delete, log_activity, archive and revive are accepted"
+            ),
+        ));
+    }
+    check_op_against_policy(ctx.policy, op)?;
+    let mut w = Working::new(ctx, contact);
+    match op {
+        ContactOp::Upsert(u) => w.upsert(u)?,
+        ContactOp::Deactivate { reason } | ContactOp::Reactivate { reason } => {
+            if w.fresh(ACTIVATION) {
+                let active = matches!(op, ContactOp::Reactivate { .. });
+                w.set_active(active, reason.as_deref());
+            }
+        }
+        ContactOp::ChangeStatus { status } => {
+            if w.fresh(STATUS) {
+                w.set_status(status);
+            }
+        }
+        ContactOp::ChangeEmployer {
+            employer_id,
+            department,
+        } => {
+            if w.fresh(EMPLOYER) {
+                w.set_employer(employer_id.clone(), department.clone());
+            }
+        }
+        ContactOp::SetVisibility { visibility } => {
+            if w.fresh(VISIBILITY) {
+                w.set_visibility(*visibility);
+            }
+        }
+        ContactOp::SetAttributes { attributes } => {
+            let fresh: BTreeMap<String, Option<Value>> = attributes
+                .iter()
+                .filter(|(name, _)| w.fresh(&attribute_aspect(name)))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect();
+            w.set_attributes(&fresh);
+            w.check_attribute_limit()?;
+        }
+        ContactOp::Approve { reason } | ContactOp::Reject { reason } => {
+            if w.fresh(APPROVAL) {
+                let approval = if matches!(op, ContactOp::Approve { .. }) {
+                    Approval::Approved
+                } else {
+                    Approval::Rejected
+                };
+                w.set_approval(approval, reason.as_deref());
+            }
+        }
+        ContactOp::Archive(a) => {
+            if w.fresh(ACTIVATION) && w.next.archive.is_none() {
+                w.archive(a, linked_users);
+            }
+        }
+        ContactOp::Revive(r) => {
+            if w.fresh(ACTIVATION) {
+                if w.next.archive.is_none() {
+                    return Err(Rejection::new(
+                        ErrorCode::InvalidTransition,
+                        format!("contact `{id}` is not archived, so it cannot be revived"),
+                    ));
+                }
+                w.revive(r, linked_users);
+            }
+        }
+        ContactOp::LogActivity(a) => w.log_activity(a),
+        ContactOp::Delete => return delete(ctx, contact),
+    }
+    Ok(w.finish())
+}
+
+fn check_version(expected: Option<u64>, current: u64) -> Result<(), Rejection> {
+    match expected {
+        Some(e) if e != current => Err(Rejection::new(
+            ErrorCode::VersionConflict,
+            format!("expected version {e}, the contact is at version {current}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn base_data(ctx: &Ctx<'_>, mut extra: Map<String, Value>) -> Map<String, Value> {
+    extra.insert("actor".into(), json!(ctx.actor));
+    extra.insert("issued_at".into(), json!(Ts(ctx.issued_at)));
+    extra
+}
+
+fn delete(ctx: &Ctx<'_>, contact: &Contact) -> Result<ContactDecision, Rejection> {
+    if !ctx.policy.allow_contact_delete {
+        return Err(Rejection::new(
+            ErrorCode::DeleteForbidden,
+            format!(
+                "tenant `{}` does not allow deleting contacts; deactivate or archive instead",
+                ctx.tenant
+            ),
+        ));
+    }
+    let version = contact.version + 1;
+    let draft = |t: EventType, extra: Map<String, Value>| EventDraft {
+        event_type: t,
+        entity_kind: EntityKind::Contact,
+        entity_id: contact.id.to_string(),
+        version,
+        data: base_data(ctx, extra),
+    };
+    let mut events = Vec::new();
+    if let Some(email) = &contact.email {
+        if !contact.email_suppressed(ctx.policy) {
+            let mut extra = Map::new();
+            extra.insert("email".into(), json!(email));
+            extra.insert("reasons".into(), json!(["deleted"]));
+            events.push(draft(EventType::ContactEmailSuppressed, extra));
+        }
+    }
+    let mut extra = Map::new();
+    extra.insert("contact_id".into(), json!(contact.id));
+    extra.insert("email".into(), json!(contact.email));
+    events.push(draft(EventType::ContactDeleted, extra));
+    Ok(ContactDecision {
+        outcome: Outcome::Applied,
+        write: Some(ContactRecord::Deleted {
+            at: Ts(ctx.issued_at),
+            version,
+        }),
+        events,
+        users: vec![],
+        activity: None,
+        ensure_employers: vec![],
+        erase_activity: true,
+    })
+}
+
+fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDecision, Rejection> {
+    if u.email.is_none() && u.first_name.is_none() && u.last_name.is_none() {
+        return Err(Rejection::invalid(
+            "a new contact needs payload.email or a name (first_name or last_name)",
+        ));
+    }
+    let at = Ts(ctx.issued_at);
+    let mut aspects: BTreeMap<String, Ts> =
+        [PROFILE, ACTIVATION, STATUS, EMPLOYER, VISIBILITY, APPROVAL]
+            .into_iter()
+            .map(|a| (a.to_owned(), at))
+            .collect();
+    let mut attributes = BTreeMap::new();
+    for (name, value) in &u.attributes {
+        aspects.insert(attribute_aspect(name), at);
+        if let Some(v) = value {
+            attributes.insert(name.clone(), v.clone());
+        }
+    }
+    let contact = Contact {
+        id: id.clone(),
+        version: 1,
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        email: u.email.clone(),
+        phone: u.phone.clone(),
+        title: u.title.clone(),
+        employer_id: u.employer_id.clone(),
+        department: u.department.clone(),
+        employer_since: at,
+        active: true,
+        status: u.status.clone().unwrap_or_else(|| "A".to_owned()),
+        visibility: u.visibility.unwrap_or(Visibility::Everyone),
+        approval: Approval::Approved,
+        attributes,
+        former_employers: vec![],
+        archive: None,
+        aspects,
+        created_at: Ts(ctx.now),
+        updated_at: Ts(ctx.now),
+    };
+    let snapshot = contact.snapshot(ctx.tenant.as_str(), ctx.policy);
+    let draft = |t: EventType, mut extra: Map<String, Value>| {
+        extra.insert("contact".into(), snapshot.clone());
+        EventDraft {
+            event_type: t,
+            entity_kind: EntityKind::Contact,
+            entity_id: id.to_string(),
+            version: 1,
+            data: base_data(ctx, extra),
+        }
+    };
+    let mut events = vec![draft(EventType::ContactCreated, Map::new())];
+    let reasons = contact.suppression_reasons(ctx.policy);
+    if !reasons.is_empty() {
+        let mut extra = Map::new();
+        extra.insert("email".into(), json!(contact.email));
+        extra.insert("reasons".into(), json!(reasons));
+        events.push(draft(EventType::ContactEmailSuppressed, extra));
+    }
+    Ok(ContactDecision {
+        outcome: Outcome::Applied,
+        ensure_employers: contact.employer_id.iter().cloned().collect(),
+        write: Some(ContactRecord::Live(contact)),
+        events,
+        users: vec![],
+        activity: None,
+        erase_activity: false,
+    })
+}
+
+/// A contact being changed by one command: collects the changes and the
+/// events, then settles version, suppression and outcome in [`Working::finish`].
+struct Working<'a> {
+    ctx: &'a Ctx<'a>,
+    before: &'a Contact,
+    next: Contact,
+    /// Contact events, completed with version and snapshot at the end.
+    pending: Vec<(EventType, Map<String, Value>)>,
+    fresh_any: bool,
+    changed: bool,
+    users: Vec<User>,
+    user_events: Vec<EventDraft>,
+    ensure_employers: Vec<EntityId>,
+    activity: Option<Activity>,
+}
+
+impl<'a> Working<'a> {
+    fn new(ctx: &'a Ctx<'a>, before: &'a Contact) -> Self {
+        Working {
+            ctx,
+            before,
+            next: before.clone(),
+            pending: vec![],
+            fresh_any: false,
+            changed: false,
+            users: vec![],
+            user_events: vec![],
+            ensure_employers: vec![],
+            activity: None,
+        }
+    }
+
+    /// Judges one aspect against the state before the command; a fresh one
+    /// has its timestamp advanced, even if nothing changes.
+    fn fresh(&mut self, aspect: &str) -> bool {
+        if is_fresh(&self.before.aspects, aspect, self.ctx.issued_at) {
+            self.fresh_any = true;
+            self.advance(aspect);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Moves an aspect's timestamp forward to this command's, never back.
+    fn advance(&mut self, aspect: &str) {
+        let at = Ts(self.ctx.issued_at);
+        let slot = self.next.aspects.entry(aspect.to_owned()).or_insert(at);
+        if *slot < at {
+            *slot = at;
+        }
+    }
+
+    fn emit(&mut self, t: EventType, extra: Map<String, Value>) {
+        self.changed = true;
+        self.pending.push((t, extra));
+    }
+
+    fn set_active(&mut self, active: bool, reason: Option<&str>) {
+        if self.next.active == active {
+            return;
+        }
+        self.next.active = active;
+        let mut extra = Map::new();
+        extra.insert("reason".into(), json!(reason));
+        let t = if active {
+            EventType::ContactReactivated
+        } else {
+            EventType::ContactDeactivated
+        };
+        self.emit(t, extra);
+    }
+
+    fn set_status(&mut self, status: &str) {
+        if self.next.status == status {
+            return;
+        }
+        let from = std::mem::replace(&mut self.next.status, status.to_owned());
+        let mut extra = Map::new();
+        extra.insert("from".into(), json!(from));
+        extra.insert("to".into(), json!(status));
+        self.emit(EventType::ContactStatusChanged, extra);
+    }
+
+    fn set_visibility(&mut self, visibility: Visibility) {
+        if self.next.visibility == visibility {
+            return;
+        }
+        let from = std::mem::replace(&mut self.next.visibility, visibility);
+        let mut extra = Map::new();
+        extra.insert("from".into(), json!(from));
+        extra.insert("to".into(), json!(visibility));
+        self.emit(EventType::ContactVisibilityChanged, extra);
+    }
+
+    fn set_approval(&mut self, approval: Approval, reason: Option<&str>) {
+        if self.next.approval == approval {
+            return;
+        }
+        self.next.approval = approval;
+        let mut extra = Map::new();
+        extra.insert("reason".into(), json!(reason));
+        let t = match approval {
+            Approval::Approved => EventType::ContactApproved,
+            Approval::Rejected => EventType::ContactRejected,
+        };
+        self.emit(t, extra);
+    }
+
+    /// Moves the contact; the employer it leaves becomes a former employer.
+    fn set_employer(&mut self, employer_id: Option<EntityId>, department: Option<String>) {
+        if self.next.employer_id == employer_id && self.next.department == department {
+            return;
+        }
+        let from =
+            json!({"employer_id": self.next.employer_id, "department": self.next.department});
+        if self.next.employer_id != employer_id {
+            if let Some(old) = self.next.employer_id.take() {
+                self.next.former_employers.push(FormerEmployer {
+                    employer_id: old,
+                    department: self.next.department.clone(),
+                    from: self.next.employer_since,
+                    until: Ts(self.ctx.issued_at),
+                });
+            }
+            self.next.employer_since = Ts(self.ctx.issued_at);
+            self.ensure_employers.extend(employer_id.clone());
+        }
+        self.next.employer_id = employer_id;
+        self.next.department = department;
+        let to = json!({"employer_id": self.next.employer_id, "department": self.next.department});
+        let mut extra = Map::new();
+        extra.insert("from".into(), from);
+        extra.insert("to".into(), to);
+        self.emit(EventType::ContactEmployerChanged, extra);
+    }
+
+    /// Applies attribute changes (already judged fresh); one event lists them all.
+    fn set_attributes(&mut self, changes: &BTreeMap<String, Option<Value>>) {
+        let mut changed = Map::new();
+        for (name, value) in changes {
+            let from = self.next.attributes.get(name).cloned();
+            if from == *value {
+                continue;
+            }
+            match value {
+                Some(v) => self.next.attributes.insert(name.clone(), v.clone()),
+                None => self.next.attributes.remove(name),
+            };
+            changed.insert(name.clone(), json!({"from": from, "to": value}));
+        }
+        if !changed.is_empty() {
+            let mut extra = Map::new();
+            extra.insert("changed".into(), Value::Object(changed));
+            self.emit(EventType::ContactAttributesChanged, extra);
+        }
+    }
+
+    /// Refuses a command that would leave the contact with too many attributes.
+    fn check_attribute_limit(&self) -> Result<(), Rejection> {
+        if self.next.attributes.len() > self.ctx.limits.max_attributes {
+            return Err(Rejection::invalid(format!(
+                "a contact may carry at most {} attributes",
+                self.ctx.limits.max_attributes
+            )));
+        }
+        Ok(())
+    }
+
+    fn upsert(&mut self, u: &ContactUpsert) -> Result<(), Rejection> {
+        let profile_given = u.first_name.is_some()
+            || u.last_name.is_some()
+            || u.email.is_some()
+            || u.phone.is_some()
+            || u.title.is_some();
+        let employer_given = u.employer_id.is_some() || u.department.is_some();
+        let anything_given = profile_given
+            || employer_given
+            || u.status.is_some()
+            || u.visibility.is_some()
+            || !u.attributes.is_empty();
+        if (profile_given || !anything_given) && self.fresh(PROFILE) {
+            let mut changed = Vec::new();
+            let fields = [
+                ("first_name", &u.first_name, &mut self.next.first_name),
+                ("last_name", &u.last_name, &mut self.next.last_name),
+                ("email", &u.email, &mut self.next.email),
+                ("phone", &u.phone, &mut self.next.phone),
+                ("title", &u.title, &mut self.next.title),
+            ];
+            for (name, given, slot) in fields {
+                if given.is_some() && given != slot {
+                    *slot = given.clone();
+                    changed.push(name);
+                }
+            }
+            if !changed.is_empty() {
+                let mut extra = Map::new();
+                extra.insert("changed".into(), json!(changed));
+                self.emit(EventType::ContactUpdated, extra);
+            }
+        }
+        if employer_given && self.fresh(EMPLOYER) {
+            let employer = u
+                .employer_id
+                .clone()
+                .or_else(|| self.next.employer_id.clone());
+            let department = if u.department.is_some() || employer != self.next.employer_id {
+                u.department.clone()
+            } else {
+                self.next.department.clone()
+            };
+            self.set_employer(employer, department);
+        }
+        if let Some(s) = &u.status {
+            if self.fresh(STATUS) {
+                self.set_status(s);
+            }
+        }
+        if let Some(v) = u.visibility {
+            if self.fresh(VISIBILITY) {
+                self.set_visibility(v);
+            }
+        }
+        let fresh_attrs: BTreeMap<String, Option<Value>> = u
+            .attributes
+            .iter()
+            .filter(|(name, _)| self.fresh(&attribute_aspect(name)))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        self.set_attributes(&fresh_attrs);
+        self.check_attribute_limit()
+    }
+
+    fn archive(&mut self, a: &Archive, linked_users: &[User]) {
+        let mut memo = ArchiveMemo {
+            archived_at: Ts(self.ctx.issued_at),
+            visibility: self.next.visibility,
+            do_not_email: self.next.attributes.get(DO_NOT_EMAIL).cloned(),
+            employer: None,
+            revoked_users: vec![],
+        };
+        let mut extra = Map::new();
+        extra.insert("reason".into(), json!(a.reason));
+        self.emit(EventType::ContactArchived, extra);
+        self.set_active(false, a.reason.as_deref());
+        self.advance(VISIBILITY);
+        self.set_visibility(a.visibility);
+        if a.suppress_email {
+            let dne = attribute_aspect(DO_NOT_EMAIL);
+            self.advance(&dne);
+            let mut change = BTreeMap::new();
+            change.insert(DO_NOT_EMAIL.to_owned(), Some(Value::Bool(true)));
+            self.set_attributes(&change);
+        }
+        if let Some(e) = &a.employer_id {
+            if self.next.employer_id.as_ref() != Some(e) {
+                memo.employer = Some(EmployerMemo {
+                    employer_id: self.next.employer_id.clone(),
+                    department: self.next.department.clone(),
+                });
+                self.advance(EMPLOYER);
+                self.set_employer(Some(e.clone()), None);
+            }
+        }
+        if a.revoke_user_access {
+            for user in linked_users.iter().filter(|u| u.site_access) {
+                let mut user = user.clone();
+                if let Some(ev) = user.set_access(self.ctx, false, a.reason.as_deref()) {
+                    memo.revoked_users.push(user.id.clone());
+                    self.user_events.push(ev);
+                    self.users.push(user);
+                }
+            }
+        }
+        self.next.archive = Some(memo);
+    }
+
+    fn revive(&mut self, r: &Revive, linked_users: &[User]) {
+        let Some(memo) = self.next.archive.take() else {
+            return;
+        };
+        let mut extra = Map::new();
+        extra.insert("reason".into(), Value::Null);
+        self.emit(EventType::ContactRevived, extra);
+        self.set_active(true, None);
+        self.advance(VISIBILITY);
+        self.set_visibility(r.visibility.unwrap_or(memo.visibility));
+        if r.restore_email {
+            let dne = attribute_aspect(DO_NOT_EMAIL);
+            self.advance(&dne);
+            let mut change = BTreeMap::new();
+            change.insert(DO_NOT_EMAIL.to_owned(), memo.do_not_email.clone());
+            self.set_attributes(&change);
+        }
+        let target = match (&r.employer_id, &memo.employer) {
+            (Some(e), _) => Some(EmployerMemo {
+                employer_id: Some(e.clone()),
+                department: None,
+            }),
+            (None, Some(m)) => Some(m.clone()),
+            (None, None) => None,
+        };
+        if let Some(t) = target {
+            self.advance(EMPLOYER);
+            self.set_employer(t.employer_id, t.department);
+        }
+        for uid in &memo.revoked_users {
+            if let Some(user) = linked_users.iter().find(|u| &u.id == uid) {
+                let mut user = user.clone();
+                if let Some(ev) = user.set_access(self.ctx, true, None) {
+                    self.user_events.push(ev);
+                    self.users.push(user);
+                }
+            }
+        }
+    }
+
+    fn log_activity(&mut self, a: &super::command::LogActivity) {
+        let activity = Activity {
+            kind: a.kind,
+            body: a.body.clone(),
+            action_code: a.action_code.clone(),
+            employer_id: self.next.employer_id.clone(),
+            occurred_at: Ts(a.occurred_at.unwrap_or(self.ctx.issued_at)),
+        };
+        let mut extra = Map::new();
+        extra.insert("kind".into(), json!(a.kind));
+        extra.insert("action_code".into(), json!(a.action_code));
+        extra.insert("employer_id".into(), json!(activity.employer_id));
+        self.emit(EventType::ContactActivityLogged, extra);
+        self.activity = Some(activity);
+        if let (ActivityKind::Message, Some(code)) = (a.kind, &a.action_code) {
+            let code_lc = code.to_lowercase();
+            let policy = self.ctx.policy;
+            let wanted = if code_lc.starts_with(&policy.deactivate_prefix.to_lowercase()) {
+                Some(false)
+            } else if code_lc.starts_with(&policy.reactivate_prefix.to_lowercase()) {
+                Some(true)
+            } else {
+                None
+            };
+            if let Some(active) = wanted {
+                if self.fresh(ACTIVATION) {
+                    self.set_active(active, Some(code));
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> ContactDecision {
+        let ctx = self.ctx;
+        if !self.changed {
+            return if self.fresh_any {
+                ContactDecision {
+                    outcome: Outcome::Unchanged,
+                    write: Some(ContactRecord::Live(self.next)),
+                    ..ContactDecision::stale()
+                }
+            } else {
+                ContactDecision::stale()
+            };
+        }
+        self.next.version += 1;
+        self.next.updated_at = Ts(ctx.now);
+        let was = self.before.suppression_reasons(ctx.policy);
+        let now = self.next.suppression_reasons(ctx.policy);
+        if was.is_empty() && !now.is_empty() {
+            let mut extra = Map::new();
+            extra.insert("email".into(), json!(self.next.email));
+            extra.insert("reasons".into(), json!(now));
+            self.pending
+                .push((EventType::ContactEmailSuppressed, extra));
+        } else if !was.is_empty() && now.is_empty() {
+            let mut extra = Map::new();
+            extra.insert(
+                "email".into(),
+                json!(self.next.email.as_ref().or(self.before.email.as_ref())),
+            );
+            self.pending
+                .push((EventType::ContactEmailUnsuppressed, extra));
+        }
+        let snapshot = self.next.snapshot(ctx.tenant.as_str(), ctx.policy);
+        let mut events: Vec<EventDraft> = self
+            .pending
+            .into_iter()
+            .map(|(t, mut extra)| {
+                extra.insert("contact".into(), snapshot.clone());
+                EventDraft {
+                    event_type: t,
+                    entity_kind: EntityKind::Contact,
+                    entity_id: self.next.id.to_string(),
+                    version: self.next.version,
+                    data: base_data(ctx, extra),
+                }
+            })
+            .collect();
+        events.extend(self.user_events);
+        ContactDecision {
+            outcome: Outcome::Applied,
+            write: Some(ContactRecord::Live(self.next)),
+            events,
+            users: self.users,
+            activity: self.activity,
+            ensure_employers: self.ensure_employers,
+            erase_activity: false,
+        }
+    }
+}

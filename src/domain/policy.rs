@@ -1,0 +1,276 @@
+//! Tenant policies and producer authorisation (contract section 7), as pure data.
+
+use super::outcome::{ErrorCode, Rejection};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The resolved policy of one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantPolicy {
+    /// Status codes `contact.change_status` and `contact.upsert` accept.
+    pub statuses: Vec<String>,
+    /// Statuses that make a contact's email suppressed.
+    pub suppressing_statuses: Vec<String>,
+    /// Statuses that hide a contact from its employer's record.
+    pub hiding_statuses: Vec<String>,
+    /// Some platforms keep contacts forever for data integrity.
+    pub allow_contact_delete: bool,
+    /// A `message` activity whose action code starts with this deactivates.
+    pub deactivate_prefix: String,
+    /// A `message` activity whose action code starts with this reactivates.
+    pub reactivate_prefix: String,
+}
+
+impl Default for TenantPolicy {
+    fn default() -> Self {
+        let codes = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        TenantPolicy {
+            statuses: codes("A B C D H I L N P S1 T W"),
+            suppressing_statuses: codes("D I N"),
+            hiding_statuses: codes("D I N"),
+            allow_contact_delete: true,
+            deactivate_prefix: "deact".into(),
+            reactivate_prefix: "react".into(),
+        }
+    }
+}
+
+/// One `[tenants.X]` block: every key optional, falling back to the defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicyOverride {
+    pub statuses: Option<Vec<String>>,
+    pub suppressing_statuses: Option<Vec<String>>,
+    pub hiding_statuses: Option<Vec<String>>,
+    pub allow_contact_delete: Option<bool>,
+    pub deactivate_prefix: Option<String>,
+    pub reactivate_prefix: Option<String>,
+}
+
+impl TenantPolicyOverride {
+    pub fn apply_to(&self, base: &TenantPolicy) -> TenantPolicy {
+        TenantPolicy {
+            statuses: self
+                .statuses
+                .clone()
+                .unwrap_or_else(|| base.statuses.clone()),
+            suppressing_statuses: self
+                .suppressing_statuses
+                .clone()
+                .unwrap_or_else(|| base.suppressing_statuses.clone()),
+            hiding_statuses: self
+                .hiding_statuses
+                .clone()
+                .unwrap_or_else(|| base.hiding_statuses.clone()),
+            allow_contact_delete: self
+                .allow_contact_delete
+                .unwrap_or(base.allow_contact_delete),
+            deactivate_prefix: self
+                .deactivate_prefix
+                .clone()
+                .unwrap_or_else(|| base.deactivate_prefix.clone()),
+            reactivate_prefix: self
+                .reactivate_prefix
+                .clone()
+                .unwrap_or_else(|| base.reactivate_prefix.clone()),
+        }
+    }
+}
+
+/// Every tenant's policy: the `default` block, then per-tenant overrides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policies {
+    default: TenantPolicy,
+    tenants: BTreeMap<String, TenantPolicy>,
+}
+
+impl Policies {
+    /// `blocks` is the `[tenants]` table; its `default` entry overrides the built-in defaults.
+    pub fn from_blocks(blocks: &BTreeMap<String, TenantPolicyOverride>) -> Policies {
+        let default = blocks
+            .get("default")
+            .map(|o| o.apply_to(&TenantPolicy::default()))
+            .unwrap_or_default();
+        let tenants = blocks
+            .iter()
+            .filter(|(name, _)| name.as_str() != "default")
+            .map(|(name, o)| (name.clone(), o.apply_to(&default)))
+            .collect();
+        Policies { default, tenants }
+    }
+
+    pub fn for_tenant(&self, tenant: &str) -> &TenantPolicy {
+        self.tenants.get(tenant).unwrap_or(&self.default)
+    }
+}
+
+/// What one AMQP user may send.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerGrant {
+    /// Tenants this producer may send for; `*` is any.
+    pub tenants: Vec<String>,
+    /// Command type patterns; `*` matches any characters.
+    pub commands: Vec<String>,
+}
+
+/// Producer authorisation: off when no producer is configured.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Producers {
+    grants: BTreeMap<String, ProducerGrant>,
+}
+
+impl Producers {
+    pub fn new(grants: BTreeMap<String, ProducerGrant>) -> Producers {
+        Producers { grants }
+    }
+
+    /// Decides whether `user_id` (the AMQP property, validated by RabbitMQ)
+    /// may send `command_type` for `tenant`.
+    pub fn authorise(
+        &self,
+        user_id: Option<&str>,
+        tenant: &str,
+        command_type: &str,
+    ) -> Result<(), Rejection> {
+        if self.grants.is_empty() {
+            return Ok(());
+        }
+        let forbidden = |m: String| Err(Rejection::new(ErrorCode::Forbidden, m));
+        let Some(user) = user_id else {
+            return forbidden(
+                "producer authorisation is configured and the message has no AMQP user_id".into(),
+            );
+        };
+        let Some(grant) = self.grants.get(user) else {
+            return forbidden(format!("producer `{user}` has no grants"));
+        };
+        if !grant.tenants.iter().any(|t| t == "*" || t == tenant) {
+            return forbidden(format!(
+                "producer `{user}` may not send commands for tenant `{tenant}`"
+            ));
+        }
+        if !grant.commands.iter().any(|p| glob_match(p, command_type)) {
+            return forbidden(format!(
+                "producer `{user}` may not send `{command_type}` commands"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `*` matches any run of characters (including dots); everything else is literal.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(i) => rest = &rest[i + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob_match("*", "contact.deactivate"));
+        assert!(glob_match("contact.*", "contact.deactivate"));
+        assert!(!glob_match("contact.*", "user.delete"));
+        assert!(glob_match("*.delete", "user.delete"));
+        assert!(glob_match("contact.*e", "contact.archive"));
+        assert!(!glob_match("contact.*e", "contact.approve_x"));
+        assert!(glob_match("c*t.*a*e", "contact.deactivate"));
+        assert!(glob_match("user.upsert", "user.upsert"));
+        assert!(!glob_match("user.upsert", "user.upserts"));
+        assert!(!glob_match("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn tenant_overrides_fall_back_to_the_default_block() {
+        let mut blocks = BTreeMap::new();
+        blocks.insert(
+            "default".to_string(),
+            TenantPolicyOverride {
+                suppressing_statuses: Some(vec!["D".into()]),
+                ..Default::default()
+            },
+        );
+        blocks.insert(
+            "acme".to_string(),
+            TenantPolicyOverride {
+                allow_contact_delete: Some(false),
+                ..Default::default()
+            },
+        );
+        let p = Policies::from_blocks(&blocks);
+        assert!(!p.for_tenant("acme").allow_contact_delete);
+        assert_eq!(p.for_tenant("acme").suppressing_statuses, vec!["D"]);
+        assert!(p.for_tenant("globex").allow_contact_delete);
+        assert_eq!(p.for_tenant("globex").suppressing_statuses, vec!["D"]);
+        assert_eq!(p.for_tenant("globex").deactivate_prefix, "deact");
+    }
+
+    #[test]
+    fn producers_are_checked_only_when_configured() {
+        let open = Producers::default();
+        assert!(open.authorise(None, "acme", "contact.delete").is_ok());
+
+        let mut grants = BTreeMap::new();
+        grants.insert(
+            "ats-sync".to_string(),
+            ProducerGrant {
+                tenants: vec!["acme".into(), "globex".into()],
+                commands: vec!["contact.*".into(), "employer.*".into()],
+            },
+        );
+        grants.insert(
+            "ops".to_string(),
+            ProducerGrant {
+                tenants: vec!["*".into()],
+                commands: vec!["*".into()],
+            },
+        );
+        let p = Producers::new(grants);
+        let code = |r: Result<(), Rejection>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(p.authorise(Some("ats-sync"), "acme", "contact.deactivate")),
+            None
+        );
+        assert_eq!(
+            code(p.authorise(Some("ats-sync"), "globex", "employer.upsert")),
+            None
+        );
+        assert_eq!(
+            code(p.authorise(Some("ats-sync"), "initech", "contact.deactivate")),
+            Some(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(p.authorise(Some("ats-sync"), "acme", "user.delete")),
+            Some(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(p.authorise(None, "acme", "contact.deactivate")),
+            Some(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(p.authorise(Some("stranger"), "acme", "contact.deactivate")),
+            Some(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(p.authorise(Some("ops"), "anyone", "user.delete")),
+            None
+        );
+    }
+}

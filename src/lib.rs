@@ -1,0 +1,23 @@
+//! lifecycle-worker: applies employer-contact and employer-user lifecycle
+//! commands from RabbitMQ to Postgres, exactly once in effect, and publishes
+//! change events through a transactional outbox.
+//!
+//! Layout (dependencies point inward, towards `domain`):
+//! - [`domain`]: pure decoding and decisions: no I/O, unit-tested.
+//! - [`store`]: Postgres: pool, migrations, entities, inbox, outbox, dead letters.
+//! - [`apply`]: one command inside a transaction: claim, load, decide, write.
+//! - [`worker`]: deliveries -> batch transaction -> replies -> acks.
+//! - [`relay`]: outbox -> `{p}.events`, one publisher at a time.
+//! - [`amqp`]: topology, connections, properties.
+//! - [`app`]: the `run` process (tasks, HTTP, shutdown).
+//! - [`cli`], [`config`], [`telemetry`]: the edges.
+pub mod amqp;
+pub mod app;
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod relay;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,62 @@
+//! Thin entry point: parse the command line, load settings, dispatch.
+
+use clap::Parser;
+use lifecycle_worker::cli::{self, Cli, CliError, Command, ContactCommand, UserCommand};
+use lifecycle_worker::config::Settings;
+use lifecycle_worker::{app, store, telemetry};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Cli::parse();
+    let settings = match Settings::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lifecycle-worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log.format);
+    let result = match args.command {
+        Command::Run => app::run(settings, shutdown_signal(), |_| {}).await,
+        Command::Migrate => store::prepare(&settings)
+            .await
+            .map(|_| eprintln!("migrations applied"))
+            .map_err(Into::into),
+        Command::Contact(ContactCommand::Show {
+            tenant,
+            id,
+            activity,
+        }) => cli::contact_show(&settings, &tenant, &id, activity).await,
+        Command::User(UserCommand::Show { tenant, id }) => {
+            cli::user_show(&settings, &tenant, &id).await
+        }
+        Command::Publish {
+            file,
+            wait,
+            timeout,
+        } => cli::publish(&settings, file, wait, Duration::from_secs(timeout)).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lifecycle-worker: {e:#}");
+            match e.downcast_ref::<CliError>() {
+                Some(CliError::NotFound(_)) => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,135 @@
+//! Postgres: the pool, migrations, and the queries behind entities, the
+//! inbox, the outbox and the dead-letter store.
+
+pub mod entities;
+pub mod journal;
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::config::Settings;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored {what} is unreadable: {source}")]
+    Corrupt {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    /// Transient faults are retried, never turned into outcomes. Classified
+    /// exhaustively so a new variant must be decided on.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(e) => sqlx_is_transient(e),
+            StoreError::Migrate(_) | StoreError::Corrupt { .. } => false,
+        }
+    }
+}
+
+fn sqlx_is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 40001 serialization failure; 40P01
+            // deadlock; 57P0x: server shutting down or starting; 53300: too
+            // many connections; 55P03 lock not available.
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "55P03"
+                )
+        }),
+        sqlx::Error::Configuration(_)
+        | sqlx::Error::InvalidArgument(_)
+        | sqlx::Error::RowNotFound
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Encode(_)
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::AnyDriverError(_)
+        | sqlx::Error::Migrate(_)
+        | sqlx::Error::BeginFailed
+        | sqlx::Error::InvalidSavePointStatement => false,
+        _ => false,
+    }
+}
+
+fn connect_options(settings: &Settings) -> Result<PgConnectOptions, StoreError> {
+    Ok(
+        PgConnectOptions::from_str(settings.database.url.expose_secret())?
+            .application_name("lifecycle-worker")
+            // Statement logging would put personal data from bound values in logs.
+            .disable_statement_logging(),
+    )
+}
+
+/// Creates the configured database when it does not exist yet.
+pub async fn ensure_database(settings: &Settings) -> Result<(), StoreError> {
+    let options = connect_options(settings)?;
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another process created it at the same moment.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// Opens the pool (the database must exist).
+pub async fn connect(settings: &Settings) -> Result<PgPool, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(connect_options(settings)?)
+        .await?;
+    Ok(pool)
+}
+
+/// Runs the forward-only migrations; safe to run twice and from several
+/// processes at once (sqlx holds an advisory lock while migrating).
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// `run` and `migrate` both start here: create the database, migrate, connect.
+pub async fn prepare(settings: &Settings) -> Result<PgPool, StoreError> {
+    ensure_database(settings).await?;
+    let pool = connect(settings).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}

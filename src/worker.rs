@@ -1,0 +1,374 @@
+//! Deliveries -> decode -> one transaction per batch -> replies -> acks.
+//!
+//! A batch of deliveries from one queue is applied in one transaction, each
+//! command in its own savepoint, in arrival order. Transient database errors
+//! roll the whole batch back and retry it with backoff; nothing is acked
+//! before the commit, so a crash at any point leaves the deliveries to be
+//! redelivered and absorbed by the inbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use serde_json::Value;
+use sqlx::{Acquire, PgPool};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::amqp;
+use crate::apply::apply_command;
+use crate::domain::command::{decode, Command};
+use crate::domain::ids::Limits;
+use crate::domain::outcome::{Outcome, Rejection, Reply};
+use crate::domain::policy::{Policies, Producers};
+use crate::store::journal::{self, DeadLetter};
+use crate::store::StoreError;
+
+/// Everything needed to turn deliveries into committed effects.
+pub struct Processor {
+    pub pool: PgPool,
+    pub policies: Policies,
+    pub producers: Producers,
+    pub limits: Limits,
+    /// Woken after each commit that wrote events.
+    pub relay_wake: Arc<Notify>,
+}
+
+/// A delivery as the processor sees it, independent of the channel.
+#[derive(Debug)]
+pub struct Inbound {
+    pub body: Vec<u8>,
+    pub properties: BasicProperties,
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+impl Inbound {
+    pub fn from_delivery(d: &Delivery) -> Inbound {
+        Inbound {
+            body: d.data.clone(),
+            properties: d.properties.clone(),
+            exchange: d.exchange.as_str().to_owned(),
+            routing_key: d.routing_key.as_str().to_owned(),
+        }
+    }
+}
+
+/// What to do with a delivery once its batch committed.
+#[derive(Debug)]
+pub enum Disposition {
+    /// Applied, duplicate or dead-lettered: done with it.
+    Ack { reply: Reply },
+    /// An unexpected error: give it back; the delivery limit parks it eventually.
+    Requeue,
+}
+
+/// Decoded and authorised, or refused before touching the database.
+enum Prepared {
+    Command(Box<Command>),
+    Refused {
+        rejection: Rejection,
+        command_id: Option<String>,
+        tenant: Option<String>,
+        command_type: Option<String>,
+    },
+}
+
+impl Processor {
+    fn prepare(&self, msg: &Inbound) -> Prepared {
+        match decode(&msg.body, &self.limits) {
+            Err(f) => Prepared::Refused {
+                rejection: f.rejection,
+                command_id: f.command_id,
+                tenant: f.tenant,
+                command_type: f.command_type,
+            },
+            Ok(cmd) => {
+                let user = msg.properties.user_id().as_ref().map(|u| u.as_str());
+                match self
+                    .producers
+                    .authorise(user, cmd.tenant.as_str(), cmd.type_name())
+                {
+                    Ok(()) => Prepared::Command(Box::new(cmd)),
+                    Err(rejection) => Prepared::Refused {
+                        rejection,
+                        command_id: Some(cmd.command_id.to_string()),
+                        tenant: Some(cmd.tenant.to_string()),
+                        command_type: Some(cmd.type_name().to_owned()),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Applies a batch, retrying transient failures until it commits.
+    /// Returns `None` when shutdown interrupted the retries (nothing committed).
+    pub async fn handle_batch(
+        &self,
+        batch: &[Inbound],
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<Disposition>> {
+        let prepared: Vec<Prepared> = batch.iter().map(|m| self.prepare(m)).collect();
+        let mut backoff = retry_schedule().build();
+        loop {
+            match self.try_batch(batch, &prepared).await {
+                Ok((dispositions, events)) => {
+                    if events > 0 {
+                        self.relay_wake.notify_one();
+                    }
+                    return Some(dispositions);
+                }
+                Err(e) => {
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    warn!(error = %e, transient = e.is_transient(), retry_in_ms = delay.as_millis() as u64, "batch failed, retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_batch(
+        &self,
+        batch: &[Inbound],
+        prepared: &[Prepared],
+    ) -> Result<(Vec<Disposition>, usize), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = OffsetDateTime::now_utc();
+        let mut dispositions = Vec::with_capacity(batch.len());
+        let mut events = 0;
+        for (msg, prep) in batch.iter().zip(prepared) {
+            let refused = match prep {
+                Prepared::Refused {
+                    rejection,
+                    command_id,
+                    tenant,
+                    command_type,
+                } => Some((
+                    rejection.clone(),
+                    command_id.clone(),
+                    tenant.clone(),
+                    command_type.clone(),
+                )),
+                Prepared::Command(cmd) => {
+                    let span = tracing::info_span!(
+                        "command",
+                        tenant = %cmd.tenant,
+                        command_id = %cmd.command_id,
+                        kind = cmd.type_name(),
+                        outcome = tracing::field::Empty,
+                    );
+                    let mut sp = tx.begin().await?;
+                    let result = apply_command(&mut sp, cmd, &self.policies, &self.limits, now)
+                        .instrument(span.clone())
+                        .await;
+                    match result {
+                        Ok(Ok(applied)) => {
+                            sp.commit().await?;
+                            span.record("outcome", applied.reply.outcome.as_str());
+                            let _e = span.enter();
+                            debug!(
+                                duplicate = applied.reply.duplicate,
+                                events = applied.events,
+                                "command done"
+                            );
+                            events += applied.events;
+                            dispositions.push(Disposition::Ack {
+                                reply: applied.reply,
+                            });
+                            None
+                        }
+                        Ok(Err(rejection)) => {
+                            sp.rollback().await?;
+                            Some((
+                                rejection,
+                                Some(cmd.command_id.to_string()),
+                                Some(cmd.tenant.to_string()),
+                                Some(cmd.type_name().to_owned()),
+                            ))
+                        }
+                        Err(e) if e.is_transient() => return Err(e),
+                        Err(e) => {
+                            sp.rollback().await?;
+                            let _e = span.enter();
+                            error!(error = %e, "command failed unexpectedly; requeueing");
+                            dispositions.push(Disposition::Requeue);
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some((rejection, command_id, tenant, command_type)) = refused {
+                let dead = DeadLetter {
+                    body: msg.body.clone(),
+                    properties: amqp::properties_to_json(&msg.properties),
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                    tenant: tenant.clone(),
+                    command_id: command_id.clone(),
+                    command_type: command_type.clone(),
+                    code: rejection.code.as_str().to_owned(),
+                    message: rejection.message.clone(),
+                };
+                let id = journal::store_dead_letter(&mut tx, &dead).await?;
+                info!(
+                    dead_letter = id,
+                    code = rejection.code.as_str(),
+                    tenant = tenant.as_deref(),
+                    command_id = command_id.as_deref(),
+                    kind = command_type.as_deref(),
+                    "command rejected and dead-lettered"
+                );
+                dispositions.push(Disposition::Ack {
+                    reply: Reply {
+                        command_id,
+                        tenant,
+                        outcome: Outcome::Rejected,
+                        duplicate: false,
+                        entity: None,
+                        events: vec![],
+                        error: Some(rejection.into()),
+                        items: None,
+                    },
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok((dispositions, events))
+    }
+}
+
+/// Exponential backoff with jitter, capped at 5 s, never giving up: a
+/// dependency that is down is waited for, not turned into an outcome.
+pub fn retry_schedule() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker ended the consumer of {0}")]
+    ConsumerEnded(String),
+    #[error("consumer task panicked: {0}")]
+    Panicked(String),
+}
+
+/// Consumes one command queue until shutdown or a channel error.
+pub async fn consume_queue(
+    processor: Arc<Processor>,
+    conn: &Connection,
+    queue: &str,
+    prefetch: u16,
+    batch_size: usize,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let ch = conn.create_channel().await?;
+    // Bounds unacked deliveries; a batch never exceeds it.
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    let replies = amqp::confirm_channel(conn).await?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            // Manual acks: a delivery is acked only after its commit.
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    info!(queue, "consuming");
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            d = consumer.next() => d,
+        };
+        let first = match first {
+            Some(d) => d?,
+            None => return Err(ConsumeError::ConsumerEnded(queue.to_owned())),
+        };
+        let mut deliveries = vec![first];
+        let mut pending_error = None;
+        while deliveries.len() < batch_size {
+            match consumer.next().now_or_never() {
+                Some(Some(Ok(d))) => deliveries.push(d),
+                Some(Some(Err(e))) => {
+                    pending_error = Some(e);
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        let batch: Vec<Inbound> = deliveries.iter().map(Inbound::from_delivery).collect();
+        let Some(dispositions) = processor.handle_batch(&batch, &shutdown).await else {
+            // Shutdown while the database was away: nothing committed, the
+            // deliveries go back to the queue when the channel closes.
+            break;
+        };
+        for (delivery, disposition) in deliveries.into_iter().zip(dispositions) {
+            match disposition {
+                Disposition::Ack { reply } => {
+                    send_reply(&replies, &delivery.properties, &reply).await?;
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                }
+                Disposition::Requeue => {
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        })
+                        .await?;
+                }
+            }
+        }
+        if let Some(e) = pending_error {
+            return Err(e.into());
+        }
+    }
+    let _ = ch.close(200, "shutting down".into()).await;
+    let _ = replies.close(200, "shutting down".into()).await;
+    Ok(())
+}
+
+/// Publishes the reply to `reply_to`, if the command asked for one, and
+/// waits for the broker's confirm.
+async fn send_reply(ch: &Channel, props: &BasicProperties, reply: &Reply) -> lapin::Result<()> {
+    let Some(reply_to) = props.reply_to().as_ref() else {
+        return Ok(());
+    };
+    let correlation = props
+        .correlation_id()
+        .as_ref()
+        .map(|c| c.as_str().to_owned())
+        .or_else(|| reply.command_id.clone());
+    let mut out = BasicProperties::default().with_content_type("application/json".into());
+    if let Some(c) = correlation {
+        out = out.with_correlation_id(c.into());
+    }
+    let body = serde_json::to_vec(reply).unwrap_or_else(|_| Value::Null.to_string().into_bytes());
+    ch.basic_publish(
+        "".into(),
+        reply_to.as_str().into(),
+        BasicPublishOptions::default(),
+        &body,
+        out,
+    )
+    .await?
+    .await?;
+    Ok(())
+}

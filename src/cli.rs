@@ -111,7 +111,7 @@ pub async fn contact_show(
     let Some(contact) = entities::find_contact(&mut conn, tenant, id).await? else {
         return Err(CliError::NotFound(format!("no contact `{id}` in tenant `{tenant}`")).into());
     };
-    let mut snapshot = contact.snapshot(tenant, settings.policies().for_tenant(tenant));
+    let mut snapshot = contact.snapshot(tenant);
     if activity {
         let trail = entities::activity_of(&mut conn, tenant, id).await?;
         snapshot["activity"] = Value::Array(trail);

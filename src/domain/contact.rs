@@ -84,6 +84,11 @@ pub struct Contact {
     pub former_employers: Vec<FormerEmployer>,
     /// Present while the contact is archived.
     pub archive: Option<ArchiveMemo>,
+    /// Derived under the tenant policy in force when the contact last
+    /// changed, and stored, so that `contact show` prints what the events
+    /// said and a policy change never flips a flag silently.
+    pub email_suppressed: bool,
+    pub shown_on_employer: bool,
     /// `issued_at` of the last command applied per aspect.
     pub aspects: BTreeMap<String, Ts>,
     pub created_at: Ts,
@@ -138,16 +143,14 @@ impl Contact {
         reasons
     }
 
-    pub fn email_suppressed(&self, policy: &TenantPolicy) -> bool {
-        !self.suppression_reasons(policy).is_empty()
-    }
-
-    pub fn shown_on_employer(&self, policy: &TenantPolicy) -> bool {
-        !policy.hiding_statuses.contains(&self.status)
+    /// Recomputes the stored derived flags under `policy`.
+    pub fn refresh_derived(&mut self, policy: &TenantPolicy) {
+        self.email_suppressed = !self.suppression_reasons(policy).is_empty();
+        self.shown_on_employer = !policy.hiding_statuses.contains(&self.status);
     }
 
     /// The snapshot of contract section 5 (also what `contact show` prints).
-    pub fn snapshot(&self, tenant: &str, policy: &TenantPolicy) -> Value {
+    pub fn snapshot(&self, tenant: &str) -> Value {
         json!({
             "id": self.id,
             "tenant": tenant,
@@ -164,8 +167,8 @@ impl Contact {
             "visibility": self.visibility,
             "approval": self.approval,
             "attributes": self.attributes,
-            "email_suppressed": self.email_suppressed(policy),
-            "shown_on_employer": self.shown_on_employer(policy),
+            "email_suppressed": self.email_suppressed,
+            "shown_on_employer": self.shown_on_employer,
             "archived": self.archive.is_some(),
             "former_employers": self.former_employers,
             "created_at": self.created_at,
@@ -401,7 +404,7 @@ fn delete(ctx: &Ctx<'_>, contact: &Contact) -> Result<ContactDecision, Rejection
     };
     let mut events = Vec::new();
     if let Some(email) = &contact.email {
-        if !contact.email_suppressed(ctx.policy) {
+        if !contact.email_suppressed {
             let mut extra = Map::new();
             extra.insert("email".into(), json!(email));
             extra.insert("reasons".into(), json!(["deleted"]));
@@ -445,7 +448,7 @@ fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDeci
             attributes.insert(name.clone(), v.clone());
         }
     }
-    let contact = Contact {
+    let mut contact = Contact {
         id: id.clone(),
         version: 1,
         first_name: u.first_name.clone(),
@@ -463,11 +466,14 @@ fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDeci
         attributes,
         former_employers: vec![],
         archive: None,
+        email_suppressed: false,
+        shown_on_employer: false,
         aspects,
         created_at: Ts(ctx.now),
         updated_at: Ts(ctx.now),
     };
-    let snapshot = contact.snapshot(ctx.tenant.as_str(), ctx.policy);
+    contact.refresh_derived(ctx.policy);
+    let snapshot = contact.snapshot(ctx.tenant.as_str());
     let draft = |t: EventType, mut extra: Map<String, Value>| {
         extra.insert("contact".into(), snapshot.clone());
         EventDraft {
@@ -862,15 +868,16 @@ impl<'a> Working<'a> {
         }
         self.next.version += 1;
         self.next.updated_at = Ts(ctx.now);
-        let was = self.before.suppression_reasons(ctx.policy);
+        self.next.refresh_derived(ctx.policy);
+        let was = self.before.email_suppressed;
         let now = self.next.suppression_reasons(ctx.policy);
-        if was.is_empty() && !now.is_empty() {
+        if !was && self.next.email_suppressed {
             let mut extra = Map::new();
             extra.insert("email".into(), json!(self.next.email));
             extra.insert("reasons".into(), json!(now));
             self.pending
                 .push((EventType::ContactEmailSuppressed, extra));
-        } else if !was.is_empty() && now.is_empty() {
+        } else if was && !self.next.email_suppressed {
             let mut extra = Map::new();
             extra.insert(
                 "email".into(),
@@ -879,7 +886,7 @@ impl<'a> Working<'a> {
             self.pending
                 .push((EventType::ContactEmailUnsuppressed, extra));
         }
-        let snapshot = self.next.snapshot(ctx.tenant.as_str(), ctx.policy);
+        let snapshot = self.next.snapshot(ctx.tenant.as_str());
         let mut events: Vec<EventDraft> = self
             .pending
             .into_iter()

@@ -1,0 +1,494 @@
+//! Test harness: each test gets its own database and topology prefix, a
+//! worker running in-process, a reply queue and an events queue. Waiting is
+//! always on a condition with a deadline, never a sleep.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use lifecycle_worker::amqp::{self, Names};
+use lifecycle_worker::config::Settings;
+use lifecycle_worker::store::journal::{self, DeadLetterRow};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Messages received on a test queue, with a watch to wait for more.
+#[derive(Clone)]
+struct Inbox {
+    items: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Inbox {
+    fn new() -> Self {
+        Inbox {
+            items: Arc::default(),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    /// Waits until `f` over the received messages returns `Some`.
+    async fn wait_for<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&[(Option<String>, Value)]) -> Option<T>,
+    ) -> T {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(t) = f(&self.items.lock().unwrap()) {
+                return t;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                let seen = self.items.lock().unwrap().len();
+                panic!("timed out waiting for {what} ({seen} messages seen)");
+            }
+        }
+    }
+}
+
+struct RunningWorker {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+pub struct TestEnv {
+    pub settings: Settings,
+    pub names: Names,
+    pub db_name: String,
+    pub pool: PgPool,
+    conn: Connection,
+    pub ch: Channel,
+    reply_queue: String,
+    replies: Inbox,
+    events: Inbox,
+    worker: Option<RunningWorker>,
+    cleaned: bool,
+    seq: AtomicU64,
+}
+
+/// Settings for a fresh database and prefix.
+pub fn test_settings() -> (Settings, String) {
+    let id = unique();
+    let db_name = format!("lw_test_{id}");
+    let mut s = Settings::default();
+    s.database.url = SecretString::from(format!("postgres://postgres@127.0.0.1:5432/{db_name}"));
+    s.database.max_connections = 4;
+    s.amqp.prefix = format!("t{id}");
+    s.http.listen = "127.0.0.1:0".into();
+    s.worker.drain_timeout_secs = 10;
+    (s, db_name)
+}
+
+impl TestEnv {
+    pub async fn start() -> TestEnv {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a worker with settings adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> TestEnv {
+        let env = Self::prepare_with(adjust).await;
+        let mut env = env;
+        env.start_worker();
+        env
+    }
+
+    /// Database, topology and test queues, but no worker yet.
+    pub async fn prepare_with(adjust: impl FnOnce(&mut Settings)) -> TestEnv {
+        if std::env::var("TEST_LOG").is_ok() {
+            lifecycle_worker::telemetry::init(Default::default());
+        }
+        let (mut settings, db_name) = test_settings();
+        adjust(&mut settings);
+        let pool = lifecycle_worker::store::prepare(&settings)
+            .await
+            .expect("database prepared");
+        let names = Names::new(&settings.amqp.prefix);
+        let conn = amqp::connect(&settings.amqp, "test").await.expect("broker");
+        let ch = amqp::confirm_channel(&conn).await.expect("channel");
+        amqp::declare_topology(&ch, &names, settings.amqp.delivery_limit)
+            .await
+            .expect("topology");
+
+        let replies = Inbox::new();
+        let reply_queue = listen(&conn, None, replies.clone()).await;
+        let events = Inbox::new();
+        listen(&conn, Some(&names.events), events.clone()).await;
+        TestEnv {
+            settings,
+            names,
+            db_name,
+            pool,
+            conn,
+            ch,
+            reply_queue,
+            replies,
+            events,
+            worker: None,
+            cleaned: false,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn start_worker(&mut self) {
+        assert!(self.worker.is_none(), "worker already running");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let settings = self.settings.clone();
+        let handle = tokio::spawn(async move {
+            lifecycle_worker::app::run(
+                settings,
+                async {
+                    let _ = stopped.await;
+                },
+                |_| {},
+            )
+            .await
+        });
+        self.worker = Some(RunningWorker { stop, handle });
+    }
+
+    /// Graceful stop of the in-process worker.
+    pub async fn stop_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            let _ = w.stop.send(());
+            tokio::time::timeout(DEADLINE, w.handle)
+                .await
+                .expect("worker stops within the deadline")
+                .expect("worker task")
+                .expect("worker exits cleanly");
+        }
+    }
+
+    /// A command envelope with a fresh command id, issued `minute` minutes after 08:00.
+    pub fn command(&self, tenant: &str, kind: &str, minute: u32, payload: Value) -> Value {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        json!({
+            "command_id": format!("cmd-{n}-{}", unique()),
+            "type": kind,
+            "tenant": tenant,
+            "issued_at": issued_at(minute),
+            "actor": "test",
+            "payload": payload,
+        })
+    }
+
+    /// Publishes raw bytes with `reply_to` and returns the reply.
+    pub async fn send_raw(&self, routing_key: &str, body: &[u8], props: BasicProperties) -> Value {
+        let correlation = unique();
+        let props = props
+            .with_reply_to(self.reply_queue.as_str().into())
+            .with_correlation_id(correlation.as_str().into());
+        self.publish_on(&self.ch, routing_key, body, props).await;
+        self.reply(&correlation).await
+    }
+
+    /// Publishes a command (routing key from its tenant and type) and returns the reply.
+    pub async fn send(&self, cmd: &Value) -> Value {
+        let body = serde_json::to_vec(cmd).unwrap();
+        self.send_raw(&routing_key_of(cmd), &body, amqp::json_properties())
+            .await
+    }
+
+    /// Publishes with confirms; asserts the broker routed it.
+    pub async fn publish_on(
+        &self,
+        ch: &Channel,
+        routing_key: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) {
+        let confirm = ch
+            .basic_publish(
+                self.names.commands.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                props,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack(), "broker refused the publish");
+        assert!(
+            confirm.take_message().is_none(),
+            "unroutable: {routing_key}"
+        );
+    }
+
+    pub fn reply_queue_name(&self) -> &str {
+        &self.reply_queue
+    }
+
+    pub async fn reply(&self, correlation: &str) -> Value {
+        self.replies
+            .wait_for(&format!("reply {correlation}"), |items| {
+                items
+                    .iter()
+                    .find(|(c, _)| c.as_deref() == Some(correlation))
+                    .map(|(_, v)| v.clone())
+            })
+            .await
+    }
+
+    /// Waits until the events of `ids` (CloudEvent ids) have all been received.
+    pub async fn events_with_ids(&self, ids: &[Value]) -> Vec<Value> {
+        let wanted: Vec<String> = ids.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        self.events
+            .wait_for(&format!("events {wanted:?}"), |items| {
+                let got: Vec<Value> = wanted
+                    .iter()
+                    .filter_map(|id| {
+                        items
+                            .iter()
+                            .find(|(_, e)| e["id"].as_str() == Some(id.as_str()))
+                            .map(|(_, e)| e.clone())
+                    })
+                    .collect();
+                (got.len() == wanted.len()).then_some(got)
+            })
+            .await
+    }
+
+    /// The events announced in a reply, as received from `{p}.events`.
+    pub async fn events_of(&self, reply: &Value) -> Vec<Value> {
+        let ids = reply["events"].as_array().cloned().unwrap_or_default();
+        self.events_with_ids(&ids).await
+    }
+
+    /// Waits until `n` events in total were received; returns all of them.
+    pub async fn wait_event_count(&self, n: usize) -> Vec<Value> {
+        self.events
+            .wait_for(&format!("{n} events"), |items| {
+                (items.len() >= n).then(|| items.iter().map(|(_, e)| e.clone()).collect())
+            })
+            .await
+    }
+
+    /// All events received so far.
+    pub fn events_so_far(&self) -> Vec<Value> {
+        self.events
+            .items
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// Runs the real binary against this test's database and broker.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+            .args(args)
+            .env(
+                "LIFECYCLE__DATABASE__URL",
+                self.settings.database.url.expose_secret(),
+            )
+            .env(
+                "LIFECYCLE__AMQP__URL",
+                self.settings.amqp.url.expose_secret(),
+            )
+            .env("LIFECYCLE__AMQP__PREFIX", &self.settings.amqp.prefix)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .expect("running lifecycle-worker")
+    }
+
+    /// `contact show` output, or `None` when it exits 1 (no such contact).
+    pub async fn contact_show(&self, tenant: &str, id: &str) -> Option<Value> {
+        self.show(&["contact", "show", "--tenant", tenant, id])
+            .await
+    }
+
+    pub async fn contact_show_activity(&self, tenant: &str, id: &str) -> Value {
+        self.show(&["contact", "show", "--tenant", tenant, id, "--activity"])
+            .await
+            .expect("contact exists")
+    }
+
+    pub async fn user_show(&self, tenant: &str, id: &str) -> Option<Value> {
+        self.show(&["user", "show", "--tenant", tenant, id]).await
+    }
+
+    async fn show(&self, args: &[&str]) -> Option<Value> {
+        let out = self.cli(args).await;
+        match out.status.code() {
+            Some(0) => Some(serde_json::from_slice(&out.stdout).expect("show prints JSON")),
+            Some(1) => {
+                assert!(!out.stderr.is_empty(), "exit 1 explains itself on stderr");
+                None
+            }
+            other => panic!(
+                "show failed with {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
+    pub async fn dead_letters(&self) -> Vec<DeadLetterRow> {
+        journal::list_dead_letters(&self.pool).await.unwrap()
+    }
+
+    /// Stops the worker and removes the database and the topology.
+    pub async fn finish(mut self) {
+        self.stop_worker().await;
+        self.cleanup_now().await;
+    }
+
+    async fn cleanup_now(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        self.cleaned = true;
+        self.pool.close().await;
+        let _ = self.conn.close(200, "test done".into()).await;
+        cleanup(self.settings.clone(), self.db_name.clone()).await;
+    }
+}
+
+impl Drop for TestEnv {
+    /// A failed test still leaves nothing behind: clean up on a separate
+    /// runtime, since Drop cannot await.
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        if let Some(w) = self.worker.take() {
+            w.handle.abort();
+        }
+        let (settings, db) = (self.settings.clone(), self.db_name.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(cleanup(settings, db))
+        })
+        .join();
+    }
+}
+
+/// Deletes a test's database and broker objects.
+pub async fn cleanup(settings: Settings, db_name: String) {
+    if let Ok(conn) = amqp::connect(&settings.amqp, "test-cleanup").await {
+        if let Ok(ch) = conn.create_channel().await {
+            let names = Names::new(&settings.amqp.prefix);
+            for q in [&names.contact_queue, &names.user_queue, &names.dead_letters] {
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            for x in [&names.commands, &names.events, &names.dead] {
+                let _ = ch
+                    .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+        }
+        let _ = conn.close(200, "cleaned".into()).await;
+    }
+    if let Ok(admin) = PgPool::connect(ADMIN_DB).await {
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+        ))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+    }
+}
+
+/// Declares an exclusive queue (bound to `exchange` with `#` if given) and
+/// collects what arrives into `inbox`. Returns the queue name.
+async fn listen(conn: &Connection, exchange: Option<&str>, inbox: Inbox) -> String {
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let name = q.name().as_str().to_owned();
+    if let Some(x) = exchange {
+        ch.queue_bind(
+            name.as_str().into(),
+            x.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut consumer = ch
+        .basic_consume(
+            name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _keep = ch;
+        while let Some(Ok(d)) = consumer.next().await {
+            let key = d
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.as_str().to_owned());
+            let v: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
+            inbox.items.lock().unwrap().push((key, v));
+            inbox.changed.send_modify(|n| *n += 1);
+        }
+    });
+    name
+}
+
+pub fn issued_at(minute: u32) -> String {
+    format!("2026-11-22T{:02}:{:02}:00Z", 8 + minute / 60, minute % 60)
+}
+
+pub fn routing_key_of(cmd: &Value) -> String {
+    format!(
+        "{}.{}",
+        cmd["tenant"].as_str().unwrap_or("x"),
+        cmd["type"].as_str().unwrap_or("x")
+    )
+}
+
+/// Types of the given events, in order.
+pub fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}

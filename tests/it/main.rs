@@ -1,0 +1,9 @@
+//! Integration tests against the real Postgres and RabbitMQ. Each test has
+//! its own database and topology prefix, so they run in parallel.
+
+mod contacts;
+mod helpers;
+mod relay;
+mod security;
+mod semantics;
+mod users;

@@ -6,7 +6,7 @@
 
 use crate::domain::command::{BulkCommand, BulkTarget, Command, CommandBody, ContactOp, UserOp};
 use crate::domain::contact::{
-    check_op_against_policy, decide_contact, ContactDecision, ContactRecord,
+    check_op_against_policy, decide_contact, summarize_bulk, ContactDecision, ContactRecord,
 };
 use crate::domain::event::{to_cloud_event, EventDraft, OutboxEvent};
 use crate::domain::ids::{EntityId, Limits};
@@ -267,30 +267,7 @@ async fn bulk_command(
             }),
         }
     }
-    let any = |o: Outcome| items.iter().any(|i| i.outcome == o);
-    let outcome = if any(Outcome::Applied) {
-        Outcome::Applied
-    } else if any(Outcome::Unchanged) {
-        Outcome::Unchanged
-    } else if any(Outcome::Stale) {
-        Outcome::Stale
-    } else if let Some(first) = items.first().and_then(|i| i.error.clone()) {
-        // Every contact refused: nothing happened, so the bulk itself is
-        // rejected and dead-lettered, and can be replayed once fixed.
-        return Ok(Err(Rejection::new(
-            first.code,
-            format!(
-                "all {} contacts of the bulk were refused; first: contact `{}`: {}",
-                items.len(),
-                items[0].contact_id,
-                first.message
-            ),
-        )));
-    } else {
-        // A filter that matched no contact: nothing to do.
-        Outcome::Unchanged
-    };
-    Ok(Ok((outcome, items)))
+    Ok(summarize_bulk(&items).map(|outcome| (outcome, items)))
 }
 
 async fn user_command(

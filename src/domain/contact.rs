@@ -4,7 +4,7 @@
 use super::command::{ActivityKind, Archive, ContactOp, ContactUpsert, Revive, Visibility};
 use super::event::{EventDraft, EventType};
 use super::ids::EntityId;
-use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
+use super::outcome::{BulkItem, EntityKind, ErrorCode, Outcome, Rejection};
 use super::policy::TenantPolicy;
 use super::ts::Ts;
 use super::user::User;
@@ -366,6 +366,34 @@ pub fn decide_contact(
         ContactOp::Delete => return delete(ctx, contact),
     }
     Ok(w.finish())
+}
+
+/// The outcome of a non-atomic bulk from its items: applied if any contact
+/// changed, else unchanged, else stale. When every contact was refused,
+/// nothing happened, so the bulk itself is rejected (and dead-lettered, so it
+/// can be replayed once fixed). A filter that matched no contact is unchanged.
+pub fn summarize_bulk(items: &[BulkItem]) -> Result<Outcome, Rejection> {
+    let any = |o: Outcome| items.iter().any(|i| i.outcome == o);
+    if any(Outcome::Applied) {
+        Ok(Outcome::Applied)
+    } else if any(Outcome::Unchanged) {
+        Ok(Outcome::Unchanged)
+    } else if any(Outcome::Stale) {
+        Ok(Outcome::Stale)
+    } else if let Some((item, error)) = items.iter().find_map(|i| i.error.as_ref().map(|e| (i, e)))
+    {
+        Err(Rejection::new(
+            error.code,
+            format!(
+                "all {} contacts of the bulk were refused; first: contact `{}`: {}",
+                items.len(),
+                item.contact_id,
+                error.message
+            ),
+        ))
+    } else {
+        Ok(Outcome::Unchanged)
+    }
 }
 
 fn check_version(expected: Option<u64>, current: u64) -> Result<(), Rejection> {

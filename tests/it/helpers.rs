@@ -29,10 +29,13 @@ fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
+/// A received message: its correlation id and its JSON body.
+type Received = (Option<String>, Value);
+
 /// Messages received on a test queue, with a watch to wait for more.
 #[derive(Clone)]
 struct Inbox {
-    items: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    items: Arc<Mutex<Vec<Received>>>,
     changed: watch::Sender<u64>,
 }
 
@@ -45,11 +48,7 @@ impl Inbox {
     }
 
     /// Waits until `f` over the received messages returns `Some`.
-    async fn wait_for<T>(
-        &self,
-        what: &str,
-        mut f: impl FnMut(&[(Option<String>, Value)]) -> Option<T>,
-    ) -> T {
+    async fn wait_for<T>(&self, what: &str, mut f: impl FnMut(&[Received]) -> Option<T>) -> T {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {

@@ -70,8 +70,10 @@ pub enum ContactCommand {
     ///
     /// Example: lifecycle-worker contact show --tenant acme c-17 --activity
     Show {
+        /// The tenant key, e.g. `acme`.
         #[arg(long)]
         tenant: String,
+        /// The contact id (the upstream system's own id).
         id: String,
         /// Add the activity trail as `activity`.
         #[arg(long)]
@@ -85,8 +87,10 @@ pub enum UserCommand {
     ///
     /// Example: lifecycle-worker user show --tenant acme u-3
     Show {
+        /// The tenant key, e.g. `acme`.
         #[arg(long)]
         tenant: String,
+        /// The user id (the upstream system's own id).
         id: String,
     },
 }

@@ -41,13 +41,27 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lifecycle-worker: {e:#}");
+            eprintln!("lifecycle-worker: {}", describe(&e));
             match e.downcast_ref::<CliError>() {
                 Some(CliError::NotFound(_)) => ExitCode::from(1),
                 _ => ExitCode::from(2),
             }
         }
     }
+}
+
+/// The error and its causes, skipping causes that repeat their parent's text
+/// (sqlx errors quote their source in their own message).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -9,8 +9,8 @@ run: services
 
 test: services
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
-	cargo test --all-targets -- --test-threads=4
+	cargo clippy --all-targets --all-features -- -D warnings
+	cargo test --all-targets --all-features -- --test-threads=4
 
 unit:
 	cargo test --lib
@@ -19,4 +19,4 @@ fmt:
 	cargo fmt --all
 
 lint:
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --all-features -- -D warnings

@@ -121,7 +121,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     first_failed_at timestamptz NOT NULL DEFAULT now(),
     last_failed_at  timestamptz NOT NULL DEFAULT now(),
     failure_count   integer     NOT NULL DEFAULT 1,
+    -- Replays by `dlq replay` (which adds header x-replayed = replay_count).
     replayed_at     timestamptz,
-    replay_count    integer     NOT NULL DEFAULT 0
+    replay_count    integer     NOT NULL DEFAULT 0,
+    -- x-replayed of the delivery that failed last (0: the original). The row
+    -- needs attention while last_failure_replay >= replay_count, whichever
+    -- of the replay mark and the new failure is written first.
+    last_failure_replay integer NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_tenant ON dead_letters (tenant_id, code);

@@ -11,6 +11,9 @@ use serde_json::{json, Map, Value};
 
 use crate::config::AmqpSettings;
 
+/// Header `dlq replay` adds: how often the message was replayed.
+pub const REPLAYED_HEADER: &str = "x-replayed";
+
 /// Every exchange and queue name, derived from the prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {

@@ -146,6 +146,15 @@ async fn consume_once(
         let (prefetch, batch) = (settings.amqp.prefetch, settings.worker.batch_size);
         loops.spawn(async move { consume_queue(p, &c, &q, prefetch, batch, s).await });
     }
+    {
+        let (p, c, q, s) = (
+            processor.clone(),
+            conn.clone(),
+            names.dead_letters.clone(),
+            session.clone(),
+        );
+        loops.spawn(async move { crate::worker::drain_dead_letters(p, &c, &q, s).await });
+    }
     health.consumers_running.store(true, Ordering::Relaxed);
     let mut result = Ok(());
     while let Some(joined) = loops.join_next().await {

@@ -37,6 +37,8 @@ pub async fn apply_command(
     limits: &Limits,
     now: OffsetDateTime,
 ) -> Result<Result<Applied, Rejection>, StoreError> {
+    #[cfg(feature = "failpoints")]
+    crate::failpoints::before_apply(cmd.command_id.as_str());
     let tenant = cmd.tenant.as_str();
     let command_id = cmd.command_id.as_str();
     if !journal::claim_command(conn, tenant, command_id, cmd.type_name()).await? {

@@ -17,6 +17,8 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod relay;
 pub mod store;
 pub mod telemetry;

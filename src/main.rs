@@ -32,6 +32,7 @@ async fn main() -> ExitCode {
         Command::User(UserCommand::Show { tenant, id }) => {
             cli::user_show(&settings, &tenant, &id).await
         }
+        Command::Dlq(cmd) => cli::dlq(&settings, cmd).await,
         Command::Publish {
             file,
             wait,

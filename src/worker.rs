@@ -6,6 +6,7 @@
 //! before the commit, so a crash at any point leaves the deliveries to be
 //! redelivered and absorbed by the inbox.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,9 +171,16 @@ impl Processor {
                         outcome = tracing::field::Empty,
                     );
                     let mut sp = tx.begin().await?;
-                    let result = apply_command(&mut sp, cmd, &self.policies, &self.limits, now)
-                        .instrument(span.clone())
-                        .await;
+                    // A panic while applying one command must not take the
+                    // worker down: it is caught here, the delivery requeued,
+                    // and the quorum delivery limit parks it eventually.
+                    let result = AssertUnwindSafe(
+                        apply_command(&mut sp, cmd, &self.policies, &self.limits, now)
+                            .instrument(span.clone()),
+                    )
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| Err(StoreError::Panicked(panic_message(&panic))));
                     match result {
                         Ok(Ok(applied)) => {
                             sp.commit().await?;
@@ -210,9 +218,11 @@ impl Processor {
                 }
             };
             if let Some((rejection, command_id, tenant, command_type)) = refused {
+                let properties = amqp::properties_to_json(&msg.properties);
                 let dead = DeadLetter {
                     body: msg.body.clone(),
-                    properties: amqp::properties_to_json(&msg.properties),
+                    replay: replay_number(&properties),
+                    properties,
                     exchange: msg.exchange.clone(),
                     routing_key: msg.routing_key.clone(),
                     tenant: tenant.clone(),
@@ -247,6 +257,22 @@ impl Processor {
         tx.commit().await?;
         Ok((dispositions, events))
     }
+}
+
+/// The `x-replayed` header that `dlq replay` adds; 0 for an original message.
+fn replay_number(properties: &Value) -> i32 {
+    properties["headers"][amqp::REPLAYED_HEADER]
+        .as_i64()
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
 }
 
 /// Exponential backoff with jitter, capped at 5 s, never giving up: a
@@ -343,6 +369,107 @@ pub async fn consume_queue(
     let _ = ch.close(200, "shutting down".into()).await;
     let _ = replies.close(200, "shutting down".into()).await;
     Ok(())
+}
+
+/// Drains `{p}.dead-letters` (messages the broker parked after the delivery
+/// limit) into the dead-letter store with code `poison`, acking each only
+/// after it is stored.
+pub async fn drain_dead_letters(
+    processor: Arc<Processor>,
+    conn: &Connection,
+    queue: &str,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(16, BasicQosOptions::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            d = consumer.next() => d,
+        };
+        let delivery = match next {
+            Some(d) => d?,
+            None => return Err(ConsumeError::ConsumerEnded(queue.to_owned())),
+        };
+        let dead = poison_dead_letter(&Inbound::from_delivery(&delivery), &processor.limits);
+        let mut backoff = retry_schedule().build();
+        loop {
+            let stored = async {
+                let mut conn = processor.pool.acquire().await?;
+                journal::store_dead_letter(&mut conn, &dead).await
+            }
+            .await;
+            match stored {
+                Ok(id) => {
+                    warn!(
+                        dead_letter = id,
+                        tenant = dead.tenant.as_deref(),
+                        command_id = dead.command_id.as_deref(),
+                        "message exceeded the delivery limit; stored as poison"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    warn!(error = %e, "storing a poison message failed, retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+    }
+    let _ = ch.close(200, "shutting down".into()).await;
+    Ok(())
+}
+
+/// A broker-level dead letter as a store row: original exchange and routing
+/// key from the `x-death` header, ids where the body is readable.
+fn poison_dead_letter(msg: &Inbound, limits: &Limits) -> DeadLetter {
+    let properties = amqp::properties_to_json(&msg.properties);
+    let death = properties["headers"]["x-death"][0].clone();
+    let exchange = death["exchange"]
+        .as_str()
+        .unwrap_or(&msg.exchange)
+        .to_owned();
+    let routing_key = death["routing-keys"][0]
+        .as_str()
+        .unwrap_or(&msg.routing_key)
+        .to_owned();
+    let (command_id, tenant, command_type) = match decode(&msg.body, limits) {
+        Ok(c) => (
+            Some(c.command_id.to_string()),
+            Some(c.tenant.to_string()),
+            Some(c.type_name().to_owned()),
+        ),
+        Err(f) => (f.command_id, f.tenant, f.command_type),
+    };
+    let count = death["count"].as_i64().unwrap_or(0);
+    DeadLetter {
+        replay: replay_number(&properties),
+        body: msg.body.clone(),
+        properties,
+        exchange,
+        routing_key,
+        tenant,
+        command_id,
+        command_type,
+        code: "poison".to_owned(),
+        message: format!(
+            "the broker dead-lettered this message after repeated failed deliveries ({} x-death count {count}); see the worker's error log",
+            death["reason"].as_str().unwrap_or("delivery_limit")
+        ),
+    }
 }
 
 /// Publishes the reply to `reply_to`, if the command asked for one, and

@@ -273,6 +273,9 @@ pub fn decide_contact(
             format!("contact `{id}` does not exist"),
         )
     };
+    // What the command asks of the tenant's policy is wrong whatever the
+    // contact's state, so it is refused first (a replay would fail again).
+    check_op_against_policy(ctx.policy, op)?;
     let contact = match (record, op) {
         (ContactRecord::Live(c), _) => c,
         (ContactRecord::Deleted { .. } | ContactRecord::Absent, ContactOp::Delete) => {
@@ -285,7 +288,6 @@ pub fn decide_contact(
         }
         (ContactRecord::Deleted { .. } | ContactRecord::Absent, ContactOp::Upsert(u)) => {
             check_version(expected_version, 0)?;
-            check_op_against_policy(ctx.policy, op)?;
             return create(ctx, id, u);
         }
         (ContactRecord::Deleted { .. } | ContactRecord::Absent, _) => return Err(not_found()),
@@ -299,7 +301,6 @@ pub fn decide_contact(
             ),
         ));
     }
-    check_op_against_policy(ctx.policy, op)?;
     let mut w = Working::new(ctx, contact);
     match op {
         ContactOp::Upsert(u) => w.upsert(u)?,

@@ -165,6 +165,8 @@ pub struct DeadLetter {
     pub command_type: Option<String>,
     pub code: String,
     pub message: String,
+    /// The delivery's `x-replayed` header (0 for an original message).
+    pub replay: i32,
 }
 
 impl DeadLetter {
@@ -185,10 +187,15 @@ impl DeadLetter {
 pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
         "INSERT INTO dead_letters (fingerprint, body, properties, exchange, routing_key, tenant_id, \
-         command_id, command_type, code, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         command_id, command_type, code, message, last_failure_replay) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (fingerprint) DO UPDATE SET last_failed_at = now(), \
          failure_count = dead_letters.failure_count + 1, code = EXCLUDED.code, \
-         message = EXCLUDED.message, properties = EXCLUDED.properties \
+         message = EXCLUDED.message, properties = EXCLUDED.properties, \
+         tenant_id = COALESCE(EXCLUDED.tenant_id, dead_letters.tenant_id), \
+         command_id = COALESCE(EXCLUDED.command_id, dead_letters.command_id), \
+         command_type = COALESCE(EXCLUDED.command_type, dead_letters.command_type), \
+         last_failure_replay = GREATEST(dead_letters.last_failure_replay, EXCLUDED.last_failure_replay) \
          RETURNING id",
     )
     .bind(d.fingerprint())
@@ -201,6 +208,7 @@ pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Resul
     .bind(&d.command_type)
     .bind(&d.code)
     .bind(&d.message)
+    .bind(d.replay)
     .fetch_one(conn)
     .await?)
 }
@@ -218,16 +226,77 @@ pub struct DeadLetterRow {
     pub first_failed_at: OffsetDateTime,
     pub last_failed_at: OffsetDateTime,
     pub replayed_at: Option<OffsetDateTime>,
+    pub replay_count: i32,
+    /// Not replayed since it last failed: needs attention.
+    pub pending: bool,
+    pub exchange: String,
     pub routing_key: String,
+    pub properties: Value,
     pub body: Vec<u8>,
 }
 
-pub async fn list_dead_letters(pool: &PgPool) -> Result<Vec<DeadLetterRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT id, tenant_id, command_id, command_type, code, message, failure_count, \
-         first_failed_at, last_failed_at, replayed_at, routing_key, body \
-         FROM dead_letters ORDER BY id",
-    )
+const DEAD_LETTER_COLUMNS: &str = "id, tenant_id, command_id, command_type, code, message, \
+    failure_count, first_failed_at, last_failed_at, replayed_at, replay_count, \
+    last_failure_replay >= replay_count AS pending, exchange, \
+    routing_key, properties, body";
+
+/// Which dead letters an operator means. Empty fields do not filter.
+#[derive(Clone, Debug, Default)]
+pub struct DeadLetterFilter {
+    pub ids: Vec<i64>,
+    pub tenant: Option<String>,
+    pub code: Option<String>,
+    /// Last failed at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Last failed before this time.
+    pub before: Option<OffsetDateTime>,
+    /// Only rows not replayed since their last failure.
+    pub pending_only: bool,
+}
+
+pub async fn find_dead_letters(
+    pool: &PgPool,
+    f: &DeadLetterFilter,
+) -> Result<Vec<DeadLetterRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters \
+         WHERE (cardinality($1::bigint[]) = 0 OR id = ANY($1)) \
+         AND ($2::text IS NULL OR tenant_id = $2) \
+         AND ($3::text IS NULL OR code = $3) \
+         AND ($4::timestamptz IS NULL OR last_failed_at >= $4) \
+         AND ($5::timestamptz IS NULL OR last_failed_at < $5) \
+         AND (NOT $6 OR last_failure_replay >= replay_count) \
+         ORDER BY id"
+    ))
+    .bind(&f.ids)
+    .bind(&f.tenant)
+    .bind(&f.code)
+    .bind(f.since)
+    .bind(f.before)
+    .bind(f.pending_only)
     .fetch_all(pool)
     .await?)
+}
+
+pub async fn list_dead_letters(pool: &PgPool) -> Result<Vec<DeadLetterRow>, StoreError> {
+    find_dead_letters(pool, &DeadLetterFilter::default()).await
+}
+
+/// Records a replay; returns the new replay count.
+pub async fn mark_replayed(pool: &PgPool, id: i64) -> Result<i32, StoreError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE dead_letters SET replayed_at = now(), replay_count = replay_count + 1 \
+         WHERE id = $1 RETURNING replay_count",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?)
+}
+
+pub async fn purge_dead_letters(pool: &PgPool, ids: &[i64]) -> Result<u64, StoreError> {
+    Ok(sqlx::query("DELETE FROM dead_letters WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(pool)
+        .await?
+        .rows_affected())
 }

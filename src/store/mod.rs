@@ -20,6 +20,8 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("applying the command panicked: {0}")]
+    Panicked(String),
     #[error("stored {what} is unreadable: {source}")]
     Corrupt {
         what: &'static str,
@@ -33,7 +35,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Db(e) => sqlx_is_transient(e),
-            StoreError::Migrate(_) | StoreError::Corrupt { .. } => false,
+            StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Panicked(_) => false,
         }
     }
 }

@@ -238,6 +238,40 @@ impl TestEnv {
         );
     }
 
+    /// Waits for the `n`-th reply with this correlation id (replays reuse it).
+    pub async fn nth_reply(&self, correlation: &str, n: usize) -> Value {
+        self.replies
+            .wait_for(&format!("reply {n} to {correlation}"), |items| {
+                items
+                    .iter()
+                    .filter(|(c, _)| c.as_deref() == Some(correlation))
+                    .nth(n - 1)
+                    .map(|(_, v)| v.clone())
+            })
+            .await
+    }
+
+    /// Publishes a command with `reply_to` and the given correlation id.
+    pub async fn send_correlated(&self, cmd: &Value, correlation: &str) -> Value {
+        let props = amqp::json_properties()
+            .with_reply_to(self.reply_queue.as_str().into())
+            .with_correlation_id(correlation.into());
+        let body = serde_json::to_vec(cmd).unwrap();
+        self.publish_on(&self.ch, &routing_key_of(cmd), &body, props)
+            .await;
+        self.reply(correlation).await
+    }
+
+    /// Runs the binary and returns (exit code, stdout, stderr).
+    pub async fn cli_text(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cli(args).await;
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn reply_queue_name(&self) -> &str {
         &self.reply_queue
     }
@@ -473,6 +507,27 @@ async fn listen(conn: &Connection, exchange: Option<&str>, inbox: Inbox) -> Stri
         }
     });
     name
+}
+
+/// Polls a condition that has no notification of its own (a row written by
+/// another process) until it yields a value, failing at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+    }
 }
 
 pub fn issued_at(minute: u32) -> String {

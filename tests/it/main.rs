@@ -2,6 +2,7 @@
 //! its own database and topology prefix, so they run in parallel.
 
 mod contacts;
+mod dead_letters;
 mod helpers;
 mod relay;
 mod security;

@@ -1,5 +1,7 @@
 //! The command line: `run`, `migrate`, `contact show`, `user show`, `publish`.
 
+pub mod dlq;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +47,9 @@ pub enum Command {
     /// Inspect employer users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Inspect, replay and purge dead letters.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Publish a command (JSON) from a file or stdin to `{prefix}.commands`.
     ///
     /// The routing key is `{tenant}.{type}` from the body. Example:
@@ -93,6 +98,96 @@ pub enum UserCommand {
         /// The user id (the upstream system's own id).
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest failures included, as a table or JSON.
+    ///
+    /// Example: lifecycle-worker dlq list --tenant acme --code not_found --since 24h
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// An error code such as malformed, invalid_command, not_found, poison.
+        #[arg(long)]
+        code: Option<String>,
+        /// Only rows that failed within this long, e.g. 30m, 24h, 7d.
+        #[arg(long, value_parser = dlq::parse_duration)]
+        since: Option<Duration>,
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter: metadata, properties and the body (pretty JSON,
+    /// escaped text or hex).
+    ///
+    /// Example: lifecycle-worker dlq show 42
+    Show { id: i64 },
+    /// Republish dead letters to `{prefix}.commands` with their original
+    /// routing key and properties, plus header `x-replayed`.
+    ///
+    /// --all, --code and --tenant pick rows not replayed since they last
+    /// failed; explicit IDs are replayed whatever their state. A command that
+    /// was in fact applied comes back as a duplicate, never a second effect.
+    ///
+    /// Examples: lifecycle-worker dlq replay 42 43
+    ///           lifecycle-worker dlq replay --code not_found --dry-run
+    Replay {
+        ids: Vec<i64>,
+        #[arg(long, conflicts_with_all = ["ids", "code", "tenant"])]
+        all: bool,
+        #[arg(long, conflicts_with = "ids")]
+        code: Option<String>,
+        #[arg(long, conflicts_with = "ids")]
+        tenant: Option<String>,
+        /// List what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete dead letters (asks first unless --yes).
+    ///
+    /// Example: lifecycle-worker dlq purge --older-than 30d --yes
+    Purge {
+        ids: Vec<i64>,
+        #[arg(long, conflicts_with = "ids")]
+        code: Option<String>,
+        /// Rows whose last failure is older than this, e.g. 30d.
+        #[arg(long, value_parser = dlq::parse_duration, conflicts_with = "ids")]
+        older_than: Option<Duration>,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs a `dlq` subcommand.
+pub async fn dlq(settings: &Settings, cmd: DlqCommand) -> anyhow::Result<()> {
+    let pool = store::connect(settings).await?;
+    match cmd {
+        DlqCommand::List {
+            tenant,
+            code,
+            since,
+            json,
+        } => dlq::list(&pool, tenant, code, since, json).await,
+        DlqCommand::Show { id } => dlq::show(&pool, id).await,
+        DlqCommand::Replay {
+            ids,
+            all,
+            code,
+            tenant,
+            dry_run,
+        } => {
+            let filter = dlq::replay_filter(ids, all, code, tenant)?;
+            dlq::replay(settings, &pool, filter, dry_run).await
+        }
+        DlqCommand::Purge {
+            ids,
+            code,
+            older_than,
+            yes,
+        } => dlq::purge(&pool, ids, code, older_than, yes).await,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 # Targets wrap plain cargo commands; `make test` is what CI runs.
-.PHONY: services run test fmt lint unit bench
+.PHONY: services run test fmt lint unit fuzz
 
 services:
 	bash scripts/ensure-services.sh
@@ -20,3 +20,7 @@ fmt:
 
 lint:
 	cargo clippy --all-targets --all-features -- -D warnings
+
+# Property tests of decoding and decisions, far longer than in `make test`.
+fuzz:
+	PROPTEST_CASES=200000 cargo test --release --lib proptests

@@ -3,6 +3,7 @@
 //! `malformed` or `invalid_command` [`Rejection`].
 
 use super::ids::{check_short, CommandId, EntityId, Limits, TenantId};
+use super::json::{parse_strict, JsonError};
 use super::outcome::{ErrorCode, Rejection};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -272,16 +273,21 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Command, DecodeFailure> {
     if body.is_empty() {
         return Err(malformed("body is empty".into()));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        malformed(match e.classify() {
-            serde_json::error::Category::Io | serde_json::error::Category::Syntax => {
-                format!("body is not valid JSON: {e}")
-            }
-            serde_json::error::Category::Data | serde_json::error::Category::Eof => {
-                format!("body is not valid JSON: {e}")
-            }
-        })
-    })?;
+    let value = match parse_strict(body, limits.max_json_depth) {
+        Ok(v) => v,
+        // Valid JSON syntax, but ambiguous: which of the two values was meant?
+        Err(e @ JsonError::DuplicateKey(_)) => {
+            return Err(DecodeFailure {
+                rejection: Rejection::invalid(e.to_string()),
+                command_id: None,
+                tenant: None,
+                command_type: None,
+            })
+        }
+        Err(e @ (JsonError::NotUtf8(_) | JsonError::TooDeep(_) | JsonError::Syntax(_))) => {
+            return Err(malformed(e.to_string()))
+        }
+    };
     let Value::Object(map) = value else {
         return Err(malformed(format!(
             "body must be a JSON object, not {}",

@@ -6,8 +6,11 @@ pub mod command;
 pub mod contact;
 pub mod event;
 pub mod ids;
+pub mod json;
 pub mod outcome;
 pub mod policy;
+#[cfg(test)]
+mod proptests;
 pub mod ts;
 pub mod user;
 

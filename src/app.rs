@@ -62,6 +62,11 @@ pub async fn run(
             token.clone(),
         ));
     }
+    tasks.spawn(crate::retention::run(
+        pool.clone(),
+        settings.retention.clone(),
+        token.clone(),
+    ));
     let processor = Arc::new(Processor {
         pool: pool.clone(),
         policies: settings.policies(),

@@ -147,8 +147,12 @@ impl Default for RelaySettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionSettings {
+    /// Days a processed command is kept (its duplicate protection).
     pub processed_commands_days: u32,
+    /// Days a published outbox row is kept.
     pub published_outbox_days: u32,
+    /// Seconds between purges.
+    pub interval_secs: u64,
 }
 
 impl Default for RetentionSettings {
@@ -156,6 +160,7 @@ impl Default for RetentionSettings {
         RetentionSettings {
             processed_commands_days: 30,
             published_outbox_days: 7,
+            interval_secs: 3600,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`apply`]: one command inside a transaction: claim, load, decide, write.
 //! - [`worker`]: deliveries -> batch transaction -> replies -> acks.
 //! - [`relay`]: outbox -> `{p}.events`, one publisher at a time.
+//! - [`retention`]: purges old inbox and published outbox rows.
 //! - [`amqp`]: topology, connections, properties.
 //! - [`app`]: the `run` process (tasks, HTTP, shutdown).
 //! - [`cli`], [`config`], [`telemetry`]: the edges.
@@ -20,6 +21,7 @@ pub mod domain;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 pub mod relay;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -430,7 +430,14 @@ pub async fn cleanup(settings: Settings, db_name: String) {
     if let Ok(conn) = amqp::connect(&settings.amqp, "test-cleanup").await {
         if let Ok(ch) = conn.create_channel().await {
             let names = Names::new(&settings.amqp.prefix);
-            for q in [&names.contact_queue, &names.user_queue, &names.dead_letters] {
+            // `test-events` is the chaos tests' durable event queue.
+            let test_events = format!("{}.test-events", settings.amqp.prefix);
+            for q in [
+                &names.contact_queue,
+                &names.user_queue,
+                &names.dead_letters,
+                &test_events,
+            ] {
                 let _ = ch
                     .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                     .await;

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::helpers::TestEnv;
+use crate::helpers::{eventually, TestEnv};
 use serde_json::{json, Value};
 
 /// Deduplicates by id (as a consumer would) and checks per-entity order.
@@ -83,6 +83,10 @@ async fn events_committed_without_a_relay_are_published_later_exactly_once() {
 
     // A relay that dies after publishing but before marking re-sends rows:
     // consumers see duplicates, which dedupe to the same events in order.
+    eventually("all rows marked published", || async {
+        (pending(&env).await == 0).then_some(())
+    })
+    .await;
     sqlx::query("UPDATE outbox SET published_at = NULL WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 6)")
         .execute(&env.pool)
         .await

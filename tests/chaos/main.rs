@@ -1,0 +1,465 @@
+//! Fault tests: worker processes killed with SIGKILL, stopped with SIGTERM,
+//! several at once, and the shared RabbitMQ and Postgres restarted under
+//! load. They touch the shared services, so they run one at a time (a
+//! process-wide lock) and restore the services even when they fail.
+//!
+//! Every test checks the same promise against a model of the contract:
+//! commands carry unique `issued_at`s and are published in shuffled order,
+//! so per aspect the command with the latest `issued_at` must win whatever
+//! happened; every command has exactly one recorded outcome; and the events
+//! cover every entity version with no gap, each version from one command.
+
+#[allow(dead_code)]
+#[path = "../it/helpers.rs"]
+mod helpers;
+
+mod faults;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use helpers::{eventually, TestEnv};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Channel;
+use lifecycle_worker::amqp;
+use lifecycle_worker::config::Settings;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+/// Chaos tests share the broker and the database server: one at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+/// A worker as a real process, killed on drop.
+pub struct WorkerProcess {
+    pub child: Child,
+}
+
+pub fn spawn_worker(env: &TestEnv) -> WorkerProcess {
+    let s = &env.settings;
+    let child = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+        .arg("run")
+        .env("LIFECYCLE__DATABASE__URL", s.database.url.expose_secret())
+        .env("LIFECYCLE__AMQP__URL", s.amqp.url.expose_secret())
+        .env("LIFECYCLE__AMQP__PREFIX", &s.amqp.prefix)
+        .env("LIFECYCLE__HTTP__LISTEN", "127.0.0.1:0")
+        .env("LIFECYCLE__WORKER__DRAIN_TIMEOUT_SECS", "20")
+        .env("LIFECYCLE__RELAY__POLL_INTERVAL_MS", "100")
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").map(|_| "info").unwrap_or("error"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker process starts");
+    WorkerProcess { child }
+}
+
+impl WorkerProcess {
+    pub async fn kill9(&mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+
+    /// SIGTERM, then the exit status and how long the drain took.
+    pub async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let pid = self.child.id().expect("running") as i32;
+        let started = Instant::now();
+        let rc = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(rc.success());
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("worker exits after SIGTERM")
+            .expect("wait");
+        (status, started.elapsed())
+    }
+}
+
+/// A durable queue bound to `{p}.events`: survives broker restarts, so no
+/// event published in the test can be missed by it.
+pub async fn event_queue(env: &TestEnv, ch: &Channel) -> String {
+    let name = format!("{}.test-events", env.settings.amqp.prefix);
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(
+        name.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        name.as_str().into(),
+        env.names.events.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    name
+}
+
+/// Reads events from the durable queue until `expected` distinct ids arrived.
+pub async fn collect_events(ch: &Channel, queue: &str, expected: usize) -> Vec<Value> {
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    let mut ids = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while ids.len() < expected {
+        let d = tokio::time::timeout_at(deadline, consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {expected} events arrived", ids.len()))
+            .expect("consumer open")
+            .expect("delivery");
+        let v: Value = serde_json::from_slice(&d.data).unwrap();
+        ids.insert(v["id"].as_str().unwrap().to_owned());
+        events.push(v);
+    }
+    events
+}
+
+/// Publishes commands with confirms pipelined, retrying while the broker is away.
+pub async fn publish_all(settings: &Settings, cmds: &[Value]) {
+    let names = amqp::Names::new(&settings.amqp.prefix);
+    let mut pending: Vec<&Value> = cmds.iter().collect();
+    while !pending.is_empty() {
+        let attempt = async {
+            let conn = amqp::connect(&settings.amqp, "chaos-publisher").await?;
+            let ch = amqp::confirm_channel(&conn).await?;
+            for cmd in &pending {
+                ch.basic_publish(
+                    names.commands.as_str().into(),
+                    helpers::routing_key_of(cmd).as_str().into(),
+                    BasicPublishOptions::default(),
+                    &serde_json::to_vec(cmd).unwrap(),
+                    amqp::json_properties(),
+                )
+                .await?;
+            }
+            ch.wait_for_confirms().await?;
+            let _ = conn.close(200, "published".into()).await;
+            Ok::<(), lapin::Error>(())
+        }
+        .await;
+        match attempt {
+            Ok(()) => pending.clear(),
+            // The broker is restarting: publish everything again (the
+            // inbox makes a command sent twice count once).
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+pub async fn processed(env: &TestEnv) -> i64 {
+    loop {
+        match sqlx::query_scalar(
+            "SELECT count(*) FROM processed_commands WHERE outcome IS NOT NULL",
+        )
+        .fetch_one(&env.pool)
+        .await
+        {
+            Ok(n) => return n,
+            // Postgres is restarting.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+pub async fn wait_processed(env: &TestEnv, n: i64) {
+    eventually(&format!("{n} processed commands"), || async {
+        (processed(env).await >= n).then_some(())
+    })
+    .await;
+}
+
+/// The workload: entities, their initial commands, and a shuffled stream of
+/// aspect commands with unique `issued_at`s, plus the model's expectation.
+pub struct Workload {
+    pub setup: Vec<Value>,
+    pub load: Vec<Value>,
+    /// (kind, id) -> field -> expected value
+    pub expected: BTreeMap<(String, String), BTreeMap<String, Value>>,
+}
+
+pub fn workload(contacts: usize, users: usize, commands: usize, seed: u64) -> Workload {
+    let mut rng = Lcg(seed);
+    let t0 = time::macros::datetime!(2026-11-22 08:00 UTC);
+    let at =
+        |s: i64| lifecycle_worker::domain::event::format_time(t0 + time::Duration::milliseconds(s));
+    let cmd = |n: usize, kind: &str, ms: i64, payload: Value| {
+        json!({"command_id": format!("chaos-{n}"), "type": kind, "tenant": "acme",
+               "issued_at": at(ms), "actor": "chaos", "payload": payload})
+    };
+    let mut setup = Vec::new();
+    let mut expected: BTreeMap<(String, String), BTreeMap<String, Value>> = BTreeMap::new();
+    for r in 0..3 {
+        setup.push(cmd(
+            setup.len(),
+            "role.upsert",
+            0,
+            json!({"role_id": format!("r-{r}"), "name": format!("Role {r}"), "permissions": []}),
+        ));
+    }
+    for c in 0..contacts {
+        let id = format!("c-{c}");
+        setup.push(cmd(
+            setup.len(),
+            "contact.upsert",
+            0,
+            json!({"contact_id": id, "email": format!("{id}@example.com")}),
+        ));
+        expected.insert(
+            ("contact".into(), id),
+            BTreeMap::from([
+                ("active".into(), json!(true)),
+                ("status".into(), json!("A")),
+                ("visibility".into(), json!("everyone")),
+            ]),
+        );
+    }
+    for u in 0..users {
+        let id = format!("u-{u}");
+        setup.push(cmd(
+            setup.len(),
+            "user.upsert",
+            0,
+            json!({"user_id": id, "email": format!("{id}@example.com"), "role_id": "r-0"}),
+        ));
+        expected.insert(
+            ("user".into(), id),
+            BTreeMap::from([
+                ("site_access".into(), json!(true)),
+                ("role_id".into(), json!("r-0")),
+            ]),
+        );
+    }
+    // Unique issued_at per command: the ms offset is the command's index.
+    let mut load = Vec::with_capacity(commands);
+    let mut latest: HashMap<(String, String, String), (i64, Value)> = HashMap::new();
+    for i in 0..commands {
+        let ms = 1_000 + i as i64;
+        let n = setup.len() + i;
+        let (kind, id, field, value, c) = if rng.below(3) < 2 {
+            let id = format!("c-{}", rng.below(contacts as u64));
+            match rng.below(4) {
+                0 => (
+                    "contact",
+                    id.clone(),
+                    "active",
+                    json!(false),
+                    cmd(n, "contact.deactivate", ms, json!({"contact_id": id})),
+                ),
+                1 => (
+                    "contact",
+                    id.clone(),
+                    "active",
+                    json!(true),
+                    cmd(n, "contact.reactivate", ms, json!({"contact_id": id})),
+                ),
+                2 => {
+                    let s = ["A", "B", "C", "N"][rng.below(4) as usize];
+                    (
+                        "contact",
+                        id.clone(),
+                        "status",
+                        json!(s),
+                        cmd(
+                            n,
+                            "contact.change_status",
+                            ms,
+                            json!({"contact_id": id, "status": s}),
+                        ),
+                    )
+                }
+                _ => {
+                    let v = ["everyone", "advisors", "owner"][rng.below(3) as usize];
+                    (
+                        "contact",
+                        id.clone(),
+                        "visibility",
+                        json!(v),
+                        cmd(
+                            n,
+                            "contact.set_visibility",
+                            ms,
+                            json!({"contact_id": id, "visibility": v}),
+                        ),
+                    )
+                }
+            }
+        } else {
+            let id = format!("u-{}", rng.below(users as u64));
+            match rng.below(3) {
+                0 => (
+                    "user",
+                    id.clone(),
+                    "site_access",
+                    json!(false),
+                    cmd(n, "user.revoke_access", ms, json!({"user_id": id})),
+                ),
+                1 => (
+                    "user",
+                    id.clone(),
+                    "site_access",
+                    json!(true),
+                    cmd(n, "user.restore_access", ms, json!({"user_id": id})),
+                ),
+                _ => {
+                    let r = format!("r-{}", rng.below(3));
+                    (
+                        "user",
+                        id.clone(),
+                        "role_id",
+                        json!(r),
+                        cmd(
+                            n,
+                            "user.change_role",
+                            ms,
+                            json!({"user_id": id, "role_id": r}),
+                        ),
+                    )
+                }
+            }
+        };
+        let key = (kind.to_owned(), id, field.to_owned());
+        if latest.get(&key).is_none_or(|(t, _)| ms > *t) {
+            latest.insert(key, (ms, value));
+        }
+        load.push(c);
+    }
+    for ((kind, id, field), (_, value)) in latest {
+        expected.get_mut(&(kind, id)).unwrap().insert(field, value);
+    }
+    // Shuffled, so arrival order differs from issue order.
+    for i in (1..load.len()).rev() {
+        load.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    Workload {
+        setup,
+        load,
+        expected,
+    }
+}
+
+/// A small deterministic generator (the workload must be reproducible).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// The checks every fault test ends with. Returns the number of events.
+pub async fn check_outcome(env: &TestEnv, w: &Workload, ch: &Channel, events_queue: &str) -> usize {
+    let total = (w.setup.len() + w.load.len()) as i64;
+    wait_processed(env, total).await;
+    assert_eq!(
+        processed(env).await,
+        total,
+        "every command has exactly one recorded outcome"
+    );
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0, "nothing dead-lettered");
+
+    // Final state equals the model.
+    let rows: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT 'contact', state FROM contacts WHERE state IS NOT NULL \
+         UNION ALL SELECT 'user', state FROM users WHERE state IS NOT NULL",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for (kind, state) in &rows {
+        let id = state["id"].as_str().unwrap().to_owned();
+        let want = &w.expected[&(kind.clone(), id.clone())];
+        for (field, value) in want {
+            assert_eq!(&state[field], value, "{kind} {id} {field}");
+        }
+        versions.insert(format!("{kind}/{id}"), state["version"].as_u64().unwrap());
+    }
+    assert_eq!(rows.len(), w.expected.len());
+
+    // Events: every version of every entity, no gap, one command per version.
+    let roles = 3;
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let events = collect_events(ch, events_queue, outbox as usize).await;
+    let mut seen = HashSet::new();
+    let mut by_version: HashMap<(String, u64), HashSet<String>> = HashMap::new();
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for e in &events {
+        if !seen.insert(e["id"].as_str().unwrap().to_owned()) {
+            continue;
+        }
+        let subject = e["subject"].as_str().unwrap().to_owned();
+        let v = e["entityversion"].as_u64().unwrap();
+        let prev = last.insert(subject.clone(), v).unwrap_or(0);
+        assert!(v >= prev, "{subject}: version {v} after {prev}");
+        by_version
+            .entry((subject, v))
+            .or_default()
+            .insert(e["commandid"].as_str().unwrap().to_owned());
+    }
+    for ((subject, v), commands) in &by_version {
+        assert_eq!(commands.len(), 1, "{subject} v{v} from {commands:?}");
+    }
+    for (subject, version) in &versions {
+        for v in 1..=*version {
+            assert!(
+                by_version.contains_key(&(subject.clone(), v)),
+                "{subject} v{v} has no event"
+            );
+        }
+    }
+    assert_eq!(
+        by_version
+            .keys()
+            .filter(|(s, _)| s.starts_with("role/"))
+            .count(),
+        roles
+    );
+    seen.len()
+}

@@ -6,6 +6,7 @@ mod contacts;
 mod dead_letters;
 mod helpers;
 mod relay;
+mod retention;
 mod security;
 mod semantics;
 mod users;

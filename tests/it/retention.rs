@@ -1,0 +1,66 @@
+//! Retention: old processed-command records and old published outbox rows
+//! are purged in batches; recent ones and unpublished events stay.
+
+use crate::helpers::TestEnv;
+use lifecycle_worker::retention::{purge_once, Purged};
+
+#[tokio::test]
+async fn retention_purges_only_what_is_past_its_period() {
+    let env = TestEnv::prepare_with(|_| {}).await;
+    // 2,500 old inbox rows (more than one batch) and 10 recent ones.
+    sqlx::query(
+        "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, processed_at) \
+         SELECT 'acme', 'old-' || i, 'contact.deactivate', 'applied', now() - interval '31 days' \
+         FROM generate_series(1, 2500) i",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, processed_at) \
+         SELECT 'acme', 'new-' || i, 'contact.deactivate', 'applied', now() - interval '29 days' \
+         FROM generate_series(1, 10) i",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    // Outbox: old published, recent published, old but never published.
+    for (published, n) in [
+        ("now() - interval '8 days'", 1200),
+        ("now() - interval '6 days'", 5),
+        ("NULL", 3),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body, created_at, published_at) \
+             SELECT 'acme', gen_random_uuid(), 'acme.contact.updated', 'ContactUpdated', 'contact', 'c-' || i, 1, '{{}}', now() - interval '9 days', {published} \
+             FROM generate_series(1, {n}) i"
+        ))
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    }
+    let purged = purge_once(&env.pool, &env.settings.retention)
+        .await
+        .unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            processed_commands: 2500,
+            outbox_rows: 1200
+        }
+    );
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM processed_commands), (SELECT count(*) FROM outbox)",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (10, 8), "recent rows and unpublished events stay");
+    assert_eq!(
+        purge_once(&env.pool, &env.settings.retention)
+            .await
+            .unwrap(),
+        Purged::default()
+    );
+    env.finish().await;
+}

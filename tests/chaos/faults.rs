@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::TestEnv;
+use crate::helpers::{eventually, TestEnv};
 use crate::{
-    check_outcome, event_queue, processed, publish_all, serial, spawn_worker, wait_processed,
-    workload,
+    check_outcome, event_queue, free_port, http_status, processed, publish_all, serial,
+    spawn_worker, spawn_worker_on, wait_processed, workload,
 };
 use lapin::Channel;
 use lifecycle_worker::amqp;
@@ -190,7 +190,7 @@ async fn a_broker_restart_mid_load_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_restart_mid_load_loses_nothing() {
+async fn a_postgres_outage_mid_load_loses_nothing_and_flips_readiness() {
     let _serial = serial().await;
     let _restore = RestoreServices;
     let started = Instant::now();
@@ -198,7 +198,12 @@ async fn a_postgres_restart_mid_load_loses_nothing() {
     let (_conn, ch) = fresh_channel(&env).await;
     let queue = event_queue(&env, &ch).await;
     let w = workload(200, 50, 3_000, 19);
-    let worker = spawn_worker(&env);
+    let port = free_port();
+    let worker = spawn_worker_on(&env, &format!("127.0.0.1:{port}"));
+    eventually("ready", || async {
+        (http_status(port, "/readyz").await == Some(200)).then_some(())
+    })
+    .await;
     publish_all(&env.settings, &w.setup).await;
     wait_processed(&env, w.setup.len() as i64).await;
     publish_all(&env.settings, &w.load).await;
@@ -207,11 +212,25 @@ async fn a_postgres_restart_mid_load_loses_nothing() {
     let cluster = pg_cluster();
     run(
         "pg_ctlcluster",
-        &["--skip-systemctl-redirect", &cluster, "main", "restart"],
+        &["--skip-systemctl-redirect", &cluster, "main", "stop"],
     );
+    // While the database is away the worker is alive but not ready.
+    eventually("not ready", || async {
+        (http_status(port, "/readyz").await == Some(503)).then_some(())
+    })
+    .await;
+    assert_eq!(http_status(port, "/healthz").await, Some(200));
+    run(
+        "pg_ctlcluster",
+        &["--skip-systemctl-redirect", &cluster, "main", "start"],
+    );
+    eventually("ready again", || async {
+        (http_status(port, "/readyz").await == Some(200)).then_some(())
+    })
+    .await;
     let events = check_outcome(&env, &w, &ch, &queue).await;
     eprintln!(
-        "postgres restart test: restart at {at} processed, {} commands, {events} events, {:.1}s",
+        "postgres restart test: stop/start at {at} processed, /readyz 503 while down, {} commands, {events} events, {:.1}s",
         w.setup.len() + w.load.len(),
         started.elapsed().as_secs_f64()
     );

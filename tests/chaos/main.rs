@@ -46,13 +46,38 @@ pub struct WorkerProcess {
 }
 
 pub fn spawn_worker(env: &TestEnv) -> WorkerProcess {
+    spawn_worker_on(env, "127.0.0.1:0")
+}
+
+/// A free local port for a worker's HTTP listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The status code of `GET path`, or `None` when nothing answers.
+pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+pub fn spawn_worker_on(env: &TestEnv, listen: &str) -> WorkerProcess {
     let s = &env.settings;
     let child = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
         .arg("run")
         .env("LIFECYCLE__DATABASE__URL", s.database.url.expose_secret())
         .env("LIFECYCLE__AMQP__URL", s.amqp.url.expose_secret())
         .env("LIFECYCLE__AMQP__PREFIX", &s.amqp.prefix)
-        .env("LIFECYCLE__HTTP__LISTEN", "127.0.0.1:0")
+        .env("LIFECYCLE__HTTP__LISTEN", listen)
         .env("LIFECYCLE__WORKER__DRAIN_TIMEOUT_SECS", "20")
         .env("LIFECYCLE__RELAY__POLL_INTERVAL_MS", "100")
         .env(

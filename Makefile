@@ -1,5 +1,5 @@
 # Targets wrap plain cargo commands; `make test` is what CI runs.
-.PHONY: services run test fmt lint unit fuzz
+.PHONY: services run test fmt lint unit bench fuzz
 
 services:
 	bash scripts/ensure-services.sh
@@ -20,6 +20,10 @@ fmt:
 
 lint:
 	cargo clippy --all-targets --all-features -- -D warnings
+
+# End-to-end throughput and latency against the local services (release build).
+bench: services
+	cargo bench --bench e2e
 
 # Property tests of decoding and decisions, far longer than in `make test`.
 fuzz:

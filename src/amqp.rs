@@ -14,6 +14,15 @@ use crate::config::AmqpSettings;
 /// Header `dlq replay` adds: how often the message was replayed.
 pub const REPLAYED_HEADER: &str = "x-replayed";
 
+/// The `x-replayed` header of a delivery's properties (as JSON); 0 for an
+/// original message.
+pub fn replay_number(properties: &Value) -> i32 {
+    properties["headers"][REPLAYED_HEADER]
+        .as_i64()
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
 /// Every exchange and queue name, derived from the prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {

@@ -1,12 +1,26 @@
-//! Applies one decoded command inside a transaction: inbox claim, load with
-//! row locks, the domain's decision, writes, outbox rows and the reply.
-//! The caller owns the transaction (a savepoint per command) and rolls back
-//! when the command is rejected, so a rejection leaves no trace but its
-//! dead letter.
+//! Applies a batch of deliveries in one transaction, set-based.
+//!
+//! The batch's entities are locked and loaded with one query per table, the
+//! domain decides each command in arrival order against an in-memory copy,
+//! and the changes, outbox rows and inbox rows are written back with one
+//! statement per table before the commit. A rejection changes nothing but
+//! its dead letter, because decisions are only kept when they succeed; an
+//! atomic bulk keeps an undo log to roll its contacts back. Rare paths
+//! (employer and role upserts, bulk filters, archive's linked users, delete)
+//! first flush what is pending, then use ordinary queries.
 
+use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
+
+use lapin::BasicProperties;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+use crate::amqp;
 use crate::domain::command::{BulkCommand, BulkTarget, Command, CommandBody, ContactOp, UserOp};
 use crate::domain::contact::{
-    check_op_against_policy, decide_contact, summarize_bulk, ContactDecision, ContactRecord,
+    check_op_against_policy, decide_contact, summarize_bulk, Activity, ContactDecision,
+    ContactRecord,
 };
 use crate::domain::event::{to_cloud_event, EventDraft, OutboxEvent};
 use crate::domain::ids::{EntityId, Limits};
@@ -16,147 +30,247 @@ use crate::domain::outcome::{
 use crate::domain::policy::Policies;
 use crate::domain::user::{decide_employer, decide_role, decide_user, UserRecord};
 use crate::domain::Ctx;
-use crate::store::{entities, journal, StoreError};
-use sqlx::PgConnection;
-use time::OffsetDateTime;
+use crate::store::journal::{self, DeadLetter};
+use crate::store::{entities, StoreError};
 
-/// What applying a command produced.
+/// A delivery as the batch sees it, independent of the channel.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub body: Vec<u8>,
+    pub properties: BasicProperties,
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+/// Decoded and authorised, or refused before touching the database.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Command(Box<Command>),
+    Refused {
+        rejection: Rejection,
+        command_id: Option<String>,
+        tenant: Option<String>,
+        command_type: Option<String>,
+    },
+}
+
+/// What to do with a delivery once its batch committed.
 #[derive(Debug)]
-pub struct Applied {
-    pub reply: Reply,
-    /// Events written to the outbox (zero for duplicates).
+pub enum Disposition {
+    /// Applied, unchanged, stale, duplicate or dead-lettered: done with it.
+    Ack { reply: Reply },
+    /// Deciding it panicked: give it back; the delivery limit parks it.
+    Requeue,
+}
+
+/// What a committed batch produced.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    pub dispositions: Vec<Disposition>,
     pub events: usize,
 }
 
-/// `Ok(Err(_))` is a permanent rejection: the caller rolls back to its
-/// savepoint and dead-letters the message.
-pub async fn apply_command(
+type Key = (String, EntityId);
+
+/// The batch's working set and buffered writes.
+struct Uow<'c> {
+    conn: &'c mut PgConnection,
+    contacts: HashMap<Key, ContactRecord>,
+    users: HashMap<Key, UserRecord>,
+    dirty_contacts: BTreeSet<Key>,
+    dirty_users: BTreeSet<Key>,
+    /// Rows inserted as lock placeholders for creating upserts.
+    contact_placeholders: Vec<Key>,
+    user_placeholders: Vec<Key>,
+    employers: BTreeSet<Key>,
+    activities: Vec<(Key, String, Activity)>,
+    outbox: Vec<OutboxEvent>,
+    inbox: Vec<(String, String, String, Reply)>,
+    /// Replies of commands processed earlier in this batch.
+    seen: HashMap<(String, String), Reply>,
+    undo: Vec<Undo>,
+}
+
+/// A cache write, for rolling back an atomic bulk.
+enum Undo {
+    Contact(Key, Option<Box<ContactRecord>>, bool),
+    User(Key, Option<Box<UserRecord>>, bool),
+}
+
+/// Buffer lengths and undo position at a point in the batch.
+struct Checkpoint {
+    undo: usize,
+    activities: usize,
+    employers: BTreeSet<Key>,
+}
+
+pub async fn apply_batch(
     conn: &mut PgConnection,
-    cmd: &Command,
+    batch: &[(Inbound, Prepared)],
     policies: &Policies,
     limits: &Limits,
     now: OffsetDateTime,
-) -> Result<Result<Applied, Rejection>, StoreError> {
-    #[cfg(feature = "failpoints")]
-    crate::failpoints::before_apply(cmd.command_id.as_str());
-    let tenant = cmd.tenant.as_str();
-    let command_id = cmd.command_id.as_str();
-    if !journal::claim_command(conn, tenant, command_id, cmd.type_name()).await? {
-        let reply = journal::first_reply(conn, tenant, command_id)
-            .await?
-            .map(|first| Reply {
-                duplicate: true,
-                ..first
-            })
-            .ok_or(StoreError::Corrupt {
-                what: "processed command without reply",
-                source: serde::de::Error::custom("reply is null"),
-            })?;
-        return Ok(Ok(Applied { reply, events: 0 }));
-    }
-    let ctx = Ctx {
-        tenant: &cmd.tenant,
-        policy: policies.for_tenant(tenant),
-        limits,
-        issued_at: cmd.issued_at,
-        actor: cmd.actor.as_deref(),
-        now,
-    };
-    let mut drafts = Vec::new();
-    let decided = match &cmd.body {
-        CommandBody::Contact { contact_id, op } => contact_command(
-            conn,
-            &ctx,
-            command_id,
-            contact_id,
-            op,
-            cmd.expected_version,
-            &mut drafts,
-        )
-        .await?
-        .map(|(outcome, version)| {
-            (
-                outcome,
-                Some(entity(EntityKind::Contact, contact_id, version)),
-                None,
-            )
-        }),
-        CommandBody::Bulk(bulk) => bulk_command(conn, &ctx, command_id, bulk, &mut drafts)
-            .await?
-            .map(|(outcome, items)| (outcome, None, Some(items))),
-        CommandBody::User { user_id, op } => {
-            user_command(conn, &ctx, user_id, op, cmd.expected_version, &mut drafts)
-                .await?
-                .map(|(outcome, version)| {
-                    (
-                        outcome,
-                        Some(entity(EntityKind::User, user_id, version)),
-                        None,
-                    )
-                })
-        }
-        CommandBody::EmployerUpsert(u) => {
-            let current = entities::lock_employer(conn, tenant, &u.employer_id).await?;
-            match decide_employer(&ctx, current.as_ref(), u, cmd.expected_version) {
-                Ok(d) => {
-                    if let Some(e) = &d.write {
-                        entities::save_employer(conn, tenant, e).await?;
-                    }
-                    let version = d.write.as_ref().or(current.as_ref()).map(|e| e.version);
-                    drafts.extend(d.events);
-                    Ok((
-                        d.outcome,
-                        Some(entity(EntityKind::Employer, &u.employer_id, version)),
-                        None,
-                    ))
-                }
-                Err(r) => Err(r),
-            }
-        }
-        CommandBody::RoleUpsert(u) => {
-            let current = entities::lock_role(conn, tenant, &u.role_id).await?;
-            match decide_role(&ctx, current.as_ref(), u, cmd.expected_version) {
-                Ok(d) => {
-                    if let Some(r) = &d.write {
-                        entities::save_role(conn, tenant, r).await?;
-                    }
-                    let version = d.write.as_ref().or(current.as_ref()).map(|r| r.version);
-                    drafts.extend(d.events);
-                    Ok((
-                        d.outcome,
-                        Some(entity(EntityKind::Role, &u.role_id, version)),
-                        None,
-                    ))
-                }
-                Err(r) => Err(r),
-            }
-        }
-    };
-    let (outcome, entity, items) = match decided {
-        Ok(d) => d,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    let events: Vec<OutboxEvent> = drafts
-        .into_iter()
-        .enumerate()
-        .map(|(seq, d)| to_cloud_event(&cmd.tenant, &cmd.command_id, seq, d, now))
+) -> Result<BatchOutcome, StoreError> {
+    let commands: Vec<&Command> = batch
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Prepared::Command(c) => Some(c.as_ref()),
+            Prepared::Refused { .. } => None,
+        })
         .collect();
-    journal::append_outbox(conn, &events).await?;
-    let reply = Reply {
-        command_id: Some(command_id.to_owned()),
-        tenant: Some(tenant.to_owned()),
-        outcome,
-        duplicate: false,
-        entity,
-        events: events.iter().map(|e| e.id.to_string()).collect(),
-        error: None,
-        items,
+    let mut uow = Uow {
+        conn,
+        contacts: HashMap::new(),
+        users: HashMap::new(),
+        dirty_contacts: BTreeSet::new(),
+        dirty_users: BTreeSet::new(),
+        contact_placeholders: Vec::new(),
+        user_placeholders: Vec::new(),
+        employers: BTreeSet::new(),
+        activities: Vec::new(),
+        outbox: Vec::new(),
+        inbox: Vec::new(),
+        seen: HashMap::new(),
+        undo: Vec::new(),
     };
-    journal::complete_command(conn, tenant, command_id, &reply).await?;
-    Ok(Ok(Applied {
-        reply,
-        events: events.len(),
-    }))
+    let processed = journal::processed_replies(
+        uow.conn,
+        &commands
+            .iter()
+            .map(|c| (c.tenant.to_string(), c.command_id.to_string()))
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    uow.prefetch(&commands).await?;
+
+    let mut dispositions = Vec::with_capacity(batch.len());
+    for (msg, prepared) in batch {
+        let refused = match prepared {
+            Prepared::Refused {
+                rejection,
+                command_id,
+                tenant,
+                command_type,
+            } => Some((
+                rejection.clone(),
+                command_id.clone(),
+                tenant.clone(),
+                command_type.clone(),
+            )),
+            Prepared::Command(cmd) => {
+                let key = (cmd.tenant.to_string(), cmd.command_id.to_string());
+                let first = processed.get(&key).or_else(|| uow.seen.get(&key)).cloned();
+                if let Some(first) = first {
+                    dispositions.push(Disposition::Ack {
+                        reply: Reply {
+                            duplicate: true,
+                            ..first
+                        },
+                    });
+                    continue;
+                }
+                match uow.command(cmd, policies, limits, now).await {
+                    Ok(Ok(reply)) => {
+                        uow.seen.insert(key, reply.clone());
+                        uow.inbox.push((
+                            cmd.tenant.to_string(),
+                            cmd.command_id.to_string(),
+                            cmd.type_name().to_owned(),
+                            reply.clone(),
+                        ));
+                        dispositions.push(Disposition::Ack { reply });
+                        None
+                    }
+                    Ok(Err(Decided::Rejected(rejection))) => Some((
+                        rejection,
+                        Some(cmd.command_id.to_string()),
+                        Some(cmd.tenant.to_string()),
+                        Some(cmd.type_name().to_owned()),
+                    )),
+                    Ok(Err(Decided::Panicked(message))) => {
+                        tracing::error!(
+                            tenant = %cmd.tenant,
+                            command_id = %cmd.command_id,
+                            kind = cmd.type_name(),
+                            panic = %message,
+                            "deciding the command panicked; requeueing"
+                        );
+                        dispositions.push(Disposition::Requeue);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if let Some((rejection, command_id, tenant, command_type)) = refused {
+            let properties = amqp::properties_to_json(&msg.properties);
+            let dead = DeadLetter {
+                body: msg.body.clone(),
+                replay: amqp::replay_number(&properties),
+                properties,
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+                tenant: tenant.clone(),
+                command_id: command_id.clone(),
+                command_type: command_type.clone(),
+                code: rejection.code.as_str().to_owned(),
+                message: rejection.message.clone(),
+            };
+            let id = journal::store_dead_letter(uow.conn, &dead).await?;
+            tracing::info!(
+                dead_letter = id,
+                code = rejection.code.as_str(),
+                tenant = tenant.as_deref(),
+                command_id = command_id.as_deref(),
+                kind = command_type.as_deref(),
+                "command rejected and dead-lettered"
+            );
+            dispositions.push(Disposition::Ack {
+                reply: Reply {
+                    command_id,
+                    tenant,
+                    outcome: Outcome::Rejected,
+                    duplicate: false,
+                    entity: None,
+                    events: vec![],
+                    error: Some(rejection.into()),
+                    items: None,
+                },
+            });
+        }
+    }
+    let events = uow.outbox.len();
+    uow.finish().await?;
+    Ok(BatchOutcome {
+        dispositions,
+        events,
+    })
+}
+
+/// Why a command did not end with a reply to record.
+enum Decided {
+    Rejected(Rejection),
+    Panicked(String),
+}
+
+impl From<Rejection> for Decided {
+    fn from(r: Rejection) -> Self {
+        Decided::Rejected(r)
+    }
+}
+
+/// Runs a pure decision, turning a panic into [`Decided::Panicked`].
+fn decide<T>(f: impl FnOnce() -> Result<T, Rejection>) -> Result<T, Decided> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(Decided::Rejected),
+        Err(panic) => Err(Decided::Panicked(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned()),
+        )),
+    }
 }
 
 fn entity(kind: EntityKind, id: &EntityId, version: Option<u64>) -> EntityRef {
@@ -167,143 +281,460 @@ fn entity(kind: EntityKind, id: &EntityId, version: Option<u64>) -> EntityRef {
     }
 }
 
-/// Decides and stores one contact command; returns its outcome and the
-/// contact's version after it.
-async fn contact_command(
-    conn: &mut PgConnection,
-    ctx: &Ctx<'_>,
-    command_id: &str,
-    id: &EntityId,
-    op: &ContactOp,
-    expected_version: Option<u64>,
-    drafts: &mut Vec<EventDraft>,
-) -> Result<Result<(Outcome, Option<u64>), Rejection>, StoreError> {
-    let tenant = ctx.tenant.as_str();
-    let creates = matches!(op, ContactOp::Upsert(_));
-    let record = entities::lock_contact(conn, tenant, id, creates).await?;
-    let linked_users = match (op, &record) {
-        (ContactOp::Archive(_) | ContactOp::Revive(_), ContactRecord::Live(_)) => {
-            entities::lock_users_of_contact(conn, tenant, id).await?
-        }
-        _ => vec![],
-    };
-    let decision = match decide_contact(ctx, id, &record, op, expected_version, &linked_users) {
-        Ok(d) => d,
-        Err(r) => return Ok(Err(r)),
-    };
-    let version = decision.version_after(&record);
-    let outcome = decision.outcome;
-    store_contact_decision(conn, ctx, command_id, id, decision, drafts).await?;
-    Ok(Ok((outcome, version)))
-}
-
-async fn store_contact_decision(
-    conn: &mut PgConnection,
-    ctx: &Ctx<'_>,
-    command_id: &str,
-    id: &EntityId,
-    d: ContactDecision,
-    drafts: &mut Vec<EventDraft>,
-) -> Result<(), StoreError> {
-    let tenant = ctx.tenant.as_str();
-    if let Some(record) = &d.write {
-        entities::save_contact(conn, tenant, id, record).await?;
-    }
-    for user in d.users {
-        entities::save_user(conn, tenant, &user.id.clone(), &UserRecord::Live(user)).await?;
-    }
-    if d.erase_activity {
-        entities::erase_activity(conn, tenant, id).await?;
-    }
-    if let Some(a) = &d.activity {
-        entities::insert_activity(conn, tenant, id, command_id, a).await?;
-    }
-    entities::ensure_employers(conn, tenant, &d.ensure_employers).await?;
-    drafts.extend(d.events);
-    Ok(())
-}
-
-async fn bulk_command(
-    conn: &mut PgConnection,
-    ctx: &Ctx<'_>,
-    command_id: &str,
-    bulk: &BulkCommand,
-    drafts: &mut Vec<EventDraft>,
-) -> Result<Result<(Outcome, Vec<BulkItem>), Rejection>, StoreError> {
-    let tenant = ctx.tenant.as_str();
-    if let Err(r) = check_op_against_policy(ctx.policy, &bulk.op) {
-        return Ok(Err(r));
-    }
-    let ids = match &bulk.target {
-        BulkTarget::Ids(ids) => ids.clone(),
-        BulkTarget::Employer(e) => {
-            if !entities::employer_exists(conn, tenant, e).await? {
-                return Ok(Err(Rejection::new(
-                    ErrorCode::EmployerNotFound,
-                    format!("employer `{e}` in payload.filter does not exist"),
-                )));
+impl Uow<'_> {
+    /// Locks and loads every contact and user the batch names directly,
+    /// creating lock placeholders for the ones an upsert may create.
+    async fn prefetch(&mut self, commands: &[&Command]) -> Result<(), StoreError> {
+        let mut contacts = BTreeSet::new();
+        let mut users = BTreeSet::new();
+        let mut creating_contacts = BTreeSet::new();
+        let mut creating_users = BTreeSet::new();
+        for c in commands {
+            let t = c.tenant.to_string();
+            match &c.body {
+                CommandBody::Contact { contact_id, op } => {
+                    if matches!(op, ContactOp::Upsert(_)) {
+                        creating_contacts.insert((t.clone(), contact_id.clone()));
+                    }
+                    contacts.insert((t, contact_id.clone()));
+                }
+                CommandBody::Bulk(BulkCommand {
+                    target: BulkTarget::Ids(ids),
+                    ..
+                }) => contacts.extend(ids.iter().map(|id| (t.clone(), id.clone()))),
+                CommandBody::User { user_id, op } => {
+                    if matches!(op, UserOp::Upsert(_)) {
+                        creating_users.insert((t.clone(), user_id.clone()));
+                    }
+                    users.insert((t, user_id.clone()));
+                }
+                CommandBody::Bulk(_)
+                | CommandBody::EmployerUpsert(_)
+                | CommandBody::RoleUpsert(_) => {}
             }
-            entities::contacts_of_employer(conn, tenant, e).await?
         }
-    };
-    let mut items = Vec::with_capacity(ids.len());
-    for id in &ids {
-        match contact_command(conn, ctx, command_id, id, &bulk.op, None, drafts).await? {
-            Ok((outcome, version)) => items.push(BulkItem {
-                contact_id: id.to_string(),
-                outcome,
-                version,
-                error: None,
-            }),
-            Err(r) if bulk.atomic => {
-                return Ok(Err(Rejection::new(
-                    r.code,
-                    format!("atomic bulk rolled back: contact `{id}`: {}", r.message),
-                )))
-            }
-            Err(r) => items.push(BulkItem {
-                contact_id: id.to_string(),
-                outcome: Outcome::Rejected,
-                version: None,
-                error: Some(r.into()),
-            }),
+        let creating_contacts: Vec<Key> = creating_contacts.into_iter().collect();
+        let creating_users: Vec<Key> = creating_users.into_iter().collect();
+        entities::insert_placeholders(self.conn, entities::Table::Contacts, &creating_contacts)
+            .await?;
+        entities::insert_placeholders(self.conn, entities::Table::Users, &creating_users).await?;
+        self.contact_placeholders = creating_contacts;
+        self.user_placeholders = creating_users;
+        self.load_contacts(&contacts.into_iter().collect::<Vec<_>>())
+            .await?;
+        let users: Vec<Key> = users.into_iter().collect();
+        for (key, record) in entities::lock_users(self.conn, &users).await? {
+            self.users.insert(key, record);
         }
+        Ok(())
     }
-    Ok(summarize_bulk(&items).map(|outcome| (outcome, items)))
-}
 
-async fn user_command(
-    conn: &mut PgConnection,
-    ctx: &Ctx<'_>,
-    id: &EntityId,
-    op: &UserOp,
-    expected_version: Option<u64>,
-    drafts: &mut Vec<EventDraft>,
-) -> Result<Result<(Outcome, Option<u64>), Rejection>, StoreError> {
-    let tenant = ctx.tenant.as_str();
-    let role = match op {
-        UserOp::Upsert(u) => u.role_id.as_ref(),
-        UserOp::ChangeRole { role_id } => Some(role_id),
-        _ => None,
-    };
-    let role_exists = match role {
-        Some(r) => entities::role_exists(conn, tenant, r).await?,
-        None => true,
-    };
-    let creates = matches!(op, UserOp::Upsert(_));
-    let record = entities::lock_user(conn, tenant, id, creates).await?;
-    let d = match decide_user(ctx, id, &record, op, expected_version, role_exists) {
-        Ok(d) => d,
-        Err(r) => return Ok(Err(r)),
-    };
-    let version = match d.write.as_ref().unwrap_or(&record) {
-        UserRecord::Live(u) => Some(u.version),
-        UserRecord::Deleted { .. } | UserRecord::Absent => None,
-    };
-    if let Some(w) = &d.write {
-        entities::save_user(conn, tenant, id, w).await?;
+    /// Locks and caches contacts not cached yet.
+    async fn load_contacts(&mut self, keys: &[Key]) -> Result<(), StoreError> {
+        let missing: Vec<Key> = keys
+            .iter()
+            .filter(|k| !self.contacts.contains_key(*k))
+            .cloned()
+            .collect();
+        for (key, record) in entities::lock_contacts(self.conn, &missing).await? {
+            self.contacts.insert(key, record);
+        }
+        Ok(())
     }
-    entities::ensure_employers(conn, tenant, &d.ensure_employers).await?;
-    drafts.extend(d.events);
-    Ok(Ok((d.outcome, version)))
+
+    fn contact(&self, key: &Key) -> ContactRecord {
+        self.contacts
+            .get(key)
+            .cloned()
+            .unwrap_or(ContactRecord::Absent)
+    }
+
+    fn set_contact(&mut self, key: Key, record: ContactRecord) {
+        let was_dirty = !self.dirty_contacts.insert(key.clone());
+        let old = self.contacts.insert(key.clone(), record);
+        self.undo
+            .push(Undo::Contact(key, old.map(Box::new), was_dirty));
+    }
+
+    fn set_user(&mut self, key: Key, record: UserRecord) {
+        let was_dirty = !self.dirty_users.insert(key.clone());
+        let old = self.users.insert(key.clone(), record);
+        self.undo
+            .push(Undo::User(key, old.map(Box::new), was_dirty));
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            undo: self.undo.len(),
+            activities: self.activities.len(),
+            employers: self.employers.clone(),
+        }
+    }
+
+    fn rollback_to(&mut self, cp: Checkpoint) {
+        while self.undo.len() > cp.undo {
+            match self.undo.pop() {
+                Some(Undo::Contact(key, old, was_dirty)) => {
+                    if !was_dirty {
+                        self.dirty_contacts.remove(&key);
+                    }
+                    match old {
+                        Some(r) => self.contacts.insert(key, *r),
+                        None => self.contacts.remove(&key),
+                    };
+                }
+                Some(Undo::User(key, old, was_dirty)) => {
+                    if !was_dirty {
+                        self.dirty_users.remove(&key);
+                    }
+                    match old {
+                        Some(r) => self.users.insert(key, *r),
+                        None => self.users.remove(&key),
+                    };
+                }
+                None => break,
+            }
+        }
+        self.activities.truncate(cp.activities);
+        self.employers = cp.employers;
+    }
+
+    /// Writes buffered entity changes, so that queries see them.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let contacts: Vec<(Key, ContactRecord)> = std::mem::take(&mut self.dirty_contacts)
+            .into_iter()
+            .map(|k| {
+                let r = self.contact(&k);
+                (k, r)
+            })
+            .collect();
+        entities::save_contacts(self.conn, &contacts).await?;
+        let users: Vec<(Key, UserRecord)> = std::mem::take(&mut self.dirty_users)
+            .into_iter()
+            .map(|k| {
+                let r = self.users.get(&k).cloned().unwrap_or(UserRecord::Absent);
+                (k, r)
+            })
+            .collect();
+        entities::save_users(self.conn, &users).await?;
+        let employers: Vec<Key> = std::mem::take(&mut self.employers).into_iter().collect();
+        entities::ensure_employers(self.conn, &employers).await?;
+        entities::insert_activities(self.conn, &std::mem::take(&mut self.activities)).await?;
+        // Undo cannot reach back past what is written.
+        self.undo.clear();
+        Ok(())
+    }
+
+    /// The end of the batch: entity writes, placeholder cleanup, outbox, inbox.
+    async fn finish(mut self) -> Result<(), StoreError> {
+        self.flush().await?;
+        // Placeholders of creations that did not happen (refused upserts).
+        let unused: Vec<Key> = self
+            .contact_placeholders
+            .iter()
+            .filter(|k| matches!(self.contacts.get(*k), Some(ContactRecord::Absent)))
+            .cloned()
+            .collect();
+        entities::delete_placeholders(self.conn, entities::Table::Contacts, &unused).await?;
+        let unused: Vec<Key> = self
+            .user_placeholders
+            .iter()
+            .filter(|k| matches!(self.users.get(*k), Some(UserRecord::Absent)))
+            .cloned()
+            .collect();
+        entities::delete_placeholders(self.conn, entities::Table::Users, &unused).await?;
+        journal::append_outbox(self.conn, &self.outbox).await?;
+        journal::record_processed(self.conn, &self.inbox).await?;
+        Ok(())
+    }
+
+    /// Applies one command; `Ok(Err(_))` means it is refused or panicked.
+    async fn command(
+        &mut self,
+        cmd: &Command,
+        policies: &Policies,
+        limits: &Limits,
+        now: OffsetDateTime,
+    ) -> Result<Result<Reply, Decided>, StoreError> {
+        let tenant = cmd.tenant.as_str();
+        let ctx = Ctx {
+            tenant: &cmd.tenant,
+            policy: policies.for_tenant(tenant),
+            limits,
+            issued_at: cmd.issued_at,
+            actor: cmd.actor.as_deref(),
+            now,
+        };
+        let command_id = cmd.command_id.as_str();
+        #[cfg(feature = "failpoints")]
+        if let Err(e) = decide(|| {
+            crate::failpoints::before_apply(command_id);
+            Ok(())
+        }) {
+            return Ok(Err(e));
+        }
+        let mut drafts = Vec::new();
+        let decided = match &cmd.body {
+            CommandBody::Contact { contact_id, op } => self
+                .contact_command(
+                    &ctx,
+                    command_id,
+                    contact_id,
+                    op,
+                    cmd.expected_version,
+                    &mut drafts,
+                )
+                .await?
+                .map(|(o, v)| (o, Some(entity(EntityKind::Contact, contact_id, v)), None)),
+            CommandBody::Bulk(bulk) => {
+                let cp = self.checkpoint();
+                let drafts_before = drafts.len();
+                let r = self
+                    .bulk_command(&ctx, command_id, bulk, &mut drafts)
+                    .await?;
+                if r.is_err() {
+                    self.rollback_to(cp);
+                    drafts.truncate(drafts_before);
+                }
+                r.map(|(o, items)| (o, None, Some(items)))
+            }
+            CommandBody::User { user_id, op } => self
+                .user_command(&ctx, user_id, op, cmd.expected_version, &mut drafts)
+                .await?
+                .map(|(o, v)| (o, Some(entity(EntityKind::User, user_id, v)), None)),
+            CommandBody::EmployerUpsert(u) => {
+                self.flush().await?;
+                let current = entities::lock_employer(self.conn, tenant, &u.employer_id).await?;
+                match decide(|| decide_employer(&ctx, current.as_ref(), u, cmd.expected_version)) {
+                    Ok(d) => {
+                        if let Some(e) = &d.write {
+                            entities::save_employer(self.conn, tenant, e).await?;
+                        }
+                        let version = d.write.as_ref().or(current.as_ref()).map(|e| e.version);
+                        drafts.extend(d.events);
+                        Ok((
+                            d.outcome,
+                            Some(entity(EntityKind::Employer, &u.employer_id, version)),
+                            None,
+                        ))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            CommandBody::RoleUpsert(u) => {
+                let current = entities::lock_role(self.conn, tenant, &u.role_id).await?;
+                match decide(|| decide_role(&ctx, current.as_ref(), u, cmd.expected_version)) {
+                    Ok(d) => {
+                        if let Some(r) = &d.write {
+                            entities::save_role(self.conn, tenant, r).await?;
+                        }
+                        let version = d.write.as_ref().or(current.as_ref()).map(|r| r.version);
+                        drafts.extend(d.events);
+                        Ok((
+                            d.outcome,
+                            Some(entity(EntityKind::Role, &u.role_id, version)),
+                            None,
+                        ))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let (outcome, entity, items) = match decided {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        let first_event = self.outbox.len();
+        self.outbox.extend(
+            drafts
+                .into_iter()
+                .enumerate()
+                .map(|(seq, d)| to_cloud_event(&cmd.tenant, &cmd.command_id, seq, d, now)),
+        );
+        Ok(Ok(Reply {
+            command_id: Some(command_id.to_owned()),
+            tenant: Some(tenant.to_owned()),
+            outcome,
+            duplicate: false,
+            entity,
+            events: self.outbox[first_event..]
+                .iter()
+                .map(|e| e.id.to_string())
+                .collect(),
+            error: None,
+            items,
+        }))
+    }
+
+    async fn contact_command(
+        &mut self,
+        ctx: &Ctx<'_>,
+        command_id: &str,
+        id: &EntityId,
+        op: &ContactOp,
+        expected_version: Option<u64>,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<Result<(Outcome, Option<u64>), Decided>, StoreError> {
+        let key = (ctx.tenant.to_string(), id.clone());
+        self.load_contacts(std::slice::from_ref(&key)).await?;
+        let record = self.contact(&key);
+        let linked_users = match (op, &record) {
+            (ContactOp::Archive(_) | ContactOp::Revive(_), ContactRecord::Live(_)) => {
+                self.flush().await?;
+                let users =
+                    entities::lock_users_of_contact(self.conn, ctx.tenant.as_str(), id).await?;
+                // What this batch already changed wins over what was read.
+                users
+                    .into_iter()
+                    .map(|u| match self.users.get(&(key.0.clone(), u.id.clone())) {
+                        Some(UserRecord::Live(cached)) => cached.clone(),
+                        _ => u,
+                    })
+                    .collect()
+            }
+            _ => vec![],
+        };
+        let decision = match decide(|| {
+            decide_contact(ctx, id, &record, op, expected_version, &linked_users)
+        }) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        let version = decision.version_after(&record);
+        let outcome = decision.outcome;
+        self.keep_contact_decision(key, command_id, decision, drafts)
+            .await?;
+        Ok(Ok((outcome, version)))
+    }
+
+    async fn keep_contact_decision(
+        &mut self,
+        key: Key,
+        command_id: &str,
+        d: ContactDecision,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<(), StoreError> {
+        if d.erase_activity {
+            // Activity logged earlier in the batch must be erased too.
+            self.flush().await?;
+            entities::erase_activity(self.conn, &key.0, &key.1).await?;
+        }
+        for user in d.users {
+            self.set_user((key.0.clone(), user.id.clone()), UserRecord::Live(user));
+        }
+        if let Some(a) = d.activity {
+            self.activities
+                .push((key.clone(), command_id.to_owned(), a));
+        }
+        self.employers
+            .extend(d.ensure_employers.into_iter().map(|e| (key.0.clone(), e)));
+        if let Some(record) = d.write {
+            self.set_contact(key, record);
+        }
+        drafts.extend(d.events);
+        Ok(())
+    }
+
+    async fn bulk_command(
+        &mut self,
+        ctx: &Ctx<'_>,
+        command_id: &str,
+        bulk: &BulkCommand,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<Result<(Outcome, Vec<BulkItem>), Decided>, StoreError> {
+        let tenant = ctx.tenant.as_str();
+        if let Err(r) = check_op_against_policy(ctx.policy, &bulk.op) {
+            return Ok(Err(r.into()));
+        }
+        let ids = match &bulk.target {
+            BulkTarget::Ids(ids) => ids.clone(),
+            BulkTarget::Employer(e) => {
+                self.flush().await?;
+                if !entities::employer_exists(self.conn, tenant, e).await? {
+                    return Ok(Err(Rejection::new(
+                        ErrorCode::EmployerNotFound,
+                        format!("employer `{e}` in payload.filter does not exist"),
+                    )
+                    .into()));
+                }
+                entities::contacts_of_employer(self.conn, tenant, e).await?
+            }
+        };
+        let keys: Vec<Key> = ids
+            .iter()
+            .map(|id| (tenant.to_owned(), id.clone()))
+            .collect();
+        self.load_contacts(&keys).await?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in &ids {
+            match self
+                .contact_command(ctx, command_id, id, &bulk.op, None, drafts)
+                .await?
+            {
+                Ok((outcome, version)) => items.push(BulkItem {
+                    contact_id: id.to_string(),
+                    outcome,
+                    version,
+                    error: None,
+                }),
+                Err(Decided::Rejected(r)) if bulk.atomic => {
+                    return Ok(Err(Rejection::new(
+                        r.code,
+                        format!("atomic bulk rolled back: contact `{id}`: {}", r.message),
+                    )
+                    .into()))
+                }
+                Err(Decided::Rejected(r)) => items.push(BulkItem {
+                    contact_id: id.to_string(),
+                    outcome: Outcome::Rejected,
+                    version: None,
+                    error: Some(r.into()),
+                }),
+                Err(panicked @ Decided::Panicked(_)) => return Ok(Err(panicked)),
+            }
+        }
+        Ok(summarize_bulk(&items)
+            .map(|o| (o, items))
+            .map_err(Decided::from))
+    }
+
+    async fn user_command(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: &EntityId,
+        op: &UserOp,
+        expected_version: Option<u64>,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<Result<(Outcome, Option<u64>), Decided>, StoreError> {
+        let tenant = ctx.tenant.as_str();
+        let role = match op {
+            UserOp::Upsert(u) => u.role_id.as_ref(),
+            UserOp::ChangeRole { role_id } => Some(role_id),
+            _ => None,
+        };
+        let role_exists = match role {
+            Some(r) => entities::role_exists(self.conn, tenant, r).await?,
+            None => true,
+        };
+        let key = (tenant.to_owned(), id.clone());
+        let record = self.users.get(&key).cloned().unwrap_or(UserRecord::Absent);
+        let d = match decide(|| decide_user(ctx, id, &record, op, expected_version, role_exists)) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        let version = match d.write.as_ref().unwrap_or(&record) {
+            UserRecord::Live(u) => Some(u.version),
+            UserRecord::Deleted { .. } | UserRecord::Absent => None,
+        };
+        self.employers.extend(
+            d.ensure_employers
+                .into_iter()
+                .map(|e| (tenant.to_owned(), e)),
+        );
+        if let Some(w) = d.write {
+            self.set_user(key, w);
+        }
+        drafts.extend(d.events);
+        Ok(Ok((d.outcome, version)))
+    }
 }

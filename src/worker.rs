@@ -1,12 +1,11 @@
 //! Deliveries -> decode -> one transaction per batch -> replies -> acks.
 //!
-//! A batch of deliveries from one queue is applied in one transaction, each
-//! command in its own savepoint, in arrival order. Transient database errors
+//! A batch of deliveries from one queue is applied in one transaction (see
+//! [`crate::apply`]), in arrival order. Transient database errors
 //! roll the whole batch back and retry it with backoff; nothing is acked
 //! before the commit, so a crash at any point leaves the deliveries to be
 //! redelivered and absorbed by the inbox.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,17 +18,17 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::Value;
-use sqlx::{Acquire, PgPool};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{error, info, warn};
 
 use crate::amqp;
-use crate::apply::apply_command;
-use crate::domain::command::{decode, Command};
+use crate::apply::{apply_batch, BatchOutcome, Disposition, Inbound, Prepared};
+use crate::domain::command::decode;
 use crate::domain::ids::Limits;
-use crate::domain::outcome::{Outcome, Rejection, Reply};
+use crate::domain::outcome::Reply;
 use crate::domain::policy::{Policies, Producers};
 use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
@@ -44,44 +43,13 @@ pub struct Processor {
     pub relay_wake: Arc<Notify>,
 }
 
-/// A delivery as the processor sees it, independent of the channel.
-#[derive(Debug)]
-pub struct Inbound {
-    pub body: Vec<u8>,
-    pub properties: BasicProperties,
-    pub exchange: String,
-    pub routing_key: String,
-}
-
-impl Inbound {
-    pub fn from_delivery(d: &Delivery) -> Inbound {
-        Inbound {
-            body: d.data.clone(),
-            properties: d.properties.clone(),
-            exchange: d.exchange.as_str().to_owned(),
-            routing_key: d.routing_key.as_str().to_owned(),
-        }
+fn inbound(d: &Delivery) -> Inbound {
+    Inbound {
+        body: d.data.clone(),
+        properties: d.properties.clone(),
+        exchange: d.exchange.as_str().to_owned(),
+        routing_key: d.routing_key.as_str().to_owned(),
     }
-}
-
-/// What to do with a delivery once its batch committed.
-#[derive(Debug)]
-pub enum Disposition {
-    /// Applied, duplicate or dead-lettered: done with it.
-    Ack { reply: Reply },
-    /// An unexpected error: give it back; the delivery limit parks it eventually.
-    Requeue,
-}
-
-/// Decoded and authorised, or refused before touching the database.
-enum Prepared {
-    Command(Box<Command>),
-    Refused {
-        rejection: Rejection,
-        command_id: Option<String>,
-        tenant: Option<String>,
-        command_type: Option<String>,
-    },
 }
 
 impl Processor {
@@ -112,167 +80,81 @@ impl Processor {
     }
 
     /// Applies a batch, retrying transient failures until it commits.
+    /// A batch that fails for another reason is split and its messages
+    /// applied one by one, so one bad message cannot hold up the others; a
+    /// single message failing so is requeued (the delivery limit parks it).
     /// Returns `None` when shutdown interrupted the retries (nothing committed).
     pub async fn handle_batch(
         &self,
-        batch: &[Inbound],
+        batch: Vec<Inbound>,
         shutdown: &CancellationToken,
     ) -> Option<Vec<Disposition>> {
-        let prepared: Vec<Prepared> = batch.iter().map(|m| self.prepare(m)).collect();
+        let prepared: Vec<(Inbound, Prepared)> = batch
+            .into_iter()
+            .map(|m| {
+                let p = self.prepare(&m);
+                (m, p)
+            })
+            .collect();
+        match self.commit_with_retries(&prepared, shutdown).await? {
+            Ok(d) => Some(d),
+            Err(e) if prepared.len() == 1 => {
+                error!(error = %e, "message failed unexpectedly; requeueing");
+                Some(vec![Disposition::Requeue])
+            }
+            Err(e) => {
+                warn!(error = %e, size = prepared.len(), "batch failed; applying its messages one by one");
+                let mut all = Vec::with_capacity(prepared.len());
+                for one in prepared.chunks(1) {
+                    match self.commit_with_retries(one, shutdown).await? {
+                        Ok(d) => all.extend(d),
+                        Err(e) => {
+                            error!(error = %e, "message failed unexpectedly; requeueing");
+                            all.push(Disposition::Requeue);
+                        }
+                    }
+                }
+                Some(all)
+            }
+        }
+    }
+
+    /// Commits a batch, retrying transient errors with backoff. `Some(Err)`
+    /// is a permanent failure; `None` is shutdown.
+    async fn commit_with_retries(
+        &self,
+        batch: &[(Inbound, Prepared)],
+        shutdown: &CancellationToken,
+    ) -> Option<Result<Vec<Disposition>, StoreError>> {
         let mut backoff = retry_schedule().build();
         loop {
-            match self.try_batch(batch, &prepared).await {
-                Ok((dispositions, events)) => {
-                    if events > 0 {
+            match self.try_batch(batch).await {
+                Ok(outcome) => {
+                    if outcome.events > 0 {
                         self.relay_wake.notify_one();
                     }
-                    return Some(dispositions);
+                    return Some(Ok(outcome.dispositions));
                 }
-                Err(e) => {
+                Err(e) if e.is_transient() => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    warn!(error = %e, transient = e.is_transient(), retry_in_ms = delay.as_millis() as u64, "batch failed, retrying");
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient failure, retrying the batch");
                     tokio::select! {
                         _ = shutdown.cancelled() => return None,
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
+                Err(e) => return Some(Err(e)),
             }
         }
     }
 
-    async fn try_batch(
-        &self,
-        batch: &[Inbound],
-        prepared: &[Prepared],
-    ) -> Result<(Vec<Disposition>, usize), StoreError> {
+    async fn try_batch(&self, batch: &[(Inbound, Prepared)]) -> Result<BatchOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let now = OffsetDateTime::now_utc();
-        let mut dispositions = Vec::with_capacity(batch.len());
-        let mut events = 0;
-        for (msg, prep) in batch.iter().zip(prepared) {
-            let refused = match prep {
-                Prepared::Refused {
-                    rejection,
-                    command_id,
-                    tenant,
-                    command_type,
-                } => Some((
-                    rejection.clone(),
-                    command_id.clone(),
-                    tenant.clone(),
-                    command_type.clone(),
-                )),
-                Prepared::Command(cmd) => {
-                    let span = tracing::info_span!(
-                        "command",
-                        tenant = %cmd.tenant,
-                        command_id = %cmd.command_id,
-                        kind = cmd.type_name(),
-                        outcome = tracing::field::Empty,
-                    );
-                    let mut sp = tx.begin().await?;
-                    // A panic while applying one command must not take the
-                    // worker down: it is caught here, the delivery requeued,
-                    // and the quorum delivery limit parks it eventually.
-                    let result = AssertUnwindSafe(
-                        apply_command(&mut sp, cmd, &self.policies, &self.limits, now)
-                            .instrument(span.clone()),
-                    )
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| Err(StoreError::Panicked(panic_message(&panic))));
-                    match result {
-                        Ok(Ok(applied)) => {
-                            sp.commit().await?;
-                            span.record("outcome", applied.reply.outcome.as_str());
-                            let _e = span.enter();
-                            debug!(
-                                duplicate = applied.reply.duplicate,
-                                events = applied.events,
-                                "command done"
-                            );
-                            events += applied.events;
-                            dispositions.push(Disposition::Ack {
-                                reply: applied.reply,
-                            });
-                            None
-                        }
-                        Ok(Err(rejection)) => {
-                            sp.rollback().await?;
-                            Some((
-                                rejection,
-                                Some(cmd.command_id.to_string()),
-                                Some(cmd.tenant.to_string()),
-                                Some(cmd.type_name().to_owned()),
-                            ))
-                        }
-                        Err(e) if e.is_transient() => return Err(e),
-                        Err(e) => {
-                            sp.rollback().await?;
-                            let _e = span.enter();
-                            error!(error = %e, "command failed unexpectedly; requeueing");
-                            dispositions.push(Disposition::Requeue);
-                            None
-                        }
-                    }
-                }
-            };
-            if let Some((rejection, command_id, tenant, command_type)) = refused {
-                let properties = amqp::properties_to_json(&msg.properties);
-                let dead = DeadLetter {
-                    body: msg.body.clone(),
-                    replay: replay_number(&properties),
-                    properties,
-                    exchange: msg.exchange.clone(),
-                    routing_key: msg.routing_key.clone(),
-                    tenant: tenant.clone(),
-                    command_id: command_id.clone(),
-                    command_type: command_type.clone(),
-                    code: rejection.code.as_str().to_owned(),
-                    message: rejection.message.clone(),
-                };
-                let id = journal::store_dead_letter(&mut tx, &dead).await?;
-                info!(
-                    dead_letter = id,
-                    code = rejection.code.as_str(),
-                    tenant = tenant.as_deref(),
-                    command_id = command_id.as_deref(),
-                    kind = command_type.as_deref(),
-                    "command rejected and dead-lettered"
-                );
-                dispositions.push(Disposition::Ack {
-                    reply: Reply {
-                        command_id,
-                        tenant,
-                        outcome: Outcome::Rejected,
-                        duplicate: false,
-                        entity: None,
-                        events: vec![],
-                        error: Some(rejection.into()),
-                        items: None,
-                    },
-                });
-            }
-        }
+        let outcome = apply_batch(&mut tx, batch, &self.policies, &self.limits, now).await?;
         tx.commit().await?;
-        Ok((dispositions, events))
+        Ok(outcome)
     }
-}
-
-/// The `x-replayed` header that `dlq replay` adds; 0 for an original message.
-fn replay_number(properties: &Value) -> i32 {
-    properties["headers"][amqp::REPLAYED_HEADER]
-        .as_i64()
-        .and_then(|n| i32::try_from(n).ok())
-        .unwrap_or(0)
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_owned())
 }
 
 /// Exponential backoff with jitter, capped at 5 s, never giving up: a
@@ -339,26 +221,49 @@ pub async fn consume_queue(
                 Some(None) | None => break,
             }
         }
-        let batch: Vec<Inbound> = deliveries.iter().map(Inbound::from_delivery).collect();
-        let Some(dispositions) = processor.handle_batch(&batch, &shutdown).await else {
+        let batch: Vec<Inbound> = deliveries.iter().map(inbound).collect();
+        let Some(dispositions) = processor.handle_batch(batch, &shutdown).await else {
             // Shutdown while the database was away: nothing committed, the
             // deliveries go back to the queue when the channel closes.
             break;
         };
-        for (delivery, disposition) in deliveries.into_iter().zip(dispositions) {
-            match disposition {
-                Disposition::Ack { reply } => {
-                    send_reply(&replies, &delivery.properties, &reply).await?;
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
+        // Replies go out all at once; their confirms are awaited together.
+        let mut confirms = Vec::new();
+        for (delivery, disposition) in deliveries.iter().zip(&dispositions) {
+            if let Disposition::Ack { reply } = disposition {
+                if let Some(c) = send_reply(&replies, &delivery.properties, reply).await? {
+                    confirms.push(c);
                 }
-                Disposition::Requeue => {
-                    delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..BasicNackOptions::default()
-                        })
-                        .await?;
+            }
+        }
+        for c in confirms {
+            c.await?;
+        }
+        let all_done = dispositions
+            .iter()
+            .all(|d| matches!(d, Disposition::Ack { .. }));
+        match deliveries.last() {
+            // One frame acks the whole batch: every earlier delivery on this
+            // channel belongs to it or was settled before.
+            Some(last) if all_done => {
+                last.acker.ack(BasicAckOptions { multiple: true }).await?;
+            }
+            _ => {
+                for (delivery, disposition) in deliveries.into_iter().zip(dispositions) {
+                    match disposition {
+                        Disposition::Ack { .. } => {
+                            delivery.acker.ack(BasicAckOptions::default()).await?;
+                        }
+                        Disposition::Requeue => {
+                            delivery
+                                .acker
+                                .nack(BasicNackOptions {
+                                    requeue: true,
+                                    ..BasicNackOptions::default()
+                                })
+                                .await?;
+                        }
+                    }
                 }
             }
         }
@@ -399,7 +304,7 @@ pub async fn drain_dead_letters(
             Some(d) => d?,
             None => return Err(ConsumeError::ConsumerEnded(queue.to_owned())),
         };
-        let dead = poison_dead_letter(&Inbound::from_delivery(&delivery), &processor.limits);
+        let dead = poison_dead_letter(&inbound(&delivery), &processor.limits);
         let mut backoff = retry_schedule().build();
         loop {
             let stored = async {
@@ -456,7 +361,7 @@ fn poison_dead_letter(msg: &Inbound, limits: &Limits) -> DeadLetter {
     };
     let count = death["count"].as_i64().unwrap_or(0);
     DeadLetter {
-        replay: replay_number(&properties),
+        replay: amqp::replay_number(&properties),
         body: msg.body.clone(),
         properties,
         exchange,
@@ -472,11 +377,15 @@ fn poison_dead_letter(msg: &Inbound, limits: &Limits) -> DeadLetter {
     }
 }
 
-/// Publishes the reply to `reply_to`, if the command asked for one, and
-/// waits for the broker's confirm.
-async fn send_reply(ch: &Channel, props: &BasicProperties, reply: &Reply) -> lapin::Result<()> {
+/// Publishes the reply to `reply_to`, if the command asked for one; the
+/// broker's confirm is returned to be awaited.
+async fn send_reply(
+    ch: &Channel,
+    props: &BasicProperties,
+    reply: &Reply,
+) -> lapin::Result<Option<lapin::PublisherConfirm>> {
     let Some(reply_to) = props.reply_to().as_ref() else {
-        return Ok(());
+        return Ok(None);
     };
     let correlation = props
         .correlation_id()
@@ -495,7 +404,6 @@ async fn send_reply(ch: &Channel, props: &BasicProperties, reply: &Reply) -> lap
         &body,
         out,
     )
-    .await?
-    .await?;
-    Ok(())
+    .await
+    .map(Some)
 }

@@ -21,108 +21,302 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("entity state serialises to JSON")
 }
 
-type Row = (i64, Option<OffsetDateTime>, Option<Value>);
+/// A (tenant, id) key.
+pub type Key = (String, EntityId);
 
-/// The table name and key column of a lockable entity kind.
-#[derive(Clone, Copy)]
-enum Table {
+/// The two tables whose rows are locked per batch.
+#[derive(Clone, Copy, Debug)]
+pub enum Table {
     Contacts,
     Users,
 }
 
 impl Table {
-    fn select_for_update(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
-            Table::Contacts => "SELECT version, deleted_at, state FROM contacts WHERE tenant_id = $1 AND contact_id = $2 FOR UPDATE",
-            Table::Users => "SELECT version, deleted_at, state FROM users WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
+            Table::Contacts => "contacts",
+            Table::Users => "users",
         }
     }
-    fn insert_placeholder(self) -> &'static str {
+    fn id_column(self) -> &'static str {
         match self {
-            Table::Contacts => "INSERT INTO contacts (tenant_id, contact_id, version) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
-            Table::Users => "INSERT INTO users (tenant_id, user_id, version) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+            Table::Contacts => "contact_id",
+            Table::Users => "user_id",
         }
     }
 }
 
-/// Locks the entity's row. With `creates`, a missing row is first created as
-/// a placeholder, so that two transactions creating the same entity
-/// serialise instead of colliding; the placeholder disappears if the
-/// transaction rolls back. Without it, a missing row reads as absent.
-async fn lock_row(
+fn split(keys: &[Key]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter().map(|(t, id)| (t.as_str(), id.as_str())).unzip()
+}
+
+/// Inserts placeholder rows (version 0, no state) for entities an upsert
+/// may create, so that creating transactions lock a row and serialise
+/// instead of colliding. Unused ones are removed before the commit.
+pub async fn insert_placeholders(
     conn: &mut PgConnection,
     table: Table,
-    tenant: &str,
-    id: &str,
-    creates: bool,
-) -> Result<Row, StoreError> {
-    let row: Option<Row> = sqlx::query_as(table.select_for_update())
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(r) = row {
-        return Ok(r);
-    }
-    if !creates {
-        return Ok((0, None, None));
-    }
-    sqlx::query(table.insert_placeholder())
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(sqlx::query_as(table.select_for_update())
-        .bind(tenant)
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?)
-}
-
-pub async fn lock_contact(
-    conn: &mut PgConnection,
-    tenant: &str,
-    id: &EntityId,
-    creates: bool,
-) -> Result<ContactRecord, StoreError> {
-    let (version, deleted_at, state) =
-        lock_row(conn, Table::Contacts, tenant, id.as_str(), creates).await?;
-    Ok(match (state, deleted_at) {
-        (Some(s), _) => ContactRecord::Live(parse("contact", s)?),
-        (None, Some(at)) => ContactRecord::Deleted {
-            at: Ts(at),
-            version: version as u64,
-        },
-        (None, None) => ContactRecord::Absent,
-    })
-}
-
-pub async fn save_contact(
-    conn: &mut PgConnection,
-    tenant: &str,
-    id: &EntityId,
-    record: &ContactRecord,
+    keys: &[Key],
 ) -> Result<(), StoreError> {
-    let (version, employer, deleted_at, state) = match record {
-        ContactRecord::Live(c) => (
-            c.version as i64,
-            c.employer_id.as_ref().map(|e| e.as_str().to_owned()),
-            None,
-            Some(to_json(c)),
-        ),
-        ContactRecord::Deleted { at, version } => (*version as i64, None, Some(at.get()), None),
-        ContactRecord::Absent => (0, None, None, None),
-    };
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (tenants, ids) = split(keys);
+    sqlx::query(&format!(
+        "INSERT INTO {} (tenant_id, {}, version) SELECT t, i, 0 FROM UNNEST($1::text[], $2::text[]) AS u(t, i) \
+         ORDER BY t, i ON CONFLICT DO NOTHING",
+        table.name(),
+        table.id_column()
+    ))
+    .bind(tenants)
+    .bind(ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_placeholders(
+    conn: &mut PgConnection,
+    table: Table,
+    keys: &[Key],
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (tenants, ids) = split(keys);
+    sqlx::query(&format!(
+        "DELETE FROM {t} x USING UNNEST($1::text[], $2::text[]) AS u(t, i) \
+         WHERE x.tenant_id = u.t AND x.{id} = u.i AND x.state IS NULL AND x.deleted_at IS NULL",
+        t = table.name(),
+        id = table.id_column()
+    ))
+    .bind(tenants)
+    .bind(ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+type LockedRow = (String, String, i64, Option<OffsetDateTime>, Option<Value>);
+
+/// Locks the rows of `keys` in key order (a stable order keeps concurrent
+/// batches from deadlocking) and returns what each holds; keys without a
+/// row come back too.
+async fn lock_rows(
+    conn: &mut PgConnection,
+    table: Table,
+    keys: &[Key],
+) -> Result<Vec<(Key, Option<LockedRow>)>, StoreError> {
+    if keys.is_empty() {
+        return Ok(vec![]);
+    }
+    let (tenants, ids) = split(keys);
+    let rows: Vec<LockedRow> = sqlx::query_as(&format!(
+        "SELECT x.tenant_id, x.{id}, x.version, x.deleted_at, x.state FROM {t} x \
+         JOIN UNNEST($1::text[], $2::text[]) AS u(t, i) ON x.tenant_id = u.t AND x.{id} = u.i \
+         ORDER BY x.tenant_id, x.{id} FOR UPDATE OF x",
+        t = table.name(),
+        id = table.id_column()
+    ))
+    .bind(tenants)
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_key: std::collections::HashMap<(String, String), LockedRow> = rows
+        .into_iter()
+        .map(|r| ((r.0.clone(), r.1.clone()), r))
+        .collect();
+    Ok(keys
+        .iter()
+        .map(|k| {
+            let row = by_key.remove(&(k.0.clone(), k.1.as_str().to_owned()));
+            (k.clone(), row)
+        })
+        .collect())
+}
+
+pub async fn lock_contacts(
+    conn: &mut PgConnection,
+    keys: &[Key],
+) -> Result<Vec<(Key, ContactRecord)>, StoreError> {
+    lock_rows(conn, Table::Contacts, keys)
+        .await?
+        .into_iter()
+        .map(|(k, row)| {
+            let record = match row {
+                Some((_, _, _, _, Some(s))) => ContactRecord::Live(parse("contact", s)?),
+                Some((_, _, version, Some(at), None)) => ContactRecord::Deleted {
+                    at: Ts(at),
+                    version: version as u64,
+                },
+                Some((_, _, _, None, None)) | None => ContactRecord::Absent,
+            };
+            Ok((k, record))
+        })
+        .collect()
+}
+
+pub async fn lock_users(
+    conn: &mut PgConnection,
+    keys: &[Key],
+) -> Result<Vec<(Key, UserRecord)>, StoreError> {
+    lock_rows(conn, Table::Users, keys)
+        .await?
+        .into_iter()
+        .map(|(k, row)| {
+            let record = match row {
+                Some((_, _, _, _, Some(s))) => UserRecord::Live(parse("user", s)?),
+                Some((_, _, version, Some(at), None)) => UserRecord::Deleted {
+                    at: Ts(at),
+                    version: version as u64,
+                },
+                Some((_, _, _, None, None)) | None => UserRecord::Absent,
+            };
+            Ok((k, record))
+        })
+        .collect()
+}
+
+/// Columns of one written row: version, the linked id column, deleted_at, state.
+type Written = (i64, Option<String>, Option<OffsetDateTime>, Option<Value>);
+
+async fn save_rows(
+    conn: &mut PgConnection,
+    table: Table,
+    link: &str,
+    rows: &[(Key, Written)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tenants = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut versions = Vec::with_capacity(rows.len());
+    let mut links = Vec::with_capacity(rows.len());
+    let mut deleted = Vec::with_capacity(rows.len());
+    let mut states = Vec::with_capacity(rows.len());
+    for ((t, id), (v, l, d, s)) in rows {
+        tenants.push(t.as_str());
+        ids.push(id.as_str());
+        versions.push(*v);
+        links.push(l.clone());
+        deleted.push(*d);
+        states.push(s.clone());
+    }
+    sqlx::query(&format!(
+        "UPDATE {t} x SET version = u.v, {link} = u.l, deleted_at = u.d, state = u.s \
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::jsonb[]) \
+         AS u(t, i, v, l, d, s) WHERE x.tenant_id = u.t AND x.{id} = u.i",
+        t = table.name(),
+        id = table.id_column()
+    ))
+    .bind(tenants)
+    .bind(ids)
+    .bind(versions)
+    .bind(links)
+    .bind(deleted)
+    .bind(states)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes contacts back (their rows exist: loaded, or placeholders).
+pub async fn save_contacts(
+    conn: &mut PgConnection,
+    records: &[(Key, ContactRecord)],
+) -> Result<(), StoreError> {
+    let rows: Vec<(Key, Written)> = records
+        .iter()
+        .map(|(k, r)| {
+            let w = match r {
+                ContactRecord::Live(c) => (
+                    c.version as i64,
+                    c.employer_id.as_ref().map(|e| e.as_str().to_owned()),
+                    None,
+                    Some(to_json(c)),
+                ),
+                ContactRecord::Deleted { at, version } => {
+                    (*version as i64, None, Some(at.get()), None)
+                }
+                ContactRecord::Absent => (0, None, None, None),
+            };
+            (k.clone(), w)
+        })
+        .collect();
+    save_rows(conn, Table::Contacts, "employer_id", &rows).await
+}
+
+pub async fn save_users(
+    conn: &mut PgConnection,
+    records: &[(Key, UserRecord)],
+) -> Result<(), StoreError> {
+    let rows: Vec<(Key, Written)> = records
+        .iter()
+        .map(|(k, r)| {
+            let w = match r {
+                UserRecord::Live(u) => (
+                    u.version as i64,
+                    u.contact_id.as_ref().map(|c| c.as_str().to_owned()),
+                    None,
+                    Some(to_json(u)),
+                ),
+                UserRecord::Deleted { at, version } => {
+                    (*version as i64, None, Some(at.get()), None)
+                }
+                UserRecord::Absent => (0, None, None, None),
+            };
+            (k.clone(), w)
+        })
+        .collect();
+    save_rows(conn, Table::Users, "contact_id", &rows).await
+}
+
+/// Appends activity entries: (contact key, command id, activity).
+pub async fn insert_activities(
+    conn: &mut PgConnection,
+    entries: &[(Key, String, Activity)],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let n = entries.len();
+    let (mut tenants, mut contacts, mut commands) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut kinds, mut bodies, mut codes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut employers, mut times) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for ((t, c), command_id, a) in entries {
+        tenants.push(t.as_str());
+        contacts.push(c.as_str());
+        commands.push(command_id.as_str());
+        kinds.push(to_json(&a.kind).as_str().unwrap_or_default().to_owned());
+        bodies.push(a.body.as_str());
+        codes.push(a.action_code.as_deref());
+        employers.push(a.employer_id.as_ref().map(EntityId::as_str));
+        times.push(a.occurred_at.get());
+    }
     sqlx::query(
-        "UPDATE contacts SET version = $3, employer_id = $4, deleted_at = $5, state = $6 \
-         WHERE tenant_id = $1 AND contact_id = $2",
+        "INSERT INTO contact_activity \
+         (tenant_id, contact_id, command_id, kind, body, action_code, employer_id, occurred_at) \
+         SELECT t, c, m, k, b, a, e, o FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::text[], $7::text[], $8::timestamptz[]) \
+         WITH ORDINALITY AS u(t, c, m, k, b, a, e, o, n) ORDER BY n",
     )
-    .bind(tenant)
-    .bind(id.as_str())
-    .bind(version)
-    .bind(employer)
-    .bind(deleted_at)
-    .bind(state)
+    .bind(tenants)
+    .bind(contacts)
+    .bind(commands)
+    .bind(kinds)
+    .bind(bodies)
+    .bind(codes)
+    .bind(employers)
+    .bind(times)
     .execute(conn)
     .await?;
     Ok(())
@@ -158,31 +352,6 @@ pub async fn contacts_of_employer(
     .fetch_all(conn)
     .await?;
     Ok(ids.into_iter().map(EntityId::trusted).collect())
-}
-
-pub async fn insert_activity(
-    conn: &mut PgConnection,
-    tenant: &str,
-    contact: &EntityId,
-    command_id: &str,
-    a: &Activity,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO contact_activity \
-         (tenant_id, contact_id, command_id, kind, body, action_code, employer_id, occurred_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(tenant)
-    .bind(contact.as_str())
-    .bind(command_id)
-    .bind(to_json(&a.kind).as_str().unwrap_or_default().to_owned())
-    .bind(&a.body)
-    .bind(&a.action_code)
-    .bind(a.employer_id.as_ref().map(EntityId::as_str))
-    .bind(a.occurred_at.get())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 pub async fn erase_activity(
@@ -239,55 +408,6 @@ pub async fn activity_of(
         .collect())
 }
 
-pub async fn lock_user(
-    conn: &mut PgConnection,
-    tenant: &str,
-    id: &EntityId,
-    creates: bool,
-) -> Result<UserRecord, StoreError> {
-    let (version, deleted_at, state) =
-        lock_row(conn, Table::Users, tenant, id.as_str(), creates).await?;
-    Ok(match (state, deleted_at) {
-        (Some(s), _) => UserRecord::Live(parse("user", s)?),
-        (None, Some(at)) => UserRecord::Deleted {
-            at: Ts(at),
-            version: version as u64,
-        },
-        (None, None) => UserRecord::Absent,
-    })
-}
-
-pub async fn save_user(
-    conn: &mut PgConnection,
-    tenant: &str,
-    id: &EntityId,
-    record: &UserRecord,
-) -> Result<(), StoreError> {
-    let (version, contact, deleted_at, state) = match record {
-        UserRecord::Live(u) => (
-            u.version as i64,
-            u.contact_id.as_ref().map(|c| c.as_str().to_owned()),
-            None,
-            Some(to_json(u)),
-        ),
-        UserRecord::Deleted { at, version } => (*version as i64, None, Some(at.get()), None),
-        UserRecord::Absent => (0, None, None, None),
-    };
-    sqlx::query(
-        "UPDATE users SET version = $3, contact_id = $4, deleted_at = $5, state = $6 \
-         WHERE tenant_id = $1 AND user_id = $2",
-    )
-    .bind(tenant)
-    .bind(id.as_str())
-    .bind(version)
-    .bind(contact)
-    .bind(deleted_at)
-    .bind(state)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Live users linked to a contact, locked, in id order (a stable lock order).
 pub async fn lock_users_of_contact(
     conn: &mut PgConnection,
@@ -320,29 +440,33 @@ pub async fn find_user(
 }
 
 /// Creates employers referenced before their upsert, with no name.
-pub async fn ensure_employers(
-    conn: &mut PgConnection,
-    tenant: &str,
-    ids: &[EntityId],
-) -> Result<(), StoreError> {
-    for id in ids {
-        let placeholder = Employer {
-            id: id.clone(),
-            version: 0,
-            name: None,
-            departments: vec![],
-            profile_at: None,
-        };
-        sqlx::query(
-            "INSERT INTO employers (tenant_id, employer_id, version, state) VALUES ($1, $2, 0, $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(id.as_str())
-        .bind(Json(to_json(&placeholder)))
-        .execute(&mut *conn)
-        .await?;
+pub async fn ensure_employers(conn: &mut PgConnection, keys: &[Key]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
     }
+    let (tenants, ids) = split(keys);
+    let states: Vec<Value> = keys
+        .iter()
+        .map(|(_, id)| {
+            to_json(&Employer {
+                id: id.clone(),
+                version: 0,
+                name: None,
+                departments: vec![],
+                profile_at: None,
+            })
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO employers (tenant_id, employer_id, version, state) \
+         SELECT t, i, 0, s FROM UNNEST($1::text[], $2::text[], $3::jsonb[]) AS u(t, i, s) \
+         ORDER BY t, i ON CONFLICT DO NOTHING",
+    )
+    .bind(tenants)
+    .bind(ids)
+    .bind(states)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

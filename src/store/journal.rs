@@ -7,71 +7,75 @@ use crate::domain::outcome::Reply;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
 use time::OffsetDateTime;
 
-/// Claims a command id for this transaction. `false` means it was already
-/// processed (a concurrent claim waits for the other transaction first).
-pub async fn claim_command(
+/// First replies of the given (tenant, command id) pairs that were already
+/// processed: their redeliveries are duplicates.
+pub async fn processed_replies(
     conn: &mut PgConnection,
-    tenant: &str,
-    command_id: &str,
-    command_type: &str,
-) -> Result<bool, StoreError> {
+    keys: &[(String, String)],
+) -> Result<HashMap<(String, String), Reply>, StoreError> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (tenants, ids): (Vec<&str>, Vec<&str>) =
+        keys.iter().map(|(t, c)| (t.as_str(), c.as_str())).unzip();
+    let rows: Vec<(String, String, Value)> = sqlx::query_as(
+        "SELECT p.tenant_id, p.command_id, p.reply FROM processed_commands p \
+         JOIN UNNEST($1::text[], $2::text[]) AS u(t, c) ON p.tenant_id = u.t AND p.command_id = u.c",
+    )
+    .bind(tenants)
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(t, c, reply)| {
+            let reply = serde_json::from_value(reply).map_err(|source| StoreError::Corrupt {
+                what: "reply",
+                source,
+            })?;
+            Ok(((t, c), reply))
+        })
+        .collect()
+}
+
+/// Records processed commands (tenant, id, type, reply) in the inbox. If
+/// another transaction recorded one of them meanwhile (the same command
+/// delivered twice at once), the batch must be retried to see it as a
+/// duplicate: [`StoreError::ConcurrentDuplicate`].
+pub async fn record_processed(
+    conn: &mut PgConnection,
+    rows: &[(String, String, String, Reply)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let outcomes: Vec<&str> = rows.iter().map(|r| r.3.outcome.as_str()).collect();
+    let replies: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::to_value(&r.3).expect("reply serialises"))
+        .collect();
     let inserted = sqlx::query(
-        "INSERT INTO processed_commands (tenant_id, command_id, command_type) VALUES ($1, $2, $3) \
+        "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, reply) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[]) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(tenant)
-    .bind(command_id)
-    .bind(command_type)
+    .bind(tenants)
+    .bind(ids)
+    .bind(kinds)
+    .bind(outcomes)
+    .bind(replies)
     .execute(conn)
     .await?
     .rows_affected();
-    Ok(inserted == 1)
-}
-
-/// Records the outcome of a claimed command; its reply is what duplicates repeat.
-pub async fn complete_command(
-    conn: &mut PgConnection,
-    tenant: &str,
-    command_id: &str,
-    reply: &Reply,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE processed_commands SET outcome = $3, reply = $4 \
-         WHERE tenant_id = $1 AND command_id = $2",
-    )
-    .bind(tenant)
-    .bind(command_id)
-    .bind(reply.outcome.as_str())
-    .bind(serde_json::to_value(reply).expect("reply serialises"))
-    .execute(conn)
-    .await?;
+    if inserted as usize != rows.len() {
+        return Err(StoreError::ConcurrentDuplicate);
+    }
     Ok(())
-}
-
-/// The first reply of a processed command.
-pub async fn first_reply(
-    conn: &mut PgConnection,
-    tenant: &str,
-    command_id: &str,
-) -> Result<Option<Reply>, StoreError> {
-    let reply: Option<Option<Value>> = sqlx::query_scalar(
-        "SELECT reply FROM processed_commands WHERE tenant_id = $1 AND command_id = $2",
-    )
-    .bind(tenant)
-    .bind(command_id)
-    .fetch_optional(conn)
-    .await?;
-    reply
-        .flatten()
-        .map(|r| {
-            serde_json::from_value(r).map_err(|source| StoreError::Corrupt {
-                what: "reply",
-                source,
-            })
-        })
-        .transpose()
 }
 
 /// Writes events to the outbox in one statement, in the given order.

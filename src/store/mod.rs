@@ -20,8 +20,8 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("applying the command panicked: {0}")]
-    Panicked(String),
+    #[error("another transaction processed a command of this batch at the same time")]
+    ConcurrentDuplicate,
     #[error("stored {what} is unreadable: {source}")]
     Corrupt {
         what: &'static str,
@@ -35,7 +35,9 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Db(e) => sqlx_is_transient(e),
-            StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Panicked(_) => false,
+            // Retrying the batch finds the other transaction's record.
+            StoreError::ConcurrentDuplicate => true,
+            StoreError::Migrate(_) | StoreError::Corrupt { .. } => false,
         }
     }
 }

@@ -1,0 +1,536 @@
+//! End-to-end benchmark (`make bench`): the real worker binary against the
+//! local Postgres and RabbitMQ, from a fresh database and prefix.
+//!
+//! 1. upsert `--contacts` contacts (no email, so each command has one event);
+//! 2. flood: publish `--commands` commands as fast as the broker confirms,
+//!    cycling deactivate, change_status B, reactivate, change_status C, and
+//!    time from the first publish to the last matching event on `{p}.events`;
+//! 3. paced: the same at `--rate` commands/s, for latency under moderate load;
+//! 4. baseline: a broker-only echo (consume -> publish event with confirm ->
+//!    ack, no database) under the same flood, the message path's own limit.
+//!
+//! Prints a table and one JSON line.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use lifecycle_worker::amqp::{self, Names};
+use lifecycle_worker::config::Settings;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+struct Args {
+    contacts: usize,
+    commands: usize,
+    rate: u64,
+    paced_commands: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        contacts: 2_000,
+        commands: 20_000,
+        rate: 2_000,
+        paced_commands: 10_000,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match (argv[i].as_str(), value) {
+            ("--contacts", Some(v)) => a.contacts = v as usize,
+            ("--commands", Some(v)) => a.commands = v as usize,
+            ("--rate", Some(v)) => a.rate = v,
+            ("--paced-commands", Some(v)) => a.paced_commands = v as usize,
+            // cargo bench passes --bench; anything else is ignored.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Receive times of events by command id, with a watch to wait on.
+#[derive(Clone)]
+struct Arrivals {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    count: watch::Sender<usize>,
+}
+
+impl Arrivals {
+    fn new() -> Self {
+        Arrivals {
+            seen: Arc::default(),
+            count: watch::channel(0).0,
+        }
+    }
+
+    async fn wait_for(&self, n: usize, deadline: Duration) -> bool {
+        let mut rx = self.count.subscribe();
+        let reached = tokio::time::timeout(deadline, rx.wait_for(|c| *c >= n)).await;
+        reached.is_ok()
+    }
+}
+
+async fn listen_events(conn: &Connection, exchange: &str, arrivals: Arrivals) {
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        exchange.into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _keep = ch;
+        while let Some(Ok(d)) = consumer.next().await {
+            let now = Instant::now();
+            let v: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
+            if let Some(c) = v["commandid"].as_str() {
+                let mut seen = arrivals.seen.lock().unwrap();
+                if seen.insert(c.to_owned(), now).is_none() {
+                    let n = seen.len();
+                    drop(seen);
+                    arrivals.count.send_replace(n);
+                }
+            }
+        }
+    });
+}
+
+fn command(n: usize, kind: &str, contact: usize, extra: Value) -> Value {
+    let mut payload = json!({"contact_id": format!("c-{contact}")});
+    if let (Value::Object(p), Value::Object(e)) = (&mut payload, extra) {
+        p.extend(e);
+    }
+    let ms = n as i64;
+    let at = time::macros::datetime!(2026-11-22 08:00 UTC) + time::Duration::milliseconds(ms);
+    json!({"command_id": format!("b-{n}"), "type": kind, "tenant": "bench",
+           "issued_at": lifecycle_worker::domain::event::format_time(at), "payload": payload})
+}
+
+/// Commands `from..to` of the cycle deactivate, status B, reactivate, status C.
+fn cycle(from: usize, to: usize, contacts: usize) -> Vec<Value> {
+    (from..to)
+        .map(|n| {
+            // The phase follows the absolute index, so a later run continues
+            // the cycle where the previous one stopped: every command applies.
+            let contact = n % contacts;
+            match (n / contacts) % 4 {
+                0 => command(n, "contact.deactivate", contact, json!({})),
+                1 => command(n, "contact.change_status", contact, json!({"status": "B"})),
+                2 => command(n, "contact.reactivate", contact, json!({})),
+                _ => command(n, "contact.change_status", contact, json!({"status": "C"})),
+            }
+        })
+        .collect()
+}
+
+/// Publishes with pipelined confirms; `rate` paces to that many per second.
+/// Returns the publish instant of each command id.
+async fn publish(
+    ch: &Channel,
+    exchange: &str,
+    cmds: &[Value],
+    rate: Option<u64>,
+) -> HashMap<String, Instant> {
+    let mut sent = HashMap::with_capacity(cmds.len());
+    let started = Instant::now();
+    for (i, cmd) in cmds.iter().enumerate() {
+        if let Some(r) = rate {
+            let due = started + Duration::from_secs_f64(i as f64 / r as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let key = format!(
+            "{}.{}",
+            cmd["tenant"].as_str().unwrap(),
+            cmd["type"].as_str().unwrap()
+        );
+        sent.insert(
+            cmd["command_id"].as_str().unwrap().to_owned(),
+            Instant::now(),
+        );
+        ch.basic_publish(
+            exchange.into(),
+            key.as_str().into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(cmd).unwrap(),
+            amqp::json_properties(),
+        )
+        .await
+        .unwrap();
+        if i % 1000 == 999 {
+            ch.wait_for_confirms().await.unwrap();
+        }
+    }
+    ch.wait_for_confirms().await.unwrap();
+    sent
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct Figures {
+    commands: usize,
+    seconds: f64,
+    commands_per_sec: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    commits_per_command: Option<f64>,
+    worker_peak_rss_mb: Option<f64>,
+    worker_cpu_seconds: Option<f64>,
+}
+
+fn figures(sent: &HashMap<String, Instant>, arrivals: &Arrivals) -> Figures {
+    let seen = arrivals.seen.lock().unwrap();
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .filter_map(|(id, t)| {
+            seen.get(id)
+                .map(|r| r.duration_since(*t).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let first = sent.values().min().copied().unwrap();
+    let last = sent
+        .keys()
+        .filter_map(|id| seen.get(id))
+        .max()
+        .copied()
+        .unwrap_or(first);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let seconds = last.duration_since(first).as_secs_f64();
+    Figures {
+        commands: lat.len(),
+        seconds,
+        commands_per_sec: lat.len() as f64 / seconds,
+        p50_ms: pct(0.50),
+        p95_ms: pct(0.95),
+        p99_ms: pct(0.99),
+        ..Figures::default()
+    }
+}
+
+fn proc_stats(pid: u32) -> (Option<f64>, Option<f64>) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .map(|kb| kb / 1024.0)
+        });
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        });
+    (rss, cpu)
+}
+
+async fn commits(pool: &PgPool, db: &str) -> i64 {
+    sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
+        .bind(db)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn spawn_worker(settings: &Settings, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+        .arg("run")
+        .env(
+            "LIFECYCLE__DATABASE__URL",
+            settings.database.url.expose_secret(),
+        )
+        .env("LIFECYCLE__AMQP__PREFIX", &settings.amqp.prefix)
+        .env("LIFECYCLE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker starts")
+}
+
+/// The broker-only echo: consume, publish an event with confirm, ack.
+async fn echo(conn: &Connection, queue: &str, events: &str) {
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(256, BasicQosOptions::default()).await.unwrap();
+    let out = amqp::confirm_channel(conn).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let events = events.to_owned();
+    tokio::spawn(async move {
+        let _keep = ch;
+        loop {
+            let Some(Ok(first)) = consumer.next().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match futures::FutureExt::now_or_never(consumer.next()) {
+                    Some(Some(Ok(d))) => batch.push(d),
+                    _ => break,
+                }
+            }
+            for d in &batch {
+                let v: Value = serde_json::from_slice(&d.data).unwrap();
+                let event = json!({"commandid": v["command_id"], "type": "Echo"});
+                out.basic_publish(
+                    events.as_str().into(),
+                    "bench.echo".into(),
+                    BasicPublishOptions::default(),
+                    &serde_json::to_vec(&event).unwrap(),
+                    amqp::json_properties(),
+                )
+                .await
+                .unwrap();
+            }
+            out.wait_for_confirms().await.unwrap();
+            batch
+                .last()
+                .unwrap()
+                .acker
+                .ack(BasicAckOptions { multiple: true })
+                .await
+                .unwrap();
+        }
+    });
+}
+
+fn print_row(name: &str, f: &Figures) {
+    let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    println!(
+        "{name:<22} {:>8} {:>8.2} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>10} {:>9} {:>8}",
+        f.commands,
+        f.seconds,
+        f.commands_per_sec,
+        f.p50_ms,
+        f.p95_ms,
+        f.p99_ms,
+        opt(f.commits_per_command),
+        opt(f.worker_peak_rss_mb),
+        opt(f.worker_cpu_seconds),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let db = format!("lw_bench_{id}");
+    let mut settings = Settings::default();
+    settings.database.url = SecretString::from(format!("postgres://postgres@127.0.0.1:5432/{db}"));
+    settings.amqp.prefix = format!("bench{id}");
+    let names = Names::new(&settings.amqp.prefix);
+    let pool = lifecycle_worker::store::prepare(&settings)
+        .await
+        .expect("database");
+    let conn = amqp::connect(&settings.amqp, "bench")
+        .await
+        .expect("broker");
+    let ch = amqp::confirm_channel(&conn).await.unwrap();
+    amqp::declare_topology(&ch, &names, 10).await.unwrap();
+    let arrivals = Arrivals::new();
+    listen_events(&conn, &names.events, arrivals.clone()).await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut worker = spawn_worker(&settings, port);
+    let pid = worker.id().unwrap();
+
+    let creates: Vec<Value> = (0..a.contacts)
+        .map(|c| {
+            json!({"command_id": format!("create-{c}"), "type": "contact.upsert", "tenant": "bench",
+                   "issued_at": "2026-11-22T07:00:00Z", "payload": {"contact_id": format!("c-{c}"), "first_name": "Bench"}})
+        })
+        .collect();
+    publish(&ch, &names.commands, &creates, None).await;
+    assert!(
+        arrivals
+            .wait_for(a.contacts, Duration::from_secs(120))
+            .await,
+        "contacts created"
+    );
+
+    let deadline = Duration::from_secs(600);
+    let before = commits(&pool, &db).await;
+    let flood_cmds = cycle(0, a.commands, a.contacts);
+    let sent = publish(&ch, &names.commands, &flood_cmds, None).await;
+    assert!(
+        arrivals.wait_for(a.contacts + a.commands, deadline).await,
+        "flood events arrived"
+    );
+    let mut flood = figures(&sent, &arrivals);
+    flood.commits_per_command =
+        Some((commits(&pool, &db).await - before) as f64 / a.commands as f64);
+    (flood.worker_peak_rss_mb, flood.worker_cpu_seconds) = proc_stats(pid);
+
+    let paced_cmds = cycle(a.commands, a.commands + a.paced_commands, a.contacts);
+    let sent = publish(&ch, &names.commands, &paced_cmds, Some(a.rate)).await;
+    assert!(
+        arrivals
+            .wait_for(a.contacts + a.commands + a.paced_commands, deadline)
+            .await,
+        "paced events arrived"
+    );
+    let mut paced = figures(&sent, &arrivals);
+    (paced.worker_peak_rss_mb, paced.worker_cpu_seconds) = proc_stats(pid);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = worker.wait().await;
+
+    // Broker-only baseline on its own queue and exchange.
+    let echo_queue = format!("{}.echo", settings.amqp.prefix);
+    let mut qargs = FieldTable::default();
+    qargs.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(
+        echo_queue.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        qargs,
+    )
+    .await
+    .unwrap();
+    let echo_exchange = format!("{}.echo-commands", settings.amqp.prefix);
+    ch.exchange_declare(
+        echo_exchange.as_str().into(),
+        lapin::ExchangeKind::Topic,
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        echo_queue.as_str().into(),
+        echo_exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    echo(&conn, &echo_queue, &names.events).await;
+    let base_cmds: Vec<Value> = cycle(
+        a.commands * 2 + a.paced_commands,
+        a.commands * 3 + a.paced_commands,
+        a.contacts,
+    );
+    let total_before = *arrivals.count.borrow();
+    let sent = publish(&ch, &echo_exchange, &base_cmds, None).await;
+    assert!(
+        arrivals.wait_for(total_before + a.commands, deadline).await,
+        "echo events arrived"
+    );
+    let baseline = figures(&sent, &arrivals);
+
+    println!();
+    println!(
+        "{:<22} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8}",
+        "run",
+        "commands",
+        "seconds",
+        "cmds/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "commits/c",
+        "rss MB",
+        "cpu s"
+    );
+    print_row("flood (worker)", &flood);
+    print_row(&format!("paced {}/s (worker)", a.rate), &paced);
+    print_row("broker-only echo", &baseline);
+    let ratio = flood.commands_per_sec / baseline.commands_per_sec;
+    println!("worker flood / broker-only echo = {ratio:.2}");
+    println!(
+        "{}",
+        json!({"bench": "e2e", "flood": flood, "paced": paced, "paced_rate": a.rate,
+               "baseline": baseline, "ratio_to_baseline": ratio})
+    );
+
+    for q in [
+        &names.contact_queue,
+        &names.user_queue,
+        &names.dead_letters,
+        &echo_queue,
+    ] {
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for x in [&names.commands, &names.events, &names.dead, &echo_exchange] {
+        let _ = ch
+            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "bench done".into()).await;
+    pool.close().await;
+    let admin = PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+        .execute(&admin)
+        .await;
+}

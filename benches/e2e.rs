@@ -291,7 +291,10 @@ fn spawn_worker(settings: &Settings, port: u16) -> Child {
         )
         .env("LIFECYCLE__AMQP__PREFIX", &settings.amqp.prefix)
         .env("LIFECYCLE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .kill_on_drop(true)
         .spawn()
         .expect("worker starts")
@@ -484,6 +487,20 @@ async fn main() {
         "echo events arrived"
     );
     let baseline = figures(&sent, &arrivals);
+    let base_paced_cmds = cycle(
+        a.commands * 3 + a.paced_commands,
+        a.commands * 3 + a.paced_commands * 2,
+        a.contacts,
+    );
+    let total_before = *arrivals.count.borrow();
+    let sent = publish(&ch, &echo_exchange, &base_paced_cmds, Some(a.rate)).await;
+    assert!(
+        arrivals
+            .wait_for(total_before + a.paced_commands, deadline)
+            .await,
+        "paced echo events arrived"
+    );
+    let baseline_paced = figures(&sent, &arrivals);
 
     println!();
     println!(
@@ -502,12 +519,13 @@ async fn main() {
     print_row("flood (worker)", &flood);
     print_row(&format!("paced {}/s (worker)", a.rate), &paced);
     print_row("broker-only echo", &baseline);
+    print_row(&format!("echo paced {}/s", a.rate), &baseline_paced);
     let ratio = flood.commands_per_sec / baseline.commands_per_sec;
     println!("worker flood / broker-only echo = {ratio:.2}");
     println!(
         "{}",
         json!({"bench": "e2e", "flood": flood, "paced": paced, "paced_rate": a.rate,
-               "baseline": baseline, "ratio_to_baseline": ratio})
+               "baseline": baseline, "baseline_paced": baseline_paced, "ratio_to_baseline": ratio})
     );
 
     for q in [

@@ -36,6 +36,9 @@ use crate::store::{entities, StoreError};
 /// A delivery as the batch sees it, independent of the channel.
 #[derive(Debug, Clone)]
 pub struct Inbound {
+    /// The broker delivered it before (or `dlq replay` sent it again): it
+    /// may well be a duplicate, so the inbox is checked up front.
+    pub maybe_duplicate: bool,
     pub body: Vec<u8>,
     pub properties: BasicProperties,
     pub exchange: String,
@@ -104,12 +107,17 @@ struct Checkpoint {
     employers: BTreeSet<Key>,
 }
 
+/// Applies a batch. With `check_duplicates` false, the inbox lookup is
+/// skipped and a duplicate surfaces as [`StoreError::ConcurrentDuplicate`]
+/// when the batch records its commands; the caller then retries with the
+/// check (first deliveries are rarely duplicates, so this saves a query).
 pub async fn apply_batch(
     conn: &mut PgConnection,
     batch: &[(Inbound, Prepared)],
     policies: &Policies,
     limits: &Limits,
     now: OffsetDateTime,
+    check_duplicates: bool,
 ) -> Result<BatchOutcome, StoreError> {
     let commands: Vec<&Command> = batch
         .iter()
@@ -133,14 +141,15 @@ pub async fn apply_batch(
         seen: HashMap::new(),
         undo: Vec::new(),
     };
-    let processed = journal::processed_replies(
-        uow.conn,
-        &commands
+    let processed = if check_duplicates {
+        let keys: Vec<(String, String)> = commands
             .iter()
             .map(|c| (c.tenant.to_string(), c.command_id.to_string()))
-            .collect::<Vec<_>>(),
-    )
-    .await?;
+            .collect();
+        journal::processed_replies(uow.conn, &keys).await?
+    } else {
+        HashMap::new()
+    };
     uow.prefetch(&commands).await?;
 
     let mut dispositions = Vec::with_capacity(batch.len());
@@ -443,8 +452,7 @@ impl Uow<'_> {
             .cloned()
             .collect();
         entities::delete_placeholders(self.conn, entities::Table::Users, &unused).await?;
-        journal::append_outbox(self.conn, &self.outbox).await?;
-        journal::record_processed(self.conn, &self.inbox).await?;
+        journal::write_outbox_and_inbox(self.conn, &self.outbox, &self.inbox).await?;
         Ok(())
     }
 

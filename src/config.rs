@@ -59,7 +59,8 @@ pub struct AmqpSettings {
     pub url: SecretString,
     /// Every exchange and queue name starts with it.
     pub prefix: String,
-    /// Unacknowledged deliveries per command queue; also the largest batch.
+    /// Unacknowledged deliveries per command queue. Twice the batch size
+    /// keeps the next batch arriving while one is applied.
     pub prefetch: u16,
     /// Quorum queue `x-delivery-limit`: redeliveries before a message is parked.
     pub delivery_limit: u32,
@@ -70,7 +71,7 @@ impl Default for AmqpSettings {
         AmqpSettings {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             prefix: "lifecycle".into(),
-            prefetch: 64,
+            prefetch: 512,
             delivery_limit: 10,
         }
     }
@@ -117,7 +118,7 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         WorkerSettings {
-            batch_size: 64,
+            batch_size: 256,
             drain_timeout_secs: 30,
         }
     }

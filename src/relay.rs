@@ -113,14 +113,21 @@ async fn publish_while_locked(
                 }
                 continue;
             }
+            let round = std::time::Instant::now();
             let published = publish_batch(&ch, &names.events, &rows).await;
+            let publish_ms = round.elapsed().as_secs_f64() * 1000.0;
             let (ids, failure) = match published {
                 Ok(ids) => (ids, None),
                 Err((ids, e)) => (ids, Some(e)),
             };
             if !ids.is_empty() {
                 journal::mark_published(conn, &ids).await?;
-                debug!(count = ids.len(), "events published");
+                debug!(
+                    count = ids.len(),
+                    publish_ms,
+                    round_ms = round.elapsed().as_secs_f64() * 1000.0,
+                    "events published"
+                );
             }
             if let Some(e) = failure {
                 return Err(e);

@@ -44,7 +44,13 @@ pub struct Processor {
 }
 
 fn inbound(d: &Delivery) -> Inbound {
+    let replayed = d
+        .properties
+        .headers()
+        .as_ref()
+        .is_some_and(|h| h.inner().contains_key(amqp::REPLAYED_HEADER));
     Inbound {
+        maybe_duplicate: d.redelivered || replayed,
         body: d.data.clone(),
         properties: d.properties.clone(),
         exchange: d.exchange.as_str().to_owned(),
@@ -127,13 +133,18 @@ impl Processor {
         shutdown: &CancellationToken,
     ) -> Option<Result<Vec<Disposition>, StoreError>> {
         let mut backoff = retry_schedule().build();
+        let mut check_duplicates = batch.iter().any(|(m, _)| m.maybe_duplicate);
         loop {
-            match self.try_batch(batch).await {
+            match self.try_batch(batch, check_duplicates).await {
                 Ok(outcome) => {
                     if outcome.events > 0 {
                         self.relay_wake.notify_one();
                     }
                     return Some(Ok(outcome.dispositions));
+                }
+                // A duplicate the skipped check did not see: again, checking.
+                Err(StoreError::ConcurrentDuplicate) if !check_duplicates => {
+                    check_duplicates = true;
                 }
                 Err(e) if e.is_transient() => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
@@ -148,11 +159,30 @@ impl Processor {
         }
     }
 
-    async fn try_batch(&self, batch: &[(Inbound, Prepared)]) -> Result<BatchOutcome, StoreError> {
+    async fn try_batch(
+        &self,
+        batch: &[(Inbound, Prepared)],
+        check_duplicates: bool,
+    ) -> Result<BatchOutcome, StoreError> {
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let now = OffsetDateTime::now_utc();
-        let outcome = apply_batch(&mut tx, batch, &self.policies, &self.limits, now).await?;
+        let outcome = apply_batch(
+            &mut tx,
+            batch,
+            &self.policies,
+            &self.limits,
+            now,
+            check_duplicates,
+        )
+        .await?;
         tx.commit().await?;
+        tracing::debug!(
+            size = batch.len(),
+            events = outcome.events,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "batch committed"
+        );
         Ok(outcome)
     }
 }

@@ -40,86 +40,81 @@ pub async fn processed_replies(
         .collect()
 }
 
-/// Records processed commands (tenant, id, type, reply) in the inbox. If
-/// another transaction recorded one of them meanwhile (the same command
-/// delivered twice at once), the batch must be retried to see it as a
-/// duplicate: [`StoreError::ConcurrentDuplicate`].
-pub async fn record_processed(
+/// Writes a batch's events to the outbox (in order) and records its
+/// processed commands (tenant, id, type, reply) in the inbox, in one
+/// statement. If another transaction recorded one of the commands meanwhile
+/// (the same command delivered twice at once, or a redelivery when the
+/// duplicate check was skipped), the batch must be retried with the check:
+/// [`StoreError::ConcurrentDuplicate`].
+pub async fn write_outbox_and_inbox(
     conn: &mut PgConnection,
-    rows: &[(String, String, String, Reply)],
+    events: &[OutboxEvent],
+    processed: &[(String, String, String, Reply)],
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
+    if events.is_empty() && processed.is_empty() {
         return Ok(());
     }
-    let tenants: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    let ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-    let kinds: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
-    let outcomes: Vec<&str> = rows.iter().map(|r| r.3.outcome.as_str()).collect();
-    let replies: Vec<Value> = rows
+    let n = events.len();
+    let (mut e_tenants, mut e_ids, mut e_keys, mut e_types) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut e_kinds, mut e_entities, mut e_versions, mut e_bodies) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for e in events {
+        e_tenants.push(e.tenant.as_str());
+        e_ids.push(e.id);
+        e_keys.push(e.routing_key.as_str());
+        e_types.push(e.event_type.type_name());
+        e_kinds.push(e.entity_kind.as_str());
+        e_entities.push(e.entity_id.as_str());
+        e_versions.push(e.version as i64);
+        e_bodies.push(&e.cloud_event);
+    }
+    let p_tenants: Vec<&str> = processed.iter().map(|r| r.0.as_str()).collect();
+    let p_ids: Vec<&str> = processed.iter().map(|r| r.1.as_str()).collect();
+    let p_kinds: Vec<&str> = processed.iter().map(|r| r.2.as_str()).collect();
+    let p_outcomes: Vec<&str> = processed.iter().map(|r| r.3.outcome.as_str()).collect();
+    let p_replies: Vec<Value> = processed
         .iter()
         .map(|r| serde_json::to_value(&r.3).expect("reply serialises"))
         .collect();
+    // WITH ORDINALITY keeps the outbox ids (bigserial) in the events' order.
     let inserted = sqlx::query(
-        "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, reply) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[]) \
+        "WITH events AS ( \
+           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body) \
+           SELECT t, i, k, ty, ki, ei, v, b FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::bigint[], $8::jsonb[]) \
+           WITH ORDINALITY AS u(t, i, k, ty, ki, ei, v, b, n) ORDER BY n) \
+         INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, reply) \
+         SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[]) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(tenants)
-    .bind(ids)
-    .bind(kinds)
-    .bind(outcomes)
-    .bind(replies)
+    .bind(e_tenants)
+    .bind(e_ids)
+    .bind(e_keys)
+    .bind(e_types)
+    .bind(e_kinds)
+    .bind(e_entities)
+    .bind(e_versions)
+    .bind(e_bodies)
+    .bind(p_tenants)
+    .bind(p_ids)
+    .bind(p_kinds)
+    .bind(p_outcomes)
+    .bind(p_replies)
     .execute(conn)
     .await?
     .rows_affected();
-    if inserted as usize != rows.len() {
+    if inserted as usize != processed.len() {
         return Err(StoreError::ConcurrentDuplicate);
     }
-    Ok(())
-}
-
-/// Writes events to the outbox in one statement, in the given order.
-pub async fn append_outbox(
-    conn: &mut PgConnection,
-    events: &[OutboxEvent],
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut tenants = Vec::with_capacity(events.len());
-    let mut ids = Vec::with_capacity(events.len());
-    let mut keys = Vec::with_capacity(events.len());
-    let mut types = Vec::with_capacity(events.len());
-    let mut kinds = Vec::with_capacity(events.len());
-    let mut entity_ids = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
-    let mut bodies = Vec::with_capacity(events.len());
-    for e in events {
-        tenants.push(e.tenant.clone());
-        ids.push(e.id);
-        keys.push(e.routing_key.clone());
-        types.push(e.event_type.type_name().to_owned());
-        kinds.push(e.entity_kind.as_str().to_owned());
-        entity_ids.push(e.entity_id.clone());
-        versions.push(e.version as i64);
-        bodies.push(e.cloud_event.clone());
-    }
-    // WITH ORDINALITY keeps the ids (bigserial) in the events' order.
-    sqlx::query(
-        "INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body) \
-         SELECT t, i, k, ty, ki, ei, v, b FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::jsonb[]) \
-         WITH ORDINALITY AS u(t, i, k, ty, ki, ei, v, b, n) ORDER BY n",
-    )
-    .bind(tenants)
-    .bind(ids)
-    .bind(keys)
-    .bind(types)
-    .bind(kinds)
-    .bind(entity_ids)
-    .bind(versions)
-    .bind(bodies)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 

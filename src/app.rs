@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use backon::BackoffBuilder;
+use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -38,6 +39,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
+    let metrics = crate::monitoring::install();
     let pool = store::prepare(&settings).await?;
     let token = CancellationToken::new();
     let health = Arc::new(Health::default());
@@ -52,6 +54,7 @@ pub async fn run(
         listener,
         pool.clone(),
         health.clone(),
+        metrics,
         token.clone(),
     ));
     if settings.relay.enabled {
@@ -111,10 +114,12 @@ async fn supervise_consumers(
         let result = consume_once(&processor, &settings, &names, &health, &token).await;
         health.broker_connected.store(false, Ordering::Relaxed);
         health.consumers_running.store(false, Ordering::Relaxed);
+        crate::monitoring::broker_connected(false);
         match result {
             Ok(()) => break,
             Err(e) => {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                crate::monitoring::broker_reconnect();
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker session ended, reconnecting");
                 tokio::select! {
                     _ = token.cancelled() => break,
@@ -137,6 +142,7 @@ async fn consume_once(
     amqp::declare_topology(&ch, names, settings.amqp.delivery_limit).await?;
     let _ = ch.close(200, "topology declared".into()).await;
     health.broker_connected.store(true, Ordering::Relaxed);
+    crate::monitoring::broker_connected(true);
     // A failing queue loop ends the session for both, so they reconnect together.
     let session = token.child_token();
     let conn = Arc::new(conn);
@@ -179,17 +185,20 @@ async fn consume_once(
     result
 }
 
+type HttpState = (PgPool, Arc<Health>, &'static PrometheusHandle);
+
 async fn serve_http(
     listener: tokio::net::TcpListener,
     pool: PgPool,
     health: Arc<Health>,
+    metrics: &'static PrometheusHandle,
     token: CancellationToken,
 ) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state((pool, health));
+        .route("/metrics", get(render_metrics))
+        .with_state((pool, health, metrics));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await;
@@ -198,7 +207,7 @@ async fn serve_http(
     }
 }
 
-async fn readyz(State((pool, health)): State<(PgPool, Arc<Health>)>) -> impl IntoResponse {
+async fn readyz(State((pool, health, _)): State<HttpState>) -> impl IntoResponse {
     let db = tokio::time::timeout(
         Duration::from_secs(2),
         sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool),
@@ -217,36 +226,26 @@ async fn readyz(State((pool, health)): State<(PgPool, Arc<Health>)>) -> impl Int
     }
 }
 
-/// Prometheus text: outbox backlog straight from the database.
-async fn metrics(State((pool, health)): State<(PgPool, Arc<Health>)>) -> impl IntoResponse {
-    let backlog: Result<(i64, Option<f64>), sqlx::Error> = sqlx::query_as(
-        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
-         FROM outbox WHERE published_at IS NULL",
+/// Prometheus text; the outbox backlog and pool gauges are read now.
+async fn render_metrics(State((pool, _, metrics)): State<HttpState>) -> impl IntoResponse {
+    let backlog: Result<(i64, Option<f64>), sqlx::Error> = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&pool),
     )
-    .fetch_one(&pool)
-    .await;
-    let mut out = String::new();
-    out.push_str("# TYPE lifecycle_broker_connected gauge\n");
-    out.push_str(&format!(
-        "lifecycle_broker_connected {}\n",
-        u8::from(health.broker_connected.load(Ordering::Relaxed))
-    ));
+    .await
+    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
     if let Ok((pending, age)) = backlog {
-        out.push_str("# TYPE lifecycle_outbox_pending gauge\n");
-        out.push_str(&format!("lifecycle_outbox_pending {pending}\n"));
-        out.push_str("# TYPE lifecycle_outbox_oldest_age_seconds gauge\n");
-        out.push_str(&format!(
-            "lifecycle_outbox_oldest_age_seconds {}\n",
-            age.unwrap_or(0.0)
-        ));
+        crate::monitoring::scrape_gauges(pending, age.unwrap_or(0.0), pool.size(), pool.num_idle());
     }
-    out.push_str("# TYPE lifecycle_db_pool_connections gauge\n");
-    out.push_str(&format!("lifecycle_db_pool_connections {}\n", pool.size()));
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        out,
+        metrics.render(),
     )
 }

@@ -15,6 +15,7 @@ use std::panic::AssertUnwindSafe;
 use lapin::BasicProperties;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::amqp;
 use crate::domain::command::{BulkCommand, BulkTarget, Command, CommandBody, ContactOp, UserOp};
@@ -36,6 +37,8 @@ use crate::store::{entities, StoreError};
 /// A delivery as the batch sees it, independent of the channel.
 #[derive(Debug, Clone)]
 pub struct Inbound {
+    /// When the delivery arrived, for the command duration metric.
+    pub received: std::time::Instant,
     /// The broker delivered it before (or `dlq replay` sent it again): it
     /// may well be a duplicate, so the inbox is checked up front.
     pub maybe_duplicate: bool,
@@ -178,7 +181,22 @@ pub async fn apply_batch(
                     });
                     continue;
                 }
-                match uow.command(cmd, policies, limits, now).await {
+                let span = tracing::info_span!(
+                    "command",
+                    tenant = %cmd.tenant,
+                    command_id = %cmd.command_id,
+                    kind = cmd.type_name(),
+                    outcome = tracing::field::Empty,
+                );
+                let result = uow
+                    .command(cmd, policies, limits, now)
+                    .instrument(span.clone())
+                    .await;
+                if let Ok(Ok(reply)) = &result {
+                    span.record("outcome", reply.outcome.as_str());
+                    tracing::debug!(parent: &span, events = reply.events.len(), "command applied");
+                }
+                match result {
                     Ok(Ok(reply)) => {
                         uow.seen.insert(key, reply.clone());
                         uow.inbox.push((

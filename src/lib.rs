@@ -11,7 +11,7 @@
 //! - [`retention`]: purges old inbox and published outbox rows.
 //! - [`amqp`]: topology, connections, properties.
 //! - [`app`]: the `run` process (tasks, HTTP, shutdown).
-//! - [`cli`], [`config`], [`telemetry`]: the edges.
+//! - [`cli`], [`config`], [`telemetry`], [`monitoring`]: the edges.
 pub mod amqp;
 pub mod app;
 pub mod apply;
@@ -20,6 +20,7 @@ pub mod config;
 pub mod domain;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+pub mod monitoring;
 pub mod relay;
 pub mod retention;
 pub mod store;

@@ -52,6 +52,7 @@ pub async fn run(pool: PgPool, settings: Settings, wake: Arc<Notify>, shutdown: 
             Ok(()) => backoff = retry_schedule().build(),
             Err(e) => {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                crate::monitoring::transient_retry("relay");
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "relay failed, retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -122,6 +123,7 @@ async fn publish_while_locked(
             };
             if !ids.is_empty() {
                 journal::mark_published(conn, &ids).await?;
+                crate::monitoring::relay_batch(ids.len(), round.elapsed());
                 debug!(
                     count = ids.len(),
                     publish_ms,

@@ -50,6 +50,7 @@ fn inbound(d: &Delivery) -> Inbound {
         .as_ref()
         .is_some_and(|h| h.inner().contains_key(amqp::REPLAYED_HEADER));
     Inbound {
+        received: std::time::Instant::now(),
         maybe_duplicate: d.redelivered || replayed,
         body: d.data.clone(),
         properties: d.properties.clone(),
@@ -140,6 +141,7 @@ impl Processor {
                     if outcome.events > 0 {
                         self.relay_wake.notify_one();
                     }
+                    record_metrics(batch, &outcome.dispositions);
                     return Some(Ok(outcome.dispositions));
                 }
                 // A duplicate the skipped check did not see: again, checking.
@@ -148,6 +150,7 @@ impl Processor {
                 }
                 Err(e) if e.is_transient() => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    crate::monitoring::transient_retry("worker");
                     warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient failure, retrying the batch");
                     tokio::select! {
                         _ = shutdown.cancelled() => return None,
@@ -184,6 +187,36 @@ impl Processor {
             "batch committed"
         );
         Ok(outcome)
+    }
+}
+
+/// Counts a committed batch's commands by type and outcome, and its dead letters.
+fn record_metrics(batch: &[(Inbound, Prepared)], dispositions: &[Disposition]) {
+    for ((msg, prepared), disposition) in batch.iter().zip(dispositions) {
+        let Disposition::Ack { reply } = disposition else {
+            continue;
+        };
+        let kind = match prepared {
+            Prepared::Command(c) => c.type_name(),
+            Prepared::Refused { command_type, .. } => command_type
+                .as_deref()
+                .and_then(|t| {
+                    crate::domain::command::COMMAND_TYPES
+                        .iter()
+                        .find(|k| **k == t)
+                })
+                .copied()
+                .unwrap_or("unknown"),
+        };
+        let outcome = if reply.duplicate {
+            "duplicate"
+        } else {
+            reply.outcome.as_str()
+        };
+        crate::monitoring::command(kind, outcome, msg.received.elapsed());
+        if let Some(e) = &reply.error {
+            crate::monitoring::dead_letter(e.code.as_str());
+        }
     }
 }
 
@@ -344,6 +377,7 @@ pub async fn drain_dead_letters(
             .await;
             match stored {
                 Ok(id) => {
+                    crate::monitoring::dead_letter("poison");
                     warn!(
                         dead_letter = id,
                         tenant = dead.tenant.as_deref(),
@@ -354,6 +388,7 @@ pub async fn drain_dead_letters(
                 }
                 Err(e) => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    crate::monitoring::transient_retry("dead_letter_drain");
                     warn!(error = %e, "storing a poison message failed, retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),

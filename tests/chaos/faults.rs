@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::{eventually, TestEnv};
+use crate::helpers::{free_port, http_status, spawn_worker, spawn_worker_on};
 use crate::{
-    check_outcome, event_queue, free_port, http_status, processed, publish_all, serial,
-    spawn_worker, spawn_worker_on, wait_processed, workload,
+    check_outcome, event_queue, processed, publish_all, serial, wait_processed, workload,
 };
 use lapin::Channel;
 use lifecycle_worker::amqp;

@@ -16,8 +16,7 @@ mod helpers;
 mod faults;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use helpers::{eventually, TestEnv};
@@ -28,9 +27,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::Channel;
 use lifecycle_worker::amqp;
 use lifecycle_worker::config::Settings;
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 /// Chaos tests share the broker and the database server: one at a time.
@@ -38,80 +35,6 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
-}
-
-/// A worker as a real process, killed on drop.
-pub struct WorkerProcess {
-    pub child: Child,
-}
-
-pub fn spawn_worker(env: &TestEnv) -> WorkerProcess {
-    spawn_worker_on(env, "127.0.0.1:0")
-}
-
-/// A free local port for a worker's HTTP listener.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The status code of `GET path`, or `None` when nothing answers.
-pub async fn http_status(port: u16, path: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    response.split(' ').nth(1)?.parse().ok()
-}
-
-pub fn spawn_worker_on(env: &TestEnv, listen: &str) -> WorkerProcess {
-    let s = &env.settings;
-    let child = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
-        .arg("run")
-        .env("LIFECYCLE__DATABASE__URL", s.database.url.expose_secret())
-        .env("LIFECYCLE__AMQP__URL", s.amqp.url.expose_secret())
-        .env("LIFECYCLE__AMQP__PREFIX", &s.amqp.prefix)
-        .env("LIFECYCLE__HTTP__LISTEN", listen)
-        .env("LIFECYCLE__WORKER__DRAIN_TIMEOUT_SECS", "20")
-        .env("LIFECYCLE__RELAY__POLL_INTERVAL_MS", "100")
-        .env(
-            "RUST_LOG",
-            std::env::var("TEST_LOG").map(|_| "info").unwrap_or("error"),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("worker process starts");
-    WorkerProcess { child }
-}
-
-impl WorkerProcess {
-    pub async fn kill9(&mut self) {
-        self.child.kill().await.expect("SIGKILL");
-    }
-
-    /// SIGTERM, then the exit status and how long the drain took.
-    pub async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
-        let pid = self.child.id().expect("running") as i32;
-        let started = Instant::now();
-        let rc = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(rc.success());
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("worker exits after SIGTERM")
-            .expect("wait");
-        (status, started.elapsed())
-    }
 }
 
 /// A durable queue bound to `{p}.events`: survives broker restarts, so no

@@ -3,7 +3,9 @@
 //! always on a condition with a deadline, never a sleep.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::{oneshot, watch};
+use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -514,6 +517,100 @@ async fn listen(conn: &Connection, exchange: Option<&str>, inbox: Inbox) -> Stri
         }
     });
     name
+}
+
+/// A worker as a real process, killed on drop.
+pub struct WorkerProcess {
+    pub child: Child,
+}
+
+pub fn spawn_worker(env: &TestEnv) -> WorkerProcess {
+    spawn_worker_on(env, "127.0.0.1:0")
+}
+
+/// A free local port for a worker's HTTP listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `GET path` on a local port: status code and body, or `None` when
+/// nothing answers.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// The status code of `GET path`, or `None` when nothing answers.
+pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path).await.map(|(s, _)| s)
+}
+
+pub fn spawn_worker_on(env: &TestEnv, listen: &str) -> WorkerProcess {
+    spawn_worker_with(env, listen, &[], Stdio::null())
+}
+
+/// A worker process with extra environment and its stderr sent to `stderr`.
+pub fn spawn_worker_with(
+    env: &TestEnv,
+    listen: &str,
+    extra_env: &[(&str, &str)],
+    stderr: Stdio,
+) -> WorkerProcess {
+    let s = &env.settings;
+    let child = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+        .arg("run")
+        .env("LIFECYCLE__DATABASE__URL", s.database.url.expose_secret())
+        .env("LIFECYCLE__AMQP__URL", s.amqp.url.expose_secret())
+        .env("LIFECYCLE__AMQP__PREFIX", &s.amqp.prefix)
+        .env("LIFECYCLE__HTTP__LISTEN", listen)
+        .env("LIFECYCLE__WORKER__DRAIN_TIMEOUT_SECS", "20")
+        .env("LIFECYCLE__RELAY__POLL_INTERVAL_MS", "100")
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").map(|_| "info").unwrap_or("error"),
+        )
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker process starts");
+    WorkerProcess { child }
+}
+
+impl WorkerProcess {
+    pub async fn kill9(&mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+
+    /// SIGTERM, then the exit status and how long the drain took.
+    pub async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let pid = self.child.id().expect("running") as i32;
+        let started = Instant::now();
+        let rc = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(rc.success());
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("worker exits after SIGTERM")
+            .expect("wait");
+        (status, started.elapsed())
+    }
 }
 
 /// Polls a condition that has no notification of its own (a row written by

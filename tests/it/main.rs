@@ -4,6 +4,7 @@
 mod bad_input;
 mod contacts;
 mod dead_letters;
+mod ops;
 mod helpers;
 mod relay;
 mod retention;

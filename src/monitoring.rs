@@ -1,0 +1,111 @@
+//! Prometheus metrics: one process-wide recorder, rendered by `/metrics`.
+//! Names and labels are part of the operator documentation
+//! (docs/operations.md); counters are registered at start so they show up
+//! as 0 before anything happened.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder once per process (tests run several workers in one).
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+            .expect("static buckets are valid")
+            .install_recorder()
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle());
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    describe_counter!(
+        "lifecycle_commands_total",
+        "Commands handled, by type and outcome."
+    );
+    describe_histogram!(
+        "lifecycle_command_duration_seconds",
+        "From delivery to commit, per command."
+    );
+    describe_counter!(
+        "lifecycle_dead_letters_total",
+        "Dead letters stored, by code."
+    );
+    describe_gauge!("lifecycle_outbox_pending", "Outbox rows not yet published.");
+    describe_gauge!(
+        "lifecycle_outbox_oldest_age_seconds",
+        "Age of the oldest unpublished outbox row."
+    );
+    describe_histogram!(
+        "lifecycle_relay_publish_duration_seconds",
+        "Per relay batch, from first publish to last confirm."
+    );
+    describe_counter!(
+        "lifecycle_events_published_total",
+        "Events confirmed by the broker."
+    );
+    describe_gauge!(
+        "lifecycle_broker_connected",
+        "1 while the consumers' broker connection is up."
+    );
+    describe_counter!(
+        "lifecycle_broker_reconnects_total",
+        "Broker sessions re-established."
+    );
+    describe_gauge!(
+        "lifecycle_db_pool_connections",
+        "Database pool connections, by state."
+    );
+    describe_counter!(
+        "lifecycle_transient_retries_total",
+        "Retries after transient failures, by component."
+    );
+    for component in ["worker", "relay", "dead_letter_drain"] {
+        counter!("lifecycle_transient_retries_total", "component" => component).absolute(0);
+    }
+    counter!("lifecycle_broker_reconnects_total").absolute(0);
+    counter!("lifecycle_events_published_total").absolute(0);
+}
+
+pub fn command(kind: &'static str, outcome: &'static str, took: Duration) {
+    counter!("lifecycle_commands_total", "type" => kind, "outcome" => outcome).increment(1);
+    histogram!("lifecycle_command_duration_seconds").record(took.as_secs_f64());
+}
+
+pub fn dead_letter(code: &str) {
+    counter!("lifecycle_dead_letters_total", "code" => code.to_owned()).increment(1);
+}
+
+pub fn relay_batch(events: usize, took: Duration) {
+    histogram!("lifecycle_relay_publish_duration_seconds").record(took.as_secs_f64());
+    counter!("lifecycle_events_published_total").increment(events as u64);
+}
+
+pub fn broker_connected(up: bool) {
+    gauge!("lifecycle_broker_connected").set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn broker_reconnect() {
+    counter!("lifecycle_broker_reconnects_total").increment(1);
+}
+
+pub fn transient_retry(component: &'static str) {
+    counter!("lifecycle_transient_retries_total", "component" => component).increment(1);
+}
+
+/// Gauges read at scrape time.
+pub fn scrape_gauges(outbox_pending: i64, oldest_age: f64, pool_size: u32, pool_idle: usize) {
+    gauge!("lifecycle_outbox_pending").set(outbox_pending as f64);
+    gauge!("lifecycle_outbox_oldest_age_seconds").set(oldest_age);
+    let idle = pool_idle as f64;
+    gauge!("lifecycle_db_pool_connections", "state" => "idle").set(idle);
+    gauge!("lifecycle_db_pool_connections", "state" => "in_use").set(f64::from(pool_size) - idle);
+}

@@ -1,0 +1,118 @@
+//! What operators see: `/metrics` after known traffic, health endpoints, and
+//! logs that never carry personal data at info level. Each test runs the
+//! worker as its own process, so its counters and logs are its own.
+
+use std::process::Stdio;
+
+use crate::helpers::{eventually, free_port, http_get, spawn_worker_with, TestEnv};
+use lifecycle_worker::amqp;
+use serde_json::{json, Value};
+
+/// The value of the sample of `name` whose labels include all of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let series = l.split_whitespace().next().unwrap_or("");
+            (series == name || series.starts_with(&format!("{name}{{")))
+                && labels.iter().all(|lab| series.contains(lab))
+        })
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_known_traffic() {
+    let env = TestEnv::prepare_with(|_| {}).await;
+    let port = free_port();
+    let mut worker = spawn_worker_with(&env, &format!("127.0.0.1:{port}"), &[], Stdio::null());
+    eventually("ready", || async {
+        (http_get(port, "/readyz").await?.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(http_get(port, "/healthz").await.unwrap().0, 200);
+
+    for i in 0..3 {
+        let c = env.command("acme", "contact.upsert", 0, json!({"contact_id": format!("c-{i}"), "email": "m@example.com"}));
+        assert_eq!(env.send(&c).await["outcome"], "applied");
+    }
+    let dup = env.command("acme", "contact.deactivate", 1, json!({"contact_id": "c-0"}));
+    env.send(&dup).await;
+    assert_eq!(env.send(&dup).await["duplicate"], true);
+    env.send(&env.command("acme", "contact.deactivate", 1, json!({"contact_id": "nobody"}))).await;
+    env.send_raw("acme.contact.upsert", b"not json", amqp::json_properties()).await;
+
+    let (status, body) = http_get(port, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    let m = |name: &str, labels: &[&str]| sample(&body, name, labels);
+    assert_eq!(m("lifecycle_commands_total", &["type=\"contact.upsert\"", "outcome=\"applied\""]), Some(3.0), "{body}");
+    assert_eq!(m("lifecycle_commands_total", &["type=\"contact.deactivate\"", "outcome=\"applied\""]), Some(1.0));
+    assert_eq!(m("lifecycle_commands_total", &["type=\"contact.deactivate\"", "outcome=\"duplicate\""]), Some(1.0));
+    assert_eq!(m("lifecycle_commands_total", &["type=\"contact.deactivate\"", "outcome=\"rejected\""]), Some(1.0));
+    assert_eq!(m("lifecycle_commands_total", &["type=\"unknown\"", "outcome=\"rejected\""]), Some(1.0));
+    assert_eq!(m("lifecycle_dead_letters_total", &["code=\"not_found\""]), Some(1.0));
+    assert_eq!(m("lifecycle_dead_letters_total", &["code=\"malformed\""]), Some(1.0));
+    assert_eq!(m("lifecycle_command_duration_seconds_count", &[]), Some(7.0));
+    assert_eq!(m("lifecycle_broker_connected", &[]), Some(1.0));
+    assert!(m("lifecycle_db_pool_connections", &["state=\"in_use\""]).is_some());
+    assert!(m("lifecycle_transient_retries_total", &["component=\"worker\""]).is_some());
+    // Events of the 4 applied commands (one created, deactivated + suppressed).
+    let published = eventually("events published", || async {
+        let (_, body) = http_get(port, "/metrics").await?;
+        let n = sample(&body, "lifecycle_events_published_total", &[])?;
+        (n >= 5.0).then_some(body)
+    })
+    .await;
+    assert_eq!(sample(&published, "lifecycle_events_published_total", &[]), Some(5.0));
+    assert_eq!(sample(&published, "lifecycle_outbox_pending", &[]), Some(0.0));
+    let (status, _) = worker.terminate().await;
+    assert!(status.success());
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn logs_at_info_never_carry_personal_data() {
+    let env = TestEnv::prepare_with(|_| {}).await;
+    let log_path = std::env::temp_dir().join(format!("lw-log-{}.jsonl", uuid::Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let mut worker = spawn_worker_with(
+        &env,
+        &format!("127.0.0.1:{port}"),
+        &[("LIFECYCLE__LOG__FORMAT", "json"), ("RUST_LOG", "info")],
+        Stdio::from(log),
+    );
+    let secrets = [
+        "Philippa", "Quigglesworth", "philippa.q@private.example", "+44 7700 900123",
+        "Confidential: leaving for a competitor", "Head of Hiring",
+    ];
+    let cmds = [
+        env.command("acme", "contact.upsert", 0, json!({"contact_id": "c-1", "first_name": secrets[0], "last_name": secrets[1], "email": secrets[2], "phone": secrets[3], "title": secrets[5]})),
+        env.command("acme", "contact.log_activity", 1, json!({"contact_id": "c-1", "kind": "message", "action_code": "deact", "body": secrets[4]})),
+        env.command("acme", "user.upsert", 1, json!({"user_id": "u-1", "email": secrets[2], "name": secrets[0]})),
+        env.command("acme", "contact.delete", 2, json!({"contact_id": "c-1"})),
+        // Refused ones are logged too.
+        env.command("acme", "contact.upsert", 3, json!({"contact_id": "c-2", "email": secrets[2], "colour": secrets[1]})),
+        env.command("acme", "contact.log_activity", 3, json!({"contact_id": "ghost", "kind": "note", "body": secrets[4]})),
+    ];
+    for c in &cmds {
+        env.send(c).await;
+    }
+    let (status, _) = worker.terminate().await;
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    std::fs::remove_file(&log_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "command rejected and dead-lettered"),
+        "the refusals were logged: {text}"
+    );
+    assert!(lines.iter().all(|l| l["level"] != "DEBUG" && l["level"] != "TRACE"));
+    for secret in secrets {
+        assert!(!text.contains(secret), "{secret:?} appeared in the logs:\n{text}");
+    }
+    env.finish().await;
+}

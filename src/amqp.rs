@@ -68,43 +68,90 @@ pub async fn confirm_channel(conn: &Connection) -> lapin::Result<Channel> {
     Ok(ch)
 }
 
-fn durable_exchange() -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions {
-        // Survives broker restarts, like the queues bound to it.
-        durable: true,
-        ..ExchangeDeclareOptions::default()
+/// The topology of contract section 1 as data: what [`declare_topology`]
+/// declares and what [`definitions`] exports, from one source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    /// (name, kind: "topic" | "fanout")
+    pub exchanges: Vec<(String, &'static str)>,
+    /// (name, arguments)
+    pub queues: Vec<(String, Vec<(&'static str, Value)>)>,
+    /// (exchange, queue, routing key)
+    pub bindings: Vec<(String, String, &'static str)>,
+}
+
+pub fn topology(names: &Names, delivery_limit: u32) -> Topology {
+    // Replicated and durable, with a delivery counter (needed for the limit).
+    let quorum = || vec![("x-queue-type", json!("quorum"))];
+    let dead_lettered = || {
+        let mut args = quorum();
+        args.extend([
+            // A message that keeps failing is parked on {p}.dead, never looped forever.
+            ("x-delivery-limit", json!(delivery_limit)),
+            ("x-dead-letter-exchange", json!(names.dead)),
+            // The broker keeps a dead letter until {p}.dead-letters confirms it.
+            ("x-dead-letter-strategy", json!("at-least-once")),
+            // Required by at-least-once: refuse publishes rather than drop messages.
+            ("x-overflow", json!("reject-publish")),
+        ]);
+        args
+    };
+    let mut bindings = Vec::new();
+    for (queue, keys) in names.command_queues() {
+        for key in keys {
+            bindings.push((names.commands.clone(), queue.to_owned(), key));
+        }
+    }
+    bindings.push((names.dead.clone(), names.dead_letters.clone(), ""));
+    Topology {
+        exchanges: vec![
+            (names.commands.clone(), "topic"),
+            (names.events.clone(), "topic"),
+            (names.dead.clone(), "fanout"),
+        ],
+        queues: vec![
+            (names.contact_queue.clone(), dead_lettered()),
+            (names.user_queue.clone(), dead_lettered()),
+            (names.dead_letters.clone(), quorum()),
+        ],
+        bindings,
     }
 }
 
-fn quorum_args(names: &Names, delivery_limit: u32, dead_lettered: bool) -> FieldTable {
-    let mut args = FieldTable::default();
-    // Replicated, durable, with a delivery counter (needed for the limit).
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    if dead_lettered {
-        // A message that keeps failing is parked on {p}.dead, never looped forever.
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(i32::try_from(delivery_limit).unwrap_or(i32::MAX)),
-        );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(names.dead.as_str().into()),
-        );
-        // The broker keeps a dead letter until {p}.dead-letters confirms it.
-        args.insert(
-            "x-dead-letter-strategy".into(),
-            AMQPValue::LongString("at-least-once".into()),
-        );
-        // Required by at-least-once: refuse publishes rather than drop messages.
-        args.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString("reject-publish".into()),
-        );
+/// The topology as a RabbitMQ definitions document (`deploy/` ships the one
+/// for the default prefix).
+pub fn definitions(names: &Names, delivery_limit: u32) -> Value {
+    let t = topology(names, delivery_limit);
+    json!({
+        "exchanges": t.exchanges.iter().map(|(name, kind)| json!({
+            "name": name, "vhost": "/", "type": kind, "durable": true,
+            "auto_delete": false, "internal": false, "arguments": {},
+        })).collect::<Vec<_>>(),
+        "queues": t.queues.iter().map(|(name, args)| json!({
+            "name": name, "vhost": "/", "durable": true, "auto_delete": false,
+            "arguments": args.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<Map<_, _>>(),
+        })).collect::<Vec<_>>(),
+        "bindings": t.bindings.iter().map(|(source, queue, key)| json!({
+            "source": source, "vhost": "/", "destination": queue,
+            "destination_type": "queue", "routing_key": key, "arguments": {},
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn field_table(args: &[(&'static str, Value)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in args {
+        let value = match v {
+            Value::Number(n) => AMQPValue::LongInt(
+                n.as_i64()
+                    .and_then(|i| i32::try_from(i).ok())
+                    .unwrap_or(i32::MAX),
+            ),
+            other => AMQPValue::LongString(other.as_str().unwrap_or_default().into()),
+        };
+        t.insert((*k).into(), value);
     }
-    args
+    t
 }
 
 /// Declares the whole topology; idempotent.
@@ -113,63 +160,45 @@ pub async fn declare_topology(
     names: &Names,
     delivery_limit: u32,
 ) -> lapin::Result<()> {
-    ch.exchange_declare(
-        names.commands.as_str().into(),
-        ExchangeKind::Topic,
-        durable_exchange(),
-        FieldTable::default(),
-    )
-    .await?;
-    ch.exchange_declare(
-        names.events.as_str().into(),
-        ExchangeKind::Topic,
-        durable_exchange(),
-        FieldTable::default(),
-    )
-    .await?;
-    ch.exchange_declare(
-        names.dead.as_str().into(),
-        ExchangeKind::Fanout,
-        durable_exchange(),
-        FieldTable::default(),
-    )
-    .await?;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    for (queue, keys) in names.command_queues() {
-        ch.queue_declare(
-            queue.into(),
-            durable,
-            quorum_args(names, delivery_limit, true),
+    let t = topology(names, delivery_limit);
+    for (name, kind) in &t.exchanges {
+        let kind = match *kind {
+            "fanout" => ExchangeKind::Fanout,
+            _ => ExchangeKind::Topic,
+        };
+        ch.exchange_declare(
+            name.as_str().into(),
+            kind,
+            // Durable: survives broker restarts, like the queues bound to it.
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
         )
         .await?;
-        for key in keys {
-            ch.queue_bind(
-                queue.into(),
-                names.commands.as_str().into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        }
     }
-    ch.queue_declare(
-        names.dead_letters.as_str().into(),
-        durable,
-        quorum_args(names, delivery_limit, false),
-    )
-    .await?;
-    ch.queue_bind(
-        names.dead_letters.as_str().into(),
-        names.dead.as_str().into(),
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
+    for (name, args) in &t.queues {
+        ch.queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            field_table(args),
+        )
+        .await?;
+    }
+    for (exchange, queue, key) in &t.bindings {
+        ch.queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            (*key).into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -258,4 +287,35 @@ pub fn properties_to_json(p: &BasicProperties) -> Value {
             .unwrap_or(Value::Null),
     );
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_definitions_equal_what_the_worker_declares() {
+        let shipped: Value =
+            serde_json::from_str(include_str!("../deploy/rabbitmq-definitions.json")).unwrap();
+        assert_eq!(shipped, definitions(&Names::new("lifecycle"), 10));
+    }
+
+    #[test]
+    fn command_queues_are_quorum_with_a_delivery_limit_and_dead_lettering() {
+        let t = topology(&Names::new("p"), 7);
+        let (name, args) = &t.queues[0];
+        assert_eq!(name, "p.contact.commands");
+        let args: Map<String, Value> = args
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        assert_eq!(args["x-queue-type"], "quorum");
+        assert_eq!(args["x-delivery-limit"], 7);
+        assert_eq!(args["x-dead-letter-exchange"], "p.dead");
+        assert_eq!(args["x-dead-letter-strategy"], "at-least-once");
+        assert_eq!(args["x-overflow"], "reject-publish");
+        assert!(t
+            .bindings
+            .contains(&("p.commands".into(), "p.user.commands".into(), "*.role.#")));
+    }
 }

@@ -33,29 +33,90 @@ async fn metrics_count_known_traffic() {
     assert_eq!(http_get(port, "/healthz").await.unwrap().0, 200);
 
     for i in 0..3 {
-        let c = env.command("acme", "contact.upsert", 0, json!({"contact_id": format!("c-{i}"), "email": "m@example.com"}));
+        let c = env.command(
+            "acme",
+            "contact.upsert",
+            0,
+            json!({"contact_id": format!("c-{i}"), "email": "m@example.com"}),
+        );
         assert_eq!(env.send(&c).await["outcome"], "applied");
     }
-    let dup = env.command("acme", "contact.deactivate", 1, json!({"contact_id": "c-0"}));
+    let dup = env.command(
+        "acme",
+        "contact.deactivate",
+        1,
+        json!({"contact_id": "c-0"}),
+    );
     env.send(&dup).await;
     assert_eq!(env.send(&dup).await["duplicate"], true);
-    env.send(&env.command("acme", "contact.deactivate", 1, json!({"contact_id": "nobody"}))).await;
-    env.send_raw("acme.contact.upsert", b"not json", amqp::json_properties()).await;
+    env.send(&env.command(
+        "acme",
+        "contact.deactivate",
+        1,
+        json!({"contact_id": "nobody"}),
+    ))
+    .await;
+    env.send_raw("acme.contact.upsert", b"not json", amqp::json_properties())
+        .await;
 
     let (status, body) = http_get(port, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     let m = |name: &str, labels: &[&str]| sample(&body, name, labels);
-    assert_eq!(m("lifecycle_commands_total", &["type=\"contact.upsert\"", "outcome=\"applied\""]), Some(3.0), "{body}");
-    assert_eq!(m("lifecycle_commands_total", &["type=\"contact.deactivate\"", "outcome=\"applied\""]), Some(1.0));
-    assert_eq!(m("lifecycle_commands_total", &["type=\"contact.deactivate\"", "outcome=\"duplicate\""]), Some(1.0));
-    assert_eq!(m("lifecycle_commands_total", &["type=\"contact.deactivate\"", "outcome=\"rejected\""]), Some(1.0));
-    assert_eq!(m("lifecycle_commands_total", &["type=\"unknown\"", "outcome=\"rejected\""]), Some(1.0));
-    assert_eq!(m("lifecycle_dead_letters_total", &["code=\"not_found\""]), Some(1.0));
-    assert_eq!(m("lifecycle_dead_letters_total", &["code=\"malformed\""]), Some(1.0));
-    assert_eq!(m("lifecycle_command_duration_seconds_count", &[]), Some(7.0));
+    assert_eq!(
+        m(
+            "lifecycle_commands_total",
+            &["type=\"contact.upsert\"", "outcome=\"applied\""]
+        ),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        m(
+            "lifecycle_commands_total",
+            &["type=\"contact.deactivate\"", "outcome=\"applied\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m(
+            "lifecycle_commands_total",
+            &["type=\"contact.deactivate\"", "outcome=\"duplicate\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m(
+            "lifecycle_commands_total",
+            &["type=\"contact.deactivate\"", "outcome=\"rejected\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m(
+            "lifecycle_commands_total",
+            &["type=\"unknown\"", "outcome=\"rejected\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m("lifecycle_dead_letters_total", &["code=\"not_found\""]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m("lifecycle_dead_letters_total", &["code=\"malformed\""]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m("lifecycle_command_duration_seconds_count", &[]),
+        Some(7.0)
+    );
     assert_eq!(m("lifecycle_broker_connected", &[]), Some(1.0));
     assert!(m("lifecycle_db_pool_connections", &["state=\"in_use\""]).is_some());
-    assert!(m("lifecycle_transient_retries_total", &["component=\"worker\""]).is_some());
+    assert!(m(
+        "lifecycle_transient_retries_total",
+        &["component=\"worker\""]
+    )
+    .is_some());
     // Events of the 4 applied commands (one created, deactivated + suppressed).
     let published = eventually("events published", || async {
         let (_, body) = http_get(port, "/metrics").await?;
@@ -63,8 +124,14 @@ async fn metrics_count_known_traffic() {
         (n >= 5.0).then_some(body)
     })
     .await;
-    assert_eq!(sample(&published, "lifecycle_events_published_total", &[]), Some(5.0));
-    assert_eq!(sample(&published, "lifecycle_outbox_pending", &[]), Some(0.0));
+    assert_eq!(
+        sample(&published, "lifecycle_events_published_total", &[]),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&published, "lifecycle_outbox_pending", &[]),
+        Some(0.0)
+    );
     let (status, _) = worker.terminate().await;
     assert!(status.success());
     env.finish().await;
@@ -83,8 +150,12 @@ async fn logs_at_info_never_carry_personal_data() {
         Stdio::from(log),
     );
     let secrets = [
-        "Philippa", "Quigglesworth", "philippa.q@private.example", "+44 7700 900123",
-        "Confidential: leaving for a competitor", "Head of Hiring",
+        "Philippa",
+        "Quigglesworth",
+        "philippa.q@private.example",
+        "+44 7700 900123",
+        "Confidential: leaving for a competitor",
+        "Head of Hiring",
     ];
     let cmds = [
         env.command("acme", "contact.upsert", 0, json!({"contact_id": "c-1", "first_name": secrets[0], "last_name": secrets[1], "email": secrets[2], "phone": secrets[3], "title": secrets[5]})),
@@ -107,12 +178,70 @@ async fn logs_at_info_never_carry_personal_data() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
         .collect();
     assert!(
-        lines.iter().any(|l| l["message"] == "command rejected and dead-lettered"),
+        lines
+            .iter()
+            .any(|l| l["message"] == "command rejected and dead-lettered"),
         "the refusals were logged: {text}"
     );
-    assert!(lines.iter().all(|l| l["level"] != "DEBUG" && l["level"] != "TRACE"));
+    assert!(lines
+        .iter()
+        .all(|l| l["level"] != "DEBUG" && l["level"] != "TRACE"));
     for secret in secrets {
-        assert!(!text.contains(secret), "{secret:?} appeared in the logs:\n{text}");
+        assert!(
+            !text.contains(secret),
+            "{secret:?} appeared in the logs:\n{text}"
+        );
     }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn the_broker_holds_exactly_the_declared_definitions() {
+    let env = TestEnv::prepare_with(|_| {}).await;
+    let expected = amqp::definitions(&env.names, env.settings.amqp.delivery_limit);
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "name",
+            "durable",
+            "arguments",
+            "--formatter",
+            "json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let prefix = format!("{}.", env.settings.amqp.prefix);
+    let mut actual: Vec<Value> = listed
+        .into_iter()
+        .filter(|q| q["name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+        .map(|q| {
+            let args = match &q["arguments"] {
+                // rabbitmqctl prints arguments as [[key, type, value], ...].
+                Value::Array(entries) => entries
+                    .iter()
+                    .map(|e| {
+                        let e = e.as_array().unwrap();
+                        (e[0].as_str().unwrap().to_owned(), e[e.len() - 1].clone())
+                    })
+                    .collect(),
+                Value::Object(m) => m.clone(),
+                _ => serde_json::Map::new(),
+            };
+            json!({"name": q["name"], "durable": q["durable"], "arguments": args})
+        })
+        .collect();
+    actual.sort_by_key(|q| q["name"].as_str().unwrap().to_owned());
+    let mut wanted: Vec<Value> = expected["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| json!({"name": q["name"], "durable": q["durable"], "arguments": q["arguments"]}))
+        .collect();
+    wanted.sort_by_key(|q| q["name"].as_str().unwrap().to_owned());
+    assert_eq!(actual, wanted);
     env.finish().await;
 }

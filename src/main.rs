@@ -33,6 +33,11 @@ async fn main() -> ExitCode {
             cli::user_show(&settings, &tenant, &id).await
         }
         Command::Dlq(cmd) => cli::dlq(&settings, cmd).await,
+        Command::Check => match cli::check::run(&settings).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Publish {
             file,
             wait,

@@ -1,5 +1,6 @@
 //! The command line: `run`, `migrate`, `contact show`, `user show`, `publish`.
 
+pub mod check;
 pub mod dlq;
 
 use std::io::Read;
@@ -41,6 +42,11 @@ pub enum Command {
     Run,
     /// Create the database if missing and run the migrations (safe to run twice).
     Migrate,
+    /// Check the configuration and that Postgres and RabbitMQ are reachable
+    /// with the configured credentials; exit 1 and say what is wrong if not.
+    ///
+    /// Example: LIFECYCLE__AMQP__URL=amqp://user:pw@mq:5672/%2f lifecycle-worker check
+    Check,
     /// Inspect contacts.
     #[command(subcommand)]
     Contact(ContactCommand),

@@ -113,6 +113,11 @@ pub async fn ensure_database(settings: &Settings) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// One connection, no retries: for `check`, which reports the first error as is.
+pub async fn connect_once(settings: &Settings) -> Result<sqlx::PgConnection, StoreError> {
+    Ok(connect_options(settings)?.connect().await?)
+}
+
 /// Opens the pool (the database must exist).
 pub async fn connect(settings: &Settings) -> Result<PgPool, StoreError> {
     let pool = PgPoolOptions::new()

@@ -245,3 +245,50 @@ async fn the_broker_holds_exactly_the_declared_definitions() {
     assert_eq!(actual, wanted);
     env.finish().await;
 }
+
+#[tokio::test]
+async fn check_says_what_is_wrong() {
+    let env = TestEnv::prepare_with(|_| {}).await;
+    let (code, out, err) = env.cli_text(&["check"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("postgres: ok"), "{out}");
+    assert!(out.contains("rabbitmq: ok"), "{out}");
+
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+        .arg("check")
+        .env(
+            "LIFECYCLE__DATABASE__URL",
+            "postgres://postgres@127.0.0.1:1/nowhere",
+        )
+        .env("LIFECYCLE__AMQP__URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("LIFECYCLE__AMQP__PREFIX", &env.settings.amqp.prefix)
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("postgres: FAILED at postgres://127.0.0.1:1/nowhere"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rabbitmq: FAILED at amqp://127.0.0.1:1/"),
+        "{out}"
+    );
+    assert!(out.to_lowercase().contains("refused"), "{out}");
+    assert!(
+        !out.contains("guest:guest"),
+        "credentials are never printed: {out}"
+    );
+
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+        .arg("check")
+        .env("LIFECYCLE__AMQP__URL", "http://example")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("amqp.url"));
+    env.finish().await;
+}

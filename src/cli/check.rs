@@ -1,0 +1,78 @@
+//! `check`: validates configuration and connectivity and says exactly what
+//! is wrong, one line per dependency.
+
+use secrecy::ExposeSecret;
+
+use crate::amqp::{self, Names};
+use crate::config::Settings;
+use crate::store;
+
+/// Where a URL points, without its credentials.
+fn location(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}:{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map_or("default".to_owned(), |p| p.to_string()),
+            u.path()
+        ),
+        Err(_) => "an unparsable URL".to_owned(),
+    }
+}
+
+/// Runs the checks; `Ok(false)` when any failed (each failure is printed).
+pub async fn run(settings: &Settings) -> anyhow::Result<bool> {
+    println!("configuration: ok (prefix `{}`)", settings.amqp.prefix);
+    let mut ok = true;
+
+    let db_url = settings.database.url.expose_secret();
+    match store::connect_once(settings).await {
+        Ok(mut conn) => {
+            let migrated: Result<i64, _> =
+                sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&mut conn)
+                    .await;
+            match migrated {
+                Ok(n) => println!("postgres: ok ({}; {n} migration(s) applied)", location(db_url)),
+                Err(_) => println!(
+                    "postgres: reachable at {}, but not migrated yet (`lifecycle-worker migrate` or `run` does it)",
+                    location(db_url)
+                ),
+            }
+            let _ = sqlx::Connection::close(conn).await;
+        }
+        Err(e) => {
+            ok = false;
+            println!("postgres: FAILED at {}: {e}", location(db_url));
+        }
+    }
+
+    let amqp_url = settings.amqp.url.expose_secret();
+    match amqp::connect(&settings.amqp, "check").await {
+        Ok(conn) => {
+            let names = Names::new(&settings.amqp.prefix);
+            let declared = async {
+                let ch = conn.create_channel().await?;
+                amqp::declare_topology(&ch, &names, settings.amqp.delivery_limit).await
+            }
+            .await;
+            match declared {
+                Ok(()) => println!("rabbitmq: ok ({}; topology declared)", location(amqp_url)),
+                Err(e) => {
+                    ok = false;
+                    println!(
+                        "rabbitmq: connected to {}, but declaring the topology failed (missing configure permission?): {e}",
+                        location(amqp_url)
+                    );
+                }
+            }
+            let _ = conn.close(200, "check done".into()).await;
+        }
+        Err(e) => {
+            ok = false;
+            println!("rabbitmq: FAILED at {}: {e}", location(amqp_url));
+        }
+    }
+    Ok(ok)
+}

@@ -5,9 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{eventually, TestEnv};
 use crate::helpers::{free_port, http_status, spawn_worker, spawn_worker_on};
-use crate::{
-    check_outcome, event_queue, processed, publish_all, serial, wait_processed, workload,
-};
+use crate::{check_outcome, event_queue, processed, publish_all, serial, wait_processed, workload};
 use lapin::Channel;
 use lifecycle_worker::amqp;
 

@@ -2,11 +2,11 @@
 //! worker running in-process, a reply queue and an events queue. Waiting is
 //! always on a condition with a deadline, never a sleep.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use std::time::Duration;
+use std::time::Instant;
 
 use futures::StreamExt;
 use lapin::options::{
@@ -21,8 +21,8 @@ use lifecycle_worker::store::journal::{self, DeadLetterRow};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tokio::sync::{oneshot, watch};
 use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub const DEADLINE: Duration = Duration::from_secs(20);

@@ -464,6 +464,12 @@ fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDeci
             "a new contact needs payload.email or a name (first_name or last_name)",
         ));
     }
+    if u.attributes.len() > ctx.limits.max_attributes {
+        return Err(Rejection::invalid(format!(
+            "a contact may carry at most {} attributes",
+            ctx.limits.max_attributes
+        )));
+    }
     let at = Ts(ctx.issued_at);
     let mut aspects: BTreeMap<String, Ts> =
         [PROFILE, ACTIVATION, STATUS, EMPLOYER, VISIBILITY, APPROVAL]

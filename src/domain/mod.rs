@@ -40,3 +40,9 @@ pub fn is_fresh(aspects: &BTreeMap<String, Ts>, aspect: &str, issued_at: OffsetD
         .get(aspect)
         .is_none_or(|last| issued_at >= last.get())
 }
+#[cfg(test)]
+mod command_tests;
+#[cfg(test)]
+mod contact_tests;
+#[cfg(test)]
+mod user_tests;

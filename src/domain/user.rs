@@ -151,6 +151,8 @@ pub fn decide_user(
     };
     let current = match record {
         UserRecord::Live(u) => Some(u),
+        // A delete is never stale: deleting what is gone is not_found, as for contacts.
+        UserRecord::Deleted { .. } if matches!(op, UserOp::Delete) => None,
         UserRecord::Deleted { at, .. } if ctx.issued_at < at.get() => {
             check_version(expected_version, 0)?;
             return Ok(Decision::stale());

@@ -1,7 +1,7 @@
 //! The dead-letter store and its CLI: list, show, replay, purge; poison
 //! messages parked by the broker after a panic.
 
-use crate::helpers::{eventually, TestEnv};
+use crate::helpers::TestEnv;
 use lifecycle_worker::amqp;
 use serde_json::{json, Value};
 
@@ -278,6 +278,8 @@ async fn list_show_and_purge() {
     env.finish().await;
 }
 
+// Needs the `failpoints` feature (`make test` builds with it).
+#[cfg(feature = "failpoints")]
 #[tokio::test]
 async fn a_panicking_command_ends_as_poison_and_the_worker_keeps_going() {
     let env = TestEnv::start_with(|s| s.amqp.delivery_limit = 2).await;
@@ -307,7 +309,7 @@ async fn a_panicking_command_ends_as_poison_and_the_worker_keeps_going() {
     );
     assert_eq!(env.send(&next).await["outcome"], "applied");
 
-    let poison = eventually("a poison dead letter", || async {
+    let poison = crate::helpers::eventually("a poison dead letter", || async {
         env.dead_letters()
             .await
             .into_iter()

@@ -10,7 +10,7 @@ run: services
 test: services
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --all-features -- -D warnings
-	cargo test --all-targets --all-features -- --test-threads=4
+	cargo test --lib --bins --tests --all-features -- --test-threads=4
 
 unit:
 	cargo test --lib

@@ -350,7 +350,7 @@ impl Uow<'_> {
         self.load_contacts(&contacts.into_iter().collect::<Vec<_>>())
             .await?;
         let users: Vec<Key> = users.into_iter().collect();
-        for (key, record) in entities::lock_users(self.conn, &users).await? {
+        for (key, record) in entities::lock::<UserRecord>(self.conn, &users).await? {
             self.users.insert(key, record);
         }
         Ok(())
@@ -363,7 +363,7 @@ impl Uow<'_> {
             .filter(|k| !self.contacts.contains_key(*k))
             .cloned()
             .collect();
-        for (key, record) in entities::lock_contacts(self.conn, &missing).await? {
+        for (key, record) in entities::lock::<ContactRecord>(self.conn, &missing).await? {
             self.contacts.insert(key, record);
         }
         Ok(())
@@ -435,7 +435,7 @@ impl Uow<'_> {
                 (k, r)
             })
             .collect();
-        entities::save_contacts(self.conn, &contacts).await?;
+        entities::save(self.conn, &contacts).await?;
         let users: Vec<(Key, UserRecord)> = std::mem::take(&mut self.dirty_users)
             .into_iter()
             .map(|k| {
@@ -443,7 +443,7 @@ impl Uow<'_> {
                 (k, r)
             })
             .collect();
-        entities::save_users(self.conn, &users).await?;
+        entities::save(self.conn, &users).await?;
         let employers: Vec<Key> = std::mem::take(&mut self.employers).into_iter().collect();
         entities::ensure_employers(self.conn, &employers).await?;
         entities::insert_activities(self.conn, &std::mem::take(&mut self.activities)).await?;

@@ -108,6 +108,7 @@ async fn publish_while_locked(
             let rows = journal::pending_events(conn, settings.relay.batch_size).await?;
             if rows.is_empty() {
                 tokio::select! {
+                    biased;
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(poll) => {}

@@ -265,6 +265,8 @@ pub async fn consume_queue(
     info!(queue, "consuming");
     loop {
         let first = tokio::select! {
+            // Shutdown wins over buffered deliveries: they go back to the queue.
+            biased;
             _ = shutdown.cancelled() => break,
             d = consumer.next() => d,
         };
@@ -360,6 +362,7 @@ pub async fn drain_dead_letters(
         .await?;
     loop {
         let next = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             d = consumer.next() => d,
         };

@@ -11,16 +11,14 @@ use super::contact::{
     STATUS, VISIBILITY,
 };
 use super::event::{to_cloud_event, EventDraft, EventType};
-use super::ids::{CommandId, EntityId, Limits, TenantId};
+use super::ids::{CommandId, Limits, TenantId};
 use super::outcome::{BulkItem, EntityKind, ErrorCode, Outcome, Rejection, ReplyError};
 use super::policy::TenantPolicy;
+use super::test_support::{at, id, ts, World, NOW};
 use super::ts::Ts;
 use super::user::User;
-use super::Ctx;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use time::macros::datetime;
-use time::{Duration, OffsetDateTime};
 
 use EventType::*;
 
@@ -28,64 +26,8 @@ use EventType::*;
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// Minute 0 of every scenario; commands are issued `at(minute)`.
-const T0: OffsetDateTime = datetime!(2026-11-22 08:00 UTC);
-/// Wall-clock time of processing, the same for every command.
-const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
 const CID: &str = "c-17";
 const EMAIL: &str = "ada@example.com";
-
-fn at(minute: i64) -> OffsetDateTime {
-    T0 + Duration::minutes(minute)
-}
-
-fn ts(minute: i64) -> Ts {
-    Ts(at(minute))
-}
-
-fn id(s: &str) -> EntityId {
-    EntityId::trusted(s)
-}
-
-/// Tenant "acme" with a policy and limits: what a [`Ctx`] borrows.
-struct World {
-    tenant: TenantId,
-    policy: TenantPolicy,
-    limits: Limits,
-}
-
-impl World {
-    fn new() -> World {
-        World {
-            tenant: TenantId::parse("acme").unwrap(),
-            policy: TenantPolicy::default(),
-            limits: Limits::default(),
-        }
-    }
-
-    fn with_policy(f: impl FnOnce(&mut TenantPolicy)) -> World {
-        let mut w = World::new();
-        f(&mut w.policy);
-        w
-    }
-
-    fn with_limits(f: impl FnOnce(&mut Limits)) -> World {
-        let mut w = World::new();
-        f(&mut w.limits);
-        w
-    }
-
-    fn ctx(&self, minute: i64) -> Ctx<'_> {
-        Ctx {
-            tenant: &self.tenant,
-            policy: &self.policy,
-            limits: &self.limits,
-            issued_at: at(minute),
-            actor: Some("ats-sync"),
-            now: NOW,
-        }
-    }
-}
 
 /// One contact's history: each decision's writes are kept, as the store would.
 struct Sim {

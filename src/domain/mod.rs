@@ -45,4 +45,6 @@ mod command_tests;
 #[cfg(test)]
 mod contact_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod user_tests;

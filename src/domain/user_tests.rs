@@ -3,18 +3,14 @@
 
 use super::command::{EmployerUpsert, RoleUpsert, UserOp, UserUpsert};
 use super::event::EventType;
-use super::ids::{EntityId, Limits, TenantId};
 use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
-use super::policy::TenantPolicy;
+use super::test_support::{id, ts, World, NOW};
 use super::ts::Ts;
 use super::user::{
     decide_employer, decide_role, decide_user, Decision, Employer, Role, User, UserRecord, ACCESS,
     PROFILE, ROLE,
 };
-use super::Ctx;
 use serde_json::{json, Value};
-use time::macros::datetime;
-use time::{Duration, OffsetDateTime};
 
 use EventType::*;
 
@@ -22,52 +18,8 @@ use EventType::*;
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// Minute 0 of every scenario; commands are issued `at(minute)`.
-const T0: OffsetDateTime = datetime!(2026-11-22 08:00 UTC);
-/// Wall-clock time of processing, the same for every command.
-const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
 const UID: &str = "u-1";
 const EMAIL: &str = "grace@example.com";
-
-fn at(minute: i64) -> OffsetDateTime {
-    T0 + Duration::minutes(minute)
-}
-
-fn ts(minute: i64) -> Ts {
-    Ts(at(minute))
-}
-
-fn id(s: &str) -> EntityId {
-    EntityId::trusted(s)
-}
-
-/// Tenant "acme" with the default policy and limits: what a [`Ctx`] borrows.
-struct World {
-    tenant: TenantId,
-    policy: TenantPolicy,
-    limits: Limits,
-}
-
-impl World {
-    fn new() -> World {
-        World {
-            tenant: TenantId::parse("acme").unwrap(),
-            policy: TenantPolicy::default(),
-            limits: Limits::default(),
-        }
-    }
-
-    fn ctx(&self, minute: i64) -> Ctx<'_> {
-        Ctx {
-            tenant: &self.tenant,
-            policy: &self.policy,
-            limits: &self.limits,
-            issued_at: at(minute),
-            actor: Some("hr-sync"),
-            now: NOW,
-        }
-    }
-}
 
 /// One user's history: each decision's write is kept, as the store would.
 /// Roles named by commands exist unless listed in `missing_roles`.
@@ -80,7 +32,7 @@ struct Sim {
 impl Sim {
     fn empty() -> Sim {
         Sim {
-            world: World::new(),
+            world: World::acting_as("hr-sync"),
             record: UserRecord::Absent,
             missing_roles: vec![],
         }
@@ -778,7 +730,7 @@ fn role(version: u64, name: &str, permissions: &[&str], minute: i64) -> Role {
 
 #[test]
 fn upserting_a_new_role_applies_version_one() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let d = decide_role(&w.ctx(0), None, &role_cmd("Denied Access Role", &[]), None).unwrap();
     assert_eq!(d.outcome, Outcome::Applied);
     let r = d.write.as_ref().unwrap();
@@ -798,7 +750,7 @@ fn upserting_a_new_role_applies_version_one() {
 
 #[test]
 fn changing_a_role_applies_with_one_version_bump() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = role(3, "Staff", &["jobs.read"], 0);
     let cmd = role_cmd("Staff", &["jobs.read", "jobs.write"]);
     let d = decide_role(&w.ctx(5), Some(&current), &cmd, None).unwrap();
@@ -813,7 +765,7 @@ fn changing_a_role_applies_with_one_version_bump() {
 
 #[test]
 fn upserting_a_role_as_it_is_is_unchanged_but_advances_its_timestamp() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = role(3, "Staff", &["jobs.read"], 0);
     let d = decide_role(
         &w.ctx(5),
@@ -833,7 +785,7 @@ fn upserting_a_role_as_it_is_is_unchanged_but_advances_its_timestamp() {
 
 #[test]
 fn upserting_a_role_with_an_older_issued_at_is_stale() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = role(3, "Staff", &["jobs.read"], 10);
     let d = decide_role(&w.ctx(5), Some(&current), &role_cmd("Other", &[]), None).unwrap();
     assert_stale(&d);
@@ -843,7 +795,7 @@ fn upserting_a_role_with_an_older_issued_at_is_stale() {
 
 #[test]
 fn upserting_a_role_with_the_wrong_expected_version_is_a_version_conflict() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = role(3, "Staff", &[], 0);
     let cmd = role_cmd("Other", &[]);
     let err = decide_role(&w.ctx(5), Some(&current), &cmd, Some(2)).unwrap_err();
@@ -878,7 +830,7 @@ fn employer(version: u64, name: Option<&str>, departments: &[&str], at: Option<i
 
 #[test]
 fn upserting_a_new_employer_applies_version_one() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let d = decide_employer(&w.ctx(0), None, &employer_cmd("Initech", None), None).unwrap();
     assert_eq!(d.outcome, Outcome::Applied);
     let e = d.write.as_ref().unwrap();
@@ -897,7 +849,7 @@ fn upserting_a_new_employer_applies_version_one() {
 
 #[test]
 fn upserting_an_implicit_employer_names_it_at_version_one() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let implicit = employer(0, None, &[], None);
     let d = decide_employer(
         &w.ctx(-500),
@@ -920,7 +872,7 @@ fn upserting_an_implicit_employer_names_it_at_version_one() {
 
 #[test]
 fn renaming_an_employer_keeps_its_departments_when_none_are_given() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = employer(2, Some("Initech"), &["Sales", "R&D"], Some(0));
     let d = decide_employer(
         &w.ctx(5),
@@ -938,7 +890,7 @@ fn renaming_an_employer_keeps_its_departments_when_none_are_given() {
 
 #[test]
 fn changing_only_the_departments_of_an_employer_applies() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = employer(2, Some("Initech"), &["Sales"], Some(0));
     let d = decide_employer(
         &w.ctx(5),
@@ -953,7 +905,7 @@ fn changing_only_the_departments_of_an_employer_applies() {
 
 #[test]
 fn upserting_an_employer_as_it_is_is_unchanged_but_advances_its_timestamp() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = employer(2, Some("Initech"), &["Sales"], Some(0));
     for cmd in [
         employer_cmd("Initech", None),
@@ -970,7 +922,7 @@ fn upserting_an_employer_as_it_is_is_unchanged_but_advances_its_timestamp() {
 
 #[test]
 fn upserting_an_employer_with_an_older_issued_at_is_stale() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = employer(2, Some("Initech"), &[], Some(10));
     let d = decide_employer(
         &w.ctx(5),
@@ -984,7 +936,7 @@ fn upserting_an_employer_with_an_older_issued_at_is_stale() {
 
 #[test]
 fn upserting_an_employer_with_the_wrong_expected_version_is_a_version_conflict() {
-    let w = World::new();
+    let w = World::acting_as("hr-sync");
     let current = employer(2, Some("Initech"), &[], Some(0));
     let cmd = employer_cmd("Initrode", None);
     let err = decide_employer(&w.ctx(5), Some(&current), &cmd, Some(1)).unwrap_err();

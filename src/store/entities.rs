@@ -135,80 +135,139 @@ async fn lock_rows(
         .collect())
 }
 
-pub async fn lock_contacts(
+/// A record kept in one of the locked tables (contacts, users): how it
+/// reads from and writes to its row.
+pub trait Stored: Sized {
+    const TABLE: Table;
+    /// The indexed column beside the state: a contact's employer, a user's contact.
+    const LINK: &'static str;
+    fn from_row(
+        version: i64,
+        deleted_at: Option<OffsetDateTime>,
+        state: Option<Value>,
+    ) -> Result<Self, StoreError>;
+    fn to_row(&self) -> Written;
+}
+
+impl Stored for ContactRecord {
+    const TABLE: Table = Table::Contacts;
+    const LINK: &'static str = "employer_id";
+
+    fn from_row(
+        version: i64,
+        deleted_at: Option<OffsetDateTime>,
+        state: Option<Value>,
+    ) -> Result<Self, StoreError> {
+        Ok(match (state, deleted_at) {
+            (Some(s), _) => ContactRecord::Live(parse("contact", s)?),
+            (None, Some(at)) => ContactRecord::Deleted {
+                at: Ts(at),
+                version: version as u64,
+            },
+            (None, None) => ContactRecord::Absent,
+        })
+    }
+
+    fn to_row(&self) -> Written {
+        match self {
+            ContactRecord::Live(c) => (
+                c.version as i64,
+                c.employer_id.as_ref().map(|e| e.as_str().to_owned()),
+                None,
+                Some(to_json(c)),
+            ),
+            ContactRecord::Deleted { at, version } => (*version as i64, None, Some(at.get()), None),
+            ContactRecord::Absent => (0, None, None, None),
+        }
+    }
+}
+
+impl Stored for UserRecord {
+    const TABLE: Table = Table::Users;
+    const LINK: &'static str = "contact_id";
+
+    fn from_row(
+        version: i64,
+        deleted_at: Option<OffsetDateTime>,
+        state: Option<Value>,
+    ) -> Result<Self, StoreError> {
+        Ok(match (state, deleted_at) {
+            (Some(s), _) => UserRecord::Live(parse("user", s)?),
+            (None, Some(at)) => UserRecord::Deleted {
+                at: Ts(at),
+                version: version as u64,
+            },
+            (None, None) => UserRecord::Absent,
+        })
+    }
+
+    fn to_row(&self) -> Written {
+        match self {
+            UserRecord::Live(u) => (
+                u.version as i64,
+                u.contact_id.as_ref().map(|c| c.as_str().to_owned()),
+                None,
+                Some(to_json(u)),
+            ),
+            UserRecord::Deleted { at, version } => (*version as i64, None, Some(at.get()), None),
+            UserRecord::Absent => (0, None, None, None),
+        }
+    }
+}
+
+/// Locks and reads the records of `keys` (absent ones included).
+pub async fn lock<R: Stored>(
     conn: &mut PgConnection,
     keys: &[Key],
-) -> Result<Vec<(Key, ContactRecord)>, StoreError> {
-    lock_rows(conn, Table::Contacts, keys)
+) -> Result<Vec<(Key, R)>, StoreError> {
+    lock_rows(conn, R::TABLE, keys)
         .await?
         .into_iter()
         .map(|(k, row)| {
             let record = match row {
-                Some((_, _, _, _, Some(s))) => ContactRecord::Live(parse("contact", s)?),
-                Some((_, _, version, Some(at), None)) => ContactRecord::Deleted {
-                    at: Ts(at),
-                    version: version as u64,
-                },
-                Some((_, _, _, None, None)) | None => ContactRecord::Absent,
+                Some((_, _, version, deleted_at, state)) => {
+                    R::from_row(version, deleted_at, state)?
+                }
+                None => R::from_row(0, None, None)?,
             };
             Ok((k, record))
         })
         .collect()
 }
 
-pub async fn lock_users(
-    conn: &mut PgConnection,
-    keys: &[Key],
-) -> Result<Vec<(Key, UserRecord)>, StoreError> {
-    lock_rows(conn, Table::Users, keys)
-        .await?
-        .into_iter()
-        .map(|(k, row)| {
-            let record = match row {
-                Some((_, _, _, _, Some(s))) => UserRecord::Live(parse("user", s)?),
-                Some((_, _, version, Some(at), None)) => UserRecord::Deleted {
-                    at: Ts(at),
-                    version: version as u64,
-                },
-                Some((_, _, _, None, None)) | None => UserRecord::Absent,
-            };
-            Ok((k, record))
-        })
-        .collect()
-}
+/// Columns of one written row: version, the link column, deleted_at, state.
+pub type Written = (i64, Option<String>, Option<OffsetDateTime>, Option<Value>);
 
-/// Columns of one written row: version, the linked id column, deleted_at, state.
-type Written = (i64, Option<String>, Option<OffsetDateTime>, Option<Value>);
-
-async fn save_rows(
+/// Writes records back (their rows exist: loaded, or placeholders).
+pub async fn save<R: Stored>(
     conn: &mut PgConnection,
-    table: Table,
-    link: &str,
-    rows: &[(Key, Written)],
+    records: &[(Key, R)],
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
+    if records.is_empty() {
         return Ok(());
     }
-    let mut tenants = Vec::with_capacity(rows.len());
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut versions = Vec::with_capacity(rows.len());
-    let mut links = Vec::with_capacity(rows.len());
-    let mut deleted = Vec::with_capacity(rows.len());
-    let mut states = Vec::with_capacity(rows.len());
-    for ((t, id), (v, l, d, s)) in rows {
+    let mut tenants = Vec::with_capacity(records.len());
+    let mut ids = Vec::with_capacity(records.len());
+    let mut versions = Vec::with_capacity(records.len());
+    let mut links = Vec::with_capacity(records.len());
+    let mut deleted = Vec::with_capacity(records.len());
+    let mut states = Vec::with_capacity(records.len());
+    for ((t, id), record) in records {
+        let (v, l, d, s) = record.to_row();
         tenants.push(t.as_str());
         ids.push(id.as_str());
-        versions.push(*v);
-        links.push(l.clone());
-        deleted.push(*d);
-        states.push(s.clone());
+        versions.push(v);
+        links.push(l);
+        deleted.push(d);
+        states.push(s);
     }
     sqlx::query(&format!(
         "UPDATE {t} x SET version = u.v, {link} = u.l, deleted_at = u.d, state = u.s \
          FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::jsonb[]) \
          AS u(t, i, v, l, d, s) WHERE x.tenant_id = u.t AND x.{id} = u.i",
-        t = table.name(),
-        id = table.id_column()
+        t = R::TABLE.name(),
+        link = R::LINK,
+        id = R::TABLE.id_column()
     ))
     .bind(tenants)
     .bind(ids)
@@ -219,57 +278,6 @@ async fn save_rows(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Writes contacts back (their rows exist: loaded, or placeholders).
-pub async fn save_contacts(
-    conn: &mut PgConnection,
-    records: &[(Key, ContactRecord)],
-) -> Result<(), StoreError> {
-    let rows: Vec<(Key, Written)> = records
-        .iter()
-        .map(|(k, r)| {
-            let w = match r {
-                ContactRecord::Live(c) => (
-                    c.version as i64,
-                    c.employer_id.as_ref().map(|e| e.as_str().to_owned()),
-                    None,
-                    Some(to_json(c)),
-                ),
-                ContactRecord::Deleted { at, version } => {
-                    (*version as i64, None, Some(at.get()), None)
-                }
-                ContactRecord::Absent => (0, None, None, None),
-            };
-            (k.clone(), w)
-        })
-        .collect();
-    save_rows(conn, Table::Contacts, "employer_id", &rows).await
-}
-
-pub async fn save_users(
-    conn: &mut PgConnection,
-    records: &[(Key, UserRecord)],
-) -> Result<(), StoreError> {
-    let rows: Vec<(Key, Written)> = records
-        .iter()
-        .map(|(k, r)| {
-            let w = match r {
-                UserRecord::Live(u) => (
-                    u.version as i64,
-                    u.contact_id.as_ref().map(|c| c.as_str().to_owned()),
-                    None,
-                    Some(to_json(u)),
-                ),
-                UserRecord::Deleted { at, version } => {
-                    (*version as i64, None, Some(at.get()), None)
-                }
-                UserRecord::Absent => (0, None, None, None),
-            };
-            (k.clone(), w)
-        })
-        .collect();
-    save_rows(conn, Table::Users, "contact_id", &rows).await
 }
 
 /// Appends activity entries: (contact key, command id, activity).

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{eventually, TestEnv};
 use crate::helpers::{free_port, http_status, spawn_worker, spawn_worker_on};
-use crate::{check_outcome, event_queue, processed, publish_all, serial, wait_processed, workload};
+use crate::{
+    check_outcome, event_queue, processed, publish_all, serial, set_up, wait_processed, workload,
+};
 use lapin::Channel;
 use lifecycle_worker::amqp;
 
@@ -58,9 +60,8 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
     let queue = event_queue(&env, &ch).await;
     let w = workload(300, 100, 4_000, 7);
     let mut worker = spawn_worker(&env);
-    publish_all(&env.settings, &w.setup).await;
+    set_up(&env, &w).await;
     let setup = w.setup.len() as i64;
-    wait_processed(&env, setup).await;
     publish_all(&env.settings, &w.load).await;
     let total = setup + w.load.len() as i64;
     let mut kills = Vec::new();
@@ -93,8 +94,7 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_work() {
     let queue = event_queue(&env, &ch).await;
     let w = workload(200, 50, 3_000, 11);
     let mut worker = spawn_worker(&env);
-    publish_all(&env.settings, &w.setup).await;
-    wait_processed(&env, w.setup.len() as i64).await;
+    set_up(&env, &w).await;
     publish_all(&env.settings, &w.load).await;
     wait_processed(&env, w.setup.len() as i64 + w.load.len() as i64 / 4).await;
     let at = processed(&env).await;
@@ -123,8 +123,7 @@ async fn three_workers_on_one_queue_agree_and_the_relay_hands_over() {
     let queue = event_queue(&env, &ch).await;
     let w = workload(300, 100, 4_000, 13);
     let mut workers: Vec<_> = (0..3).map(|_| spawn_worker(&env)).collect();
-    publish_all(&env.settings, &w.setup).await;
-    wait_processed(&env, w.setup.len() as i64).await;
+    set_up(&env, &w).await;
     publish_all(&env.settings, &w.load).await;
     wait_processed(&env, w.setup.len() as i64 + w.load.len() as i64 / 3).await;
     // Whichever held the relay lock, killing the first two makes the third
@@ -152,8 +151,7 @@ async fn a_broker_restart_mid_load_loses_nothing() {
     let _ = conn.close(200, "before restart".into()).await;
     let w = workload(200, 50, 3_000, 17);
     let worker = spawn_worker(&env);
-    publish_all(&env.settings, &w.setup).await;
-    wait_processed(&env, w.setup.len() as i64).await;
+    set_up(&env, &w).await;
     let (before, rest) = w.load.split_at(w.load.len() / 2);
     let (during, after) = rest.split_at(rest.len() / 2);
     publish_all(&env.settings, before).await;
@@ -202,8 +200,7 @@ async fn a_postgres_outage_mid_load_loses_nothing_and_flips_readiness() {
         (http_status(port, "/readyz").await == Some(200)).then_some(())
     })
     .await;
-    publish_all(&env.settings, &w.setup).await;
-    wait_processed(&env, w.setup.len() as i64).await;
+    set_up(&env, &w).await;
     publish_all(&env.settings, &w.load).await;
     wait_processed(&env, w.setup.len() as i64 + w.load.len() as i64 / 4).await;
     let at = processed(&env).await;

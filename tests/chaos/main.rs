@@ -152,6 +152,19 @@ pub async fn wait_processed(env: &TestEnv, n: i64) {
     .await;
 }
 
+/// Publishes the workload's setup and waits until it is applied: roles
+/// first, since competing workers could otherwise take a user naming a role
+/// before the role exists (`role_not_found`).
+pub async fn set_up(env: &TestEnv, w: &Workload) {
+    let (roles, rest) = w.setup.split_at(ROLES);
+    publish_all(&env.settings, roles).await;
+    wait_processed(env, ROLES as i64).await;
+    publish_all(&env.settings, rest).await;
+    wait_processed(env, w.setup.len() as i64).await;
+}
+
+const ROLES: usize = 3;
+
 /// The workload: entities, their initial commands, and a shuffled stream of
 /// aspect commands with unique `issued_at`s, plus the model's expectation.
 pub struct Workload {
@@ -285,7 +298,7 @@ pub fn workload(contacts: usize, users: usize, commands: usize, seed: u64) -> Wo
                     cmd(n, "user.restore_access", ms, json!({"user_id": id})),
                 ),
                 _ => {
-                    let r = format!("r-{}", rng.below(3));
+                    let r = format!("r-{}", rng.below(ROLES as u64));
                     (
                         "user",
                         id.clone(),
@@ -369,7 +382,6 @@ pub async fn check_outcome(env: &TestEnv, w: &Workload, ch: &Channel, events_que
     assert_eq!(rows.len(), w.expected.len());
 
     // Events: every version of every entity, no gap, one command per version.
-    let roles = 3;
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
         .fetch_one(&env.pool)
         .await
@@ -407,7 +419,7 @@ pub async fn check_outcome(env: &TestEnv, w: &Workload, ch: &Channel, events_que
             .keys()
             .filter(|(s, _)| s.starts_with("role/"))
             .count(),
-        roles
+        ROLES
     );
     seen.len()
 }

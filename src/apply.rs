@@ -95,9 +95,11 @@ struct Uow<'c> {
     /// Replies of commands processed earlier in this batch.
     seen: HashMap<(String, String), Reply>,
     undo: Vec<Undo>,
+    /// A bulk is being applied under its savepoint.
+    in_bulk: bool,
 }
 
-/// A cache write, for rolling back an atomic bulk.
+/// A cache write, for rolling back a refused bulk.
 enum Undo {
     Contact(Key, Option<Box<ContactRecord>>, bool),
     User(Key, Option<Box<UserRecord>>, bool),
@@ -143,6 +145,7 @@ pub async fn apply_batch(
         inbox: Vec::new(),
         seen: HashMap::new(),
         undo: Vec::new(),
+        in_bulk: false,
     };
     let processed = if check_duplicates {
         let keys: Vec<(String, String)> = commands
@@ -447,8 +450,11 @@ impl Uow<'_> {
         let employers: Vec<Key> = std::mem::take(&mut self.employers).into_iter().collect();
         entities::ensure_employers(self.conn, &employers).await?;
         entities::insert_activities(self.conn, &std::mem::take(&mut self.activities)).await?;
-        // Undo cannot reach back past what is written.
-        self.undo.clear();
+        // Outside a bulk, undo never reaches back past what is written;
+        // inside one, the savepoint takes back what this flush wrote.
+        if !self.in_bulk {
+            self.undo.clear();
+        }
         Ok(())
     }
 
@@ -513,15 +519,30 @@ impl Uow<'_> {
                 .await?
                 .map(|(o, v)| (o, Some(entity(EntityKind::Contact, contact_id, v)), None)),
             CommandBody::Bulk(bulk) => {
-                let cp = self.checkpoint();
-                let drafts_before = drafts.len();
-                let r = self
-                    .bulk_command(&ctx, command_id, bulk, &mut drafts)
+                // A refused bulk must leave no trace. Its items may flush
+                // (archive reads linked users), so the database side is
+                // guarded by a savepoint taken when memory and database
+                // agree, and the memory side by the undo log.
+                self.flush().await?;
+                self.undo.clear();
+                sqlx::query("SAVEPOINT bulk")
+                    .execute(&mut *self.conn)
                     .await?;
+                self.in_bulk = true;
+                let cp = self.checkpoint();
+                let r = self.bulk_command(&ctx, command_id, bulk, &mut drafts).await;
+                self.in_bulk = false;
+                let r = r?;
                 if r.is_err() {
+                    sqlx::query("ROLLBACK TO SAVEPOINT bulk")
+                        .execute(&mut *self.conn)
+                        .await?;
                     self.rollback_to(cp);
-                    drafts.truncate(drafts_before);
+                    drafts.clear();
                 }
+                sqlx::query("RELEASE SAVEPOINT bulk")
+                    .execute(&mut *self.conn)
+                    .await?;
                 r.map(|(o, items)| (o, None, Some(items)))
             }
             CommandBody::User { user_id, op } => self

@@ -666,6 +666,46 @@ async fn bulk_applies_per_contact_or_atomically() {
         .send(&env.command("acme", "contact.bulk", 8, json!({"filter": {"employer_id": "nope"}, "operation": {"type": "contact.deactivate", "payload": {}}})))
         .await;
     assert_eq!(unknown["error"]["code"], "employer_not_found");
+    // Archive reads and revokes linked users mid-bulk; a refused atomic bulk
+    // still leaves no trace of them.
+    applied(
+        &env,
+        env.command(
+            "acme",
+            "user.upsert",
+            0,
+            json!({"user_id": "u-3", "email": "u3@example.com", "contact_id": "c-3"}),
+        ),
+    )
+    .await;
+    let archive_all = env
+        .send(&env.command(
+            "acme",
+            "contact.bulk",
+            9,
+            // c-2's archive reads linked users, which writes c-3's archive first.
+            json!({"contact_ids": ["c-3", "c-2", "missing"], "atomic": true, "operation": {"type": "contact.archive", "payload": {"revoke_user_access": true}}}),
+        ))
+        .await;
+    assert_eq!(archive_all["error"]["code"], "not_found");
+    assert_eq!(
+        env.contact_show("acme", "c-3").await.unwrap()["archived"],
+        false
+    );
+    assert_eq!(
+        env.user_show("acme", "u-3").await.unwrap()["site_access"],
+        true
+    );
+    let archive_some = applied(
+        &env,
+        env.command("acme", "contact.bulk", 10, json!({"contact_ids": ["c-3", "missing"], "operation": {"type": "contact.archive", "payload": {"revoke_user_access": true}}})),
+    )
+    .await;
+    assert_eq!(archive_some["items"][0]["outcome"], "applied");
+    assert_eq!(
+        env.user_show("acme", "u-3").await.unwrap()["site_access"],
+        false
+    );
     let not_allowed = env
         .send(&env.command(
             "acme",

@@ -9,6 +9,7 @@
 //! - [`worker`]: deliveries -> batch transaction -> replies -> acks.
 //! - [`relay`]: outbox -> `{p}.events`, one publisher at a time.
 //! - [`retention`]: purges old inbox and published outbox rows.
+//! - [`schemas`]: JSON Schemas of the published contract, from the Rust types.
 //! - [`amqp`]: topology, connections, properties.
 //! - [`app`]: the `run` process (tasks, HTTP, shutdown).
 //! - [`cli`], [`config`], [`telemetry`], [`monitoring`]: the edges.
@@ -23,6 +24,7 @@ pub mod failpoints;
 pub mod monitoring;
 pub mod relay;
 pub mod retention;
+pub mod schemas;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -53,6 +53,13 @@ pub enum Command {
     /// Inspect employer users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Write the JSON Schemas of every command, the reply and every event.
+    ///
+    /// Example: lifecycle-worker schemas --out deploy/schemas
+    Schemas {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Inspect, replay and purge dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),

@@ -50,7 +50,7 @@ impl CommandBody {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {
     Everyone,
@@ -76,7 +76,7 @@ pub struct ContactUpsert {
     pub attributes: BTreeMap<String, Option<AttrValue>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivityKind {
     Note,
@@ -804,23 +804,85 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// The JSON Schema of a command type's payload, generated from the wire
+/// types the decoder uses (plus the entity id the decoder splits off), so
+/// the published schema and the decoder cannot drift apart.
+pub fn payload_schema(kind: &str, gen: &mut schemars::SchemaGenerator) -> Option<Value> {
+    use wire::*;
+    // The wire struct's own schema, inlined; what it refers to stays in `gen`.
+    fn inline<T: schemars::JsonSchema>(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let reference = gen.subschema_for::<T>();
+        let name = T::schema_name();
+        gen.definitions_mut()
+            .remove(name.as_ref())
+            .and_then(|v| schemars::Schema::try_from(v).ok())
+            .unwrap_or(reference)
+    }
+    let (schema, id) = match kind {
+        "contact.upsert" => (inline::<ContactUpsert>(gen), Some("contact_id")),
+        "contact.deactivate" | "contact.reactivate" | "contact.approve" | "contact.reject" => {
+            (inline::<Reason>(gen), Some("contact_id"))
+        }
+        "contact.change_status" => (inline::<ChangeStatus>(gen), Some("contact_id")),
+        "contact.change_employer" => (inline::<ChangeEmployer>(gen), Some("contact_id")),
+        "contact.set_visibility" => (inline::<SetVisibility>(gen), Some("contact_id")),
+        "contact.set_attributes" => (inline::<SetAttributes>(gen), Some("contact_id")),
+        "contact.archive" => (inline::<Archive>(gen), Some("contact_id")),
+        "contact.revive" => (inline::<Revive>(gen), Some("contact_id")),
+        "contact.log_activity" => (inline::<LogActivity>(gen), Some("contact_id")),
+        "contact.delete" => (inline::<Empty>(gen), Some("contact_id")),
+        "contact.bulk" => (inline::<Bulk>(gen), None),
+        "employer.upsert" => (inline::<EmployerUpsert>(gen), Some("employer_id")),
+        "role.upsert" => (inline::<RoleUpsert>(gen), Some("role_id")),
+        "user.upsert" => (inline::<UserUpsert>(gen), Some("user_id")),
+        "user.revoke_access" | "user.restore_access" => (inline::<Reason>(gen), Some("user_id")),
+        "user.change_role" => (inline::<ChangeRole>(gen), Some("user_id")),
+        "user.delete" => (inline::<Empty>(gen), Some("user_id")),
+        _ => return None,
+    };
+    let mut schema = schema.to_value();
+    let obj = schema.as_object_mut()?;
+    let mut required: Vec<Value> = obj
+        .get("required")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(id) = id {
+        obj.entry("properties")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()?
+            .insert(
+                id.to_owned(),
+                serde_json::json!({"type": "string", "minLength": 1, "maxLength": 128}),
+            );
+        required.push(Value::from(id));
+    }
+    // The key must be present; null removes the employer.
+    if kind == "contact.change_employer" {
+        required.push(Value::from("employer_id"));
+    }
+    obj.insert("required".into(), Value::Array(required));
+    Some(schema)
+}
+
 /// Wire shapes of the payloads, minus the entity id (split off first).
 mod wire {
     use super::{double_option, ActivityKind, Visibility};
+    use schemars::JsonSchema;
     use serde::Deserialize;
     use serde_json::{Map, Value};
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct Empty {}
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct Reason {
         pub reason: Option<String>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct ContactUpsert {
         pub first_name: Option<String>,
@@ -835,33 +897,34 @@ mod wire {
         pub attributes: Option<Map<String, Value>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct ChangeStatus {
         pub status: String,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct ChangeEmployer {
         #[serde(default, deserialize_with = "double_option")]
+        #[schemars(with = "Option<String>")]
         pub employer_id: Option<Option<String>>,
         pub department: Option<String>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct SetVisibility {
         pub visibility: Visibility,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct SetAttributes {
         pub attributes: Map<String, Value>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct Archive {
         pub reason: Option<String>,
@@ -871,7 +934,7 @@ mod wire {
         pub revoke_user_access: Option<bool>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct Revive {
         pub employer_id: Option<String>,
@@ -879,7 +942,7 @@ mod wire {
         pub restore_email: Option<bool>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct LogActivity {
         pub kind: ActivityKind,
@@ -888,13 +951,13 @@ mod wire {
         pub occurred_at: Option<String>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct BulkFilter {
         pub employer_id: String,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct BulkOperation {
         #[serde(rename = "type")]
@@ -903,7 +966,7 @@ mod wire {
         pub payload: Map<String, Value>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct Bulk {
         pub contact_ids: Option<Vec<String>>,
@@ -912,21 +975,21 @@ mod wire {
         pub atomic: Option<bool>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct EmployerUpsert {
         pub name: String,
         pub departments: Option<Vec<String>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct RoleUpsert {
         pub name: String,
         pub permissions: Vec<String>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct UserUpsert {
         pub email: Option<String>,
@@ -936,7 +999,7 @@ mod wire {
         pub role_id: Option<String>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct ChangeRole {
         pub role_id: String,

@@ -28,14 +28,14 @@ pub fn attribute_aspect(name: &str) -> String {
     format!("attribute:{name}")
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Approval {
     Approved,
     Rejected,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FormerEmployer {
     pub employer_id: EntityId,
     pub department: Option<String>,
@@ -151,30 +151,59 @@ impl Contact {
 
     /// The snapshot of contract section 5 (also what `contact show` prints).
     pub fn snapshot(&self, tenant: &str) -> Value {
-        json!({
-            "id": self.id,
-            "tenant": tenant,
-            "version": self.version,
-            "first_name": self.first_name,
-            "last_name": self.last_name,
-            "email": self.email,
-            "phone": self.phone,
-            "title": self.title,
-            "employer_id": self.employer_id,
-            "department": self.department,
-            "active": self.active,
-            "status": self.status,
-            "visibility": self.visibility,
-            "approval": self.approval,
-            "attributes": self.attributes,
-            "email_suppressed": self.email_suppressed,
-            "shown_on_employer": self.shown_on_employer,
-            "archived": self.archive.is_some(),
-            "former_employers": self.former_employers,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
+        serde_json::to_value(ContactSnapshot {
+            id: self.id.clone(),
+            tenant: tenant.to_owned(),
+            version: self.version,
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            title: self.title.clone(),
+            employer_id: self.employer_id.clone(),
+            department: self.department.clone(),
+            active: self.active,
+            status: self.status.clone(),
+            visibility: self.visibility,
+            approval: self.approval,
+            attributes: self.attributes.clone(),
+            email_suppressed: self.email_suppressed,
+            shown_on_employer: self.shown_on_employer,
+            archived: self.archive.is_some(),
+            former_employers: self.former_employers.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
         })
+        .expect("a snapshot serialises")
     }
+}
+
+/// The contact snapshot of contract section 5, in every contact event.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ContactSnapshot {
+    pub id: EntityId,
+    pub tenant: String,
+    pub version: u64,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub title: Option<String>,
+    pub employer_id: Option<EntityId>,
+    pub department: Option<String>,
+    pub active: bool,
+    pub status: String,
+    pub visibility: Visibility,
+    pub approval: Approval,
+    /// Custom attributes: name -> string, number or bool.
+    pub attributes: BTreeMap<String, Value>,
+    pub email_suppressed: bool,
+    pub shown_on_employer: bool,
+    pub archived: bool,
+    pub former_employers: Vec<FormerEmployer>,
+    pub created_at: Ts,
+    pub updated_at: Ts,
 }
 
 /// The decision about one contact command.

@@ -39,6 +39,33 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub const ALL: [EventType; 24] = [
+        EventType::ContactCreated,
+        EventType::ContactUpdated,
+        EventType::ContactDeactivated,
+        EventType::ContactReactivated,
+        EventType::ContactStatusChanged,
+        EventType::ContactEmployerChanged,
+        EventType::ContactVisibilityChanged,
+        EventType::ContactAttributesChanged,
+        EventType::ContactApproved,
+        EventType::ContactRejected,
+        EventType::ContactArchived,
+        EventType::ContactRevived,
+        EventType::ContactActivityLogged,
+        EventType::ContactDeleted,
+        EventType::ContactEmailSuppressed,
+        EventType::ContactEmailUnsuppressed,
+        EventType::EmployerUpserted,
+        EventType::RoleUpserted,
+        EventType::UserCreated,
+        EventType::UserUpdated,
+        EventType::UserAccessRevoked,
+        EventType::UserAccessRestored,
+        EventType::UserRoleChanged,
+        EventType::UserDeleted,
+    ];
+
     pub fn type_name(self) -> &'static str {
         match self {
             EventType::ContactCreated => "ContactCreated",

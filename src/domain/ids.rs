@@ -77,7 +77,9 @@ impl fmt::Display for TenantId {
 
 /// An upstream system's id (contact, employer, user, role): 1..=max chars,
 /// no control characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct EntityId(String);
 

@@ -1,11 +1,12 @@
 //! Outcomes, rejection codes and the reply body of contract section 4.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The permanent error codes of contract section 4. A command rejected with
 /// one of these is dead-lettered and not recorded as processed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     Malformed,
@@ -85,7 +86,7 @@ impl Rejection {
 }
 
 /// What a valid command did to its entity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Applied,
@@ -105,7 +106,7 @@ impl Outcome {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityKind {
     Contact,
@@ -125,7 +126,7 @@ impl EntityKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EntityRef {
     pub kind: EntityKind,
     pub id: String,
@@ -133,7 +134,7 @@ pub struct EntityRef {
     pub version: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReplyError {
     pub code: ErrorCode,
     pub message: String,
@@ -149,7 +150,7 @@ impl From<Rejection> for ReplyError {
 }
 
 /// One contact's result inside a `contact.bulk` reply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BulkItem {
     pub contact_id: String,
     pub outcome: Outcome,
@@ -159,7 +160,7 @@ pub struct BulkItem {
 
 /// The reply body of contract section 4. Also what the inbox keeps, so that a
 /// duplicate repeats the first outcome.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reply {
     pub command_id: Option<String>,
     pub tenant: Option<String>,

@@ -46,3 +46,13 @@ impl<'de> Deserialize<'de> for Ts {
             .map_err(serde::de::Error::custom)
     }
 }
+
+impl schemars::JsonSchema for Ts {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "format": "date-time"})
+    }
+}

@@ -31,6 +31,23 @@ pub struct User {
     pub updated_at: Ts,
 }
 
+/// The user snapshot of contract section 5, in every user event.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct UserSnapshot {
+    pub id: EntityId,
+    pub tenant: String,
+    pub version: u64,
+    pub email: String,
+    pub name: Option<String>,
+    pub employer_id: Option<EntityId>,
+    pub contact_id: Option<EntityId>,
+    pub role_id: Option<EntityId>,
+    pub site_access: bool,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+}
+
 /// What the store holds under a user id.
 // One record is loaded per command and never stored in bulk, so the
 // size difference between variants costs nothing worth a Box.
@@ -48,19 +65,20 @@ pub enum UserRecord {
 
 impl User {
     pub fn snapshot(&self, tenant: &str) -> Value {
-        json!({
-            "id": self.id,
-            "tenant": tenant,
-            "version": self.version,
-            "email": self.email,
-            "name": self.name,
-            "employer_id": self.employer_id,
-            "contact_id": self.contact_id,
-            "role_id": self.role_id,
-            "site_access": self.site_access,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
+        serde_json::to_value(UserSnapshot {
+            id: self.id.clone(),
+            tenant: tenant.to_owned(),
+            version: self.version,
+            email: self.email.clone(),
+            name: self.name.clone(),
+            employer_id: self.employer_id.clone(),
+            contact_id: self.contact_id.clone(),
+            role_id: self.role_id.clone(),
+            site_access: self.site_access,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
         })
+        .expect("a snapshot serialises")
     }
 
     /// Sets site access as part of another command (archive/revive of the

@@ -10,6 +10,7 @@ mod helpers;
 mod ops;
 mod relay;
 mod retention;
+mod schemas;
 mod security;
 mod semantics;
 mod users;

@@ -1,0 +1,262 @@
+//! JSON Schemas (draft 2020-12) of the published contract: every command,
+//! the reply and every event. Payloads, the reply and the snapshots come
+//! from the Rust types the worker uses (schemars), so they cannot drift;
+//! `deploy/schemas/` holds the generated files (`lifecycle-worker schemas
+//! --out deploy/schemas`) and a test checks they are current.
+
+use std::collections::BTreeMap;
+
+use schemars::SchemaGenerator;
+use serde_json::{json, Map, Value};
+
+use crate::domain::command::{payload_schema, ActivityKind, Visibility, COMMAND_TYPES};
+use crate::domain::contact::ContactSnapshot;
+use crate::domain::event::EventType;
+use crate::domain::outcome::Reply;
+use crate::domain::ts::Ts;
+use crate::domain::user::UserSnapshot;
+
+const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// Every schema by its path under `deploy/schemas/`.
+pub fn all() -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for kind in COMMAND_TYPES {
+        out.insert(format!("commands/{kind}.json"), command(kind));
+    }
+    let mut reply = SchemaGenerator::default()
+        .into_root_schema_for::<Reply>()
+        .to_value();
+    reply["$id"] = json!("reply.json");
+    out.insert("reply.json".to_owned(), reply);
+    for t in EventType::ALL {
+        out.insert(format!("events/{}.json", t.type_name()), event(t));
+    }
+    out
+}
+
+fn nullable_string() -> Value {
+    json!({"type": ["string", "null"]})
+}
+
+fn with_defs(mut doc: Value, mut gen: SchemaGenerator) -> Value {
+    let defs: Map<String, Value> = gen.take_definitions(true);
+    if !defs.is_empty() {
+        doc["$defs"] = Value::Object(defs);
+    }
+    doc
+}
+
+/// A command envelope (contract section 2) with its type's payload.
+fn command(kind: &str) -> Value {
+    let mut gen = SchemaGenerator::default();
+    let payload = payload_schema(kind, &mut gen).expect("every command type has a payload");
+    let mut properties = json!({
+        "command_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$",
+                       "description": "Idempotency key, unique per tenant."},
+        "type": {"const": kind},
+        "tenant": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$", "not": {"const": "default"}},
+        "issued_at": {"type": "string", "format": "date-time",
+                      "description": "RFC 3339 with offset: when the upstream decided it."},
+        "actor": {"type": ["string", "null"], "minLength": 1, "maxLength": 128},
+        "payload": payload,
+    });
+    if kind != "contact.bulk" {
+        properties["expected_version"] = json!({"type": ["integer", "null"], "minimum": 0});
+    }
+    with_defs(
+        json!({
+            "$schema": DIALECT,
+            "$id": format!("commands/{kind}.json"),
+            "title": format!("{kind} command"),
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["command_id", "type", "tenant", "issued_at", "payload"],
+            "properties": properties,
+        }),
+        gen,
+    )
+}
+
+/// The fields an event type adds to `data`, all present in every such event.
+fn extras(t: EventType, gen: &mut SchemaGenerator) -> Vec<(&'static str, Value)> {
+    let string = || json!({"type": "string"});
+    let strings = || json!({"type": "array", "items": {"type": "string"}});
+    let place = || {
+        json!({"type": "object", "additionalProperties": false,
+               "required": ["employer_id", "department"],
+               "properties": {"employer_id": nullable_string(), "department": nullable_string()}})
+    };
+    match t {
+        EventType::ContactCreated | EventType::UserCreated => vec![],
+        EventType::ContactUpdated | EventType::UserUpdated => vec![("changed", strings())],
+        EventType::ContactDeactivated
+        | EventType::ContactReactivated
+        | EventType::ContactApproved
+        | EventType::ContactRejected
+        | EventType::ContactArchived
+        | EventType::ContactRevived
+        | EventType::UserAccessRevoked
+        | EventType::UserAccessRestored => vec![("reason", nullable_string())],
+        EventType::ContactStatusChanged => vec![("from", string()), ("to", string())],
+        EventType::ContactEmployerChanged => vec![("from", place()), ("to", place())],
+        EventType::ContactVisibilityChanged => {
+            let v = gen.subschema_for::<Visibility>().to_value();
+            vec![("from", v.clone()), ("to", v)]
+        }
+        EventType::ContactAttributesChanged => vec![(
+            "changed",
+            json!({"type": "object", "additionalProperties": {
+                "type": "object", "additionalProperties": false, "required": ["from", "to"],
+                "properties": {"from": {"type": ["string", "number", "boolean", "null"]},
+                               "to": {"type": ["string", "number", "boolean", "null"]}}}}),
+        )],
+        EventType::ContactActivityLogged => vec![
+            ("kind", gen.subschema_for::<ActivityKind>().to_value()),
+            ("action_code", nullable_string()),
+            ("employer_id", nullable_string()),
+        ],
+        EventType::ContactDeleted => vec![("contact_id", string()), ("email", nullable_string())],
+        EventType::ContactEmailSuppressed => vec![("email", string()), ("reasons", strings())],
+        EventType::ContactEmailUnsuppressed => vec![("email", nullable_string())],
+        EventType::EmployerUpserted => vec![
+            ("employer_id", string()),
+            ("name", nullable_string()),
+            ("departments", strings()),
+        ],
+        EventType::RoleUpserted => vec![
+            ("role_id", string()),
+            ("name", string()),
+            ("permissions", strings()),
+        ],
+        EventType::UserRoleChanged => vec![("from", nullable_string()), ("to", string())],
+        EventType::UserDeleted => vec![("user_id", string()), ("email", string())],
+    }
+}
+
+/// Which snapshot an event carries in `data`, and whether always.
+fn snapshot(t: EventType, gen: &mut SchemaGenerator) -> Option<(&'static str, Value, bool)> {
+    let contact = |gen: &mut SchemaGenerator| gen.subschema_for::<ContactSnapshot>().to_value();
+    let user = |gen: &mut SchemaGenerator| gen.subschema_for::<UserSnapshot>().to_value();
+    match t {
+        EventType::ContactDeleted
+        | EventType::UserDeleted
+        | EventType::EmployerUpserted
+        | EventType::RoleUpserted => None,
+        // Absent when the suppression comes with a delete.
+        EventType::ContactEmailSuppressed => Some(("contact", contact(gen), false)),
+        EventType::UserCreated
+        | EventType::UserUpdated
+        | EventType::UserAccessRevoked
+        | EventType::UserAccessRestored
+        | EventType::UserRoleChanged => Some(("user", user(gen), true)),
+        EventType::ContactCreated
+        | EventType::ContactUpdated
+        | EventType::ContactDeactivated
+        | EventType::ContactReactivated
+        | EventType::ContactStatusChanged
+        | EventType::ContactEmployerChanged
+        | EventType::ContactVisibilityChanged
+        | EventType::ContactAttributesChanged
+        | EventType::ContactApproved
+        | EventType::ContactRejected
+        | EventType::ContactArchived
+        | EventType::ContactRevived
+        | EventType::ContactActivityLogged
+        | EventType::ContactEmailUnsuppressed => Some(("contact", contact(gen), true)),
+    }
+}
+
+/// A CloudEvent 1.0 in structured mode (contract section 5).
+fn event(t: EventType) -> Value {
+    let mut gen = SchemaGenerator::default();
+    let mut properties = Map::new();
+    let mut required = vec![json!("actor"), json!("issued_at")];
+    properties.insert("actor".into(), nullable_string());
+    properties.insert("issued_at".into(), gen.subschema_for::<Ts>().to_value());
+    for (name, schema) in extras(t, &mut gen) {
+        properties.insert(name.into(), schema);
+        required.push(json!(name));
+    }
+    if let Some((name, schema, always)) = snapshot(t, &mut gen) {
+        properties.insert(name.into(), schema);
+        if always {
+            required.push(json!(name));
+        }
+    }
+    let kind = t.routing_name().split('.').next().unwrap_or("contact");
+    with_defs(
+        json!({
+            "$schema": DIALECT,
+            "$id": format!("events/{}.json", t.type_name()),
+            "title": format!("{} (CloudEvents 1.0, routing key {{tenant}}.{})", t.type_name(), t.routing_name()),
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["specversion", "id", "source", "type", "subject", "time",
+                         "datacontenttype", "tenant", "commandid", "entityversion", "data"],
+            "properties": {
+                "specversion": {"const": "1.0"},
+                "id": {"type": "string", "format": "uuid", "description": "Stable: consumers dedupe on it."},
+                "source": {"type": "string", "pattern": "^/lifecycle/"},
+                "type": {"const": t.type_name()},
+                "subject": {"type": "string", "pattern": format!("^{kind}/")},
+                "time": {"type": "string", "format": "date-time"},
+                "datacontenttype": {"const": "application/json"},
+                "tenant": {"type": "string"},
+                "commandid": {"type": "string"},
+                "entityversion": {"type": "integer", "minimum": 0},
+                "data": {"type": "object", "additionalProperties": false,
+                         "required": required, "properties": properties},
+            },
+        }),
+        gen,
+    )
+}
+
+/// Writes every schema under `dir`.
+pub fn write_all(dir: &std::path::Path) -> std::io::Result<usize> {
+    let schemas = all();
+    for (path, schema) in &schemas {
+        let file = dir.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let text = serde_json::to_string_pretty(schema).expect("schemas serialise");
+        std::fs::write(file, text + "\n")?;
+    }
+    Ok(schemas.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_schemas_are_current() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/schemas");
+        for (path, schema) in all() {
+            let text = std::fs::read_to_string(dir.join(&path)).unwrap_or_else(|_| {
+                panic!("{path} missing: run `lifecycle-worker schemas --out deploy/schemas`")
+            });
+            let shipped: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                shipped, schema,
+                "{path} is stale: run `lifecycle-worker schemas --out deploy/schemas`"
+            );
+        }
+    }
+
+    #[test]
+    fn there_is_a_schema_per_command_and_event_type() {
+        let all = all();
+        assert_eq!(all.len(), COMMAND_TYPES.len() + EventType::ALL.len() + 1);
+        let upsert = &all["commands/contact.upsert.json"];
+        let payload = &upsert["properties"]["payload"];
+        assert_eq!(payload["additionalProperties"], false);
+        assert!(payload["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("contact_id")));
+        assert!(payload["properties"]["email"].is_object());
+    }
+}

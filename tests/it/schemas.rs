@@ -1,0 +1,159 @@
+//! The published JSON Schemas (deploy/schemas) against real traffic: every
+//! command sent here validates against its type's schema, and every event
+//! the worker emits (all 24 types occur) against its event type's schema.
+
+use std::collections::BTreeSet;
+
+use crate::helpers::TestEnv;
+use lifecycle_worker::domain::event::EventType;
+use serde_json::{json, Value};
+
+fn schema(path: &str) -> Value {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/schemas")
+        .join(path);
+    serde_json::from_str(&std::fs::read_to_string(&file).expect("schema file")).unwrap()
+}
+
+fn assert_valid(schema_path: &str, instance: &Value) {
+    let validator = jsonschema::validator_for(&schema(schema_path)).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{schema_path}: {errors:?}\n{instance:#}");
+}
+
+#[tokio::test]
+async fn commands_replies_and_every_event_type_match_the_published_schemas() {
+    let env = TestEnv::start().await;
+    let c = |kind: &str, minute: u32, payload: Value| env.command("acme", kind, minute, payload);
+    let commands = vec![
+        c(
+            "role.upsert",
+            0,
+            json!({"role_id": "r-1", "name": "Employer", "permissions": ["jobs.post"]}),
+        ),
+        c(
+            "role.upsert",
+            0,
+            json!({"role_id": "r-2", "name": "Denied Access Role", "permissions": []}),
+        ),
+        c(
+            "employer.upsert",
+            0,
+            json!({"employer_id": "e-1", "name": "Acme Corp", "departments": ["HR"]}),
+        ),
+        c(
+            "contact.upsert",
+            0,
+            json!({"contact_id": "c-1", "first_name": "Dana", "email": "dana@example.com", "employer_id": "e-1", "department": "HR"}),
+        ),
+        c(
+            "contact.upsert",
+            1,
+            json!({"contact_id": "c-1", "title": "Recruiter"}),
+        ),
+        c(
+            "user.upsert",
+            1,
+            json!({"user_id": "u-1", "email": "dana@example.com", "contact_id": "c-1", "role_id": "r-1"}),
+        ),
+        c(
+            "user.upsert",
+            2,
+            json!({"user_id": "u-1", "name": "Dana R."}),
+        ),
+        c(
+            "user.change_role",
+            3,
+            json!({"user_id": "u-1", "role_id": "r-2"}),
+        ),
+        c(
+            "contact.change_status",
+            2,
+            json!({"contact_id": "c-1", "status": "B"}),
+        ),
+        c(
+            "contact.set_attributes",
+            2,
+            json!({"contact_id": "c-1", "attributes": {"tier": "gold", "score": 3}}),
+        ),
+        c(
+            "contact.log_activity",
+            3,
+            json!({"contact_id": "c-1", "kind": "meeting", "body": "intro call"}),
+        ),
+        c(
+            "contact.archive",
+            4,
+            json!({"contact_id": "c-1", "reason": "left", "employer_id": "inactive", "revoke_user_access": true}),
+        ),
+        c("contact.revive", 5, json!({"contact_id": "c-1"})),
+        c(
+            "contact.reject",
+            6,
+            json!({"contact_id": "c-1", "reason": "duplicate record"}),
+        ),
+        c("contact.approve", 7, json!({"contact_id": "c-1"})),
+        c(
+            "contact.bulk",
+            8,
+            json!({"contact_ids": ["c-1"], "operation": {"type": "contact.set_visibility", "payload": {"visibility": "owner"}}}),
+        ),
+        c("contact.delete", 9, json!({"contact_id": "c-1"})),
+        c("user.delete", 9, json!({"user_id": "u-1"})),
+    ];
+    let mut events = Vec::new();
+    for cmd in &commands {
+        assert_valid(
+            &format!("commands/{}.json", cmd["type"].as_str().unwrap()),
+            cmd,
+        );
+        let reply = env.send(cmd).await;
+        assert_eq!(reply["outcome"], "applied", "{cmd} -> {reply}");
+        assert_valid("reply.json", &reply);
+        events.extend(env.events_of(&reply).await);
+    }
+    let rejected = env
+        .send(&c(
+            "contact.deactivate",
+            10,
+            json!({"contact_id": "nobody"}),
+        ))
+        .await;
+    assert_valid("reply.json", &rejected);
+
+    let mut seen = BTreeSet::new();
+    for e in &events {
+        let t = e["type"].as_str().unwrap();
+        assert_valid(&format!("events/{t}.json"), e);
+        seen.insert(t.to_owned());
+    }
+    let all: BTreeSet<String> = EventType::ALL
+        .iter()
+        .map(|t| t.type_name().to_owned())
+        .collect();
+    assert_eq!(seen, all, "every event type occurred");
+    env.finish().await;
+}
+
+#[test]
+fn the_schemas_refuse_what_the_worker_refuses() {
+    let validator = jsonschema::validator_for(&schema("commands/contact.deactivate.json")).unwrap();
+    let ok = json!({"command_id": "1", "type": "contact.deactivate", "tenant": "acme",
+                    "issued_at": "2026-11-22T08:00:00Z", "payload": {"contact_id": "c-1"}});
+    assert!(validator.is_valid(&ok));
+    for (field, bad) in [
+        ("tenant", json!("Acme")),
+        ("tenant", json!("default")),
+        ("expected_version", json!(-1)),
+        ("payload", json!({"contact_id": "c-1", "colour": "red"})),
+        ("payload", json!({})),
+        ("extra", json!(1)),
+    ] {
+        let mut cmd = ok.clone();
+        cmd[field] = bad;
+        assert!(!validator.is_valid(&cmd), "{field}: {cmd}");
+    }
+}

@@ -39,8 +39,12 @@ pub enum Command {
     ///
     /// Creates the database if missing and runs migrations first. Stops on
     /// SIGTERM or ctrl-c after finishing in-flight commands.
+    ///
+    /// Example: LIFECYCLE__AMQP__PREFIX=lifecycle lifecycle-worker run --config /etc/lifecycle-worker/config.toml
     Run,
     /// Create the database if missing and run the migrations (safe to run twice).
+    ///
+    /// Example: LIFECYCLE__DATABASE__URL=postgres://postgres@127.0.0.1:5432/lifecycle lifecycle-worker migrate
     Migrate,
     /// Check the configuration and that Postgres and RabbitMQ are reachable
     /// with the configured credentials; exit 1 and say what is wrong if not.

@@ -7,6 +7,7 @@
 //! the lock) also stops it. Rows are published in `id` order, which follows
 //! each entity's versions.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,10 +104,22 @@ async fn publish_while_locked(
     let amqp_conn = amqp::connect(&settings.amqp, "relay").await?;
     let ch = amqp::confirm_channel(&amqp_conn).await?;
     let names = amqp::Names::new(&settings.amqp.prefix);
+    // Up to two batches in flight: the next one is read and published while
+    // the broker confirms the previous one, so confirm latency does not add
+    // to every event's delay. Rows in flight are excluded from the next read.
+    let mut in_flight: VecDeque<InFlightBatch> = VecDeque::new();
     let result = async {
         loop {
-            let rows = journal::pending_events(conn, settings.relay.batch_size).await?;
+            let exclude: Vec<i64> = in_flight
+                .iter()
+                .flat_map(|b| b.ids.iter().copied())
+                .collect();
+            let rows = journal::pending_events(conn, settings.relay.batch_size, &exclude).await?;
             if rows.is_empty() {
+                if let Some(oldest) = in_flight.pop_front() {
+                    settle(conn, oldest).await?;
+                    continue;
+                }
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return Ok(()),
@@ -115,28 +128,16 @@ async fn publish_while_locked(
                 }
                 continue;
             }
-            let round = std::time::Instant::now();
-            let published = publish_batch(&ch, &names.events, &rows).await;
-            let publish_ms = round.elapsed().as_secs_f64() * 1000.0;
-            let (ids, failure) = match published {
-                Ok(ids) => (ids, None),
-                Err((ids, e)) => (ids, Some(e)),
-            };
-            if !ids.is_empty() {
-                journal::mark_published(conn, &ids).await?;
-                crate::monitoring::relay_batch(ids.len(), round.elapsed());
-                debug!(
-                    count = ids.len(),
-                    publish_ms,
-                    round_ms = round.elapsed().as_secs_f64() * 1000.0,
-                    "events published"
-                );
+            in_flight.push_back(publish_batch(&ch, &names.events, &rows).await?);
+            while in_flight.len() > 1 {
+                let oldest = in_flight.pop_front().expect("two in flight");
+                settle(conn, oldest).await?;
             }
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            // A shutdown lets the current batch finish, then stops.
+            // A shutdown lets the batches in flight finish, then stops.
             if shutdown.is_cancelled() {
+                while let Some(oldest) = in_flight.pop_front() {
+                    settle(conn, oldest).await?;
+                }
                 return Ok(());
             }
         }
@@ -147,13 +148,20 @@ async fn publish_while_locked(
     result
 }
 
-/// Publishes rows in order, all in flight at once, then collects confirms in
-/// order. Returns the ids confirmed before the first failure.
+/// A published batch waiting for its confirms.
+struct InFlightBatch {
+    ids: Vec<i64>,
+    confirms: Vec<(i64, uuid::Uuid, lapin::PublisherConfirm)>,
+    started: std::time::Instant,
+}
+
+/// Publishes rows in order without waiting for their confirms.
 async fn publish_batch(
     ch: &Channel,
     exchange: &str,
     rows: &[PendingEvent],
-) -> Result<Vec<i64>, (Vec<i64>, RelayError)> {
+) -> Result<InFlightBatch, RelayError> {
+    let started = std::time::Instant::now();
     let mut confirms = Vec::with_capacity(rows.len());
     for row in rows {
         let props = BasicProperties::default()
@@ -163,7 +171,7 @@ async fn publish_batch(
             .with_message_id(row.event_id.to_string().into())
             .with_type(row.event_type.as_str().into());
         let body = serde_json::to_vec(&row.body).expect("event JSON serialises");
-        let publish = ch
+        let confirm = ch
             .basic_publish(
                 exchange.into(),
                 row.routing_key.as_str().into(),
@@ -172,31 +180,45 @@ async fn publish_batch(
                 &body,
                 props,
             )
-            .await;
-        match publish {
-            Ok(c) => confirms.push((row.id, row.event_id, c)),
+            .await?;
+        confirms.push((row.id, row.event_id, confirm));
+    }
+    Ok(InFlightBatch {
+        ids: rows.iter().map(|r| r.id).collect(),
+        confirms,
+        started,
+    })
+}
+
+/// Waits for a batch's confirms in order and marks the confirmed rows
+/// published; rows after a refused one stay pending and are sent again.
+async fn settle(conn: &mut PgConnection, batch: InFlightBatch) -> Result<(), RelayError> {
+    let mut ids = Vec::with_capacity(batch.confirms.len());
+    let mut failure = None;
+    for (id, event_id, confirm) in batch.confirms {
+        match confirm.await {
+            Ok(c) if c.is_ack() => ids.push(id),
+            Ok(_) => {
+                failure = Some(RelayError::Nacked(event_id));
+                break;
+            }
             Err(e) => {
-                // Rows confirmed before the failure still count as published.
-                let ids = match confirms_until_failure(confirms).await {
-                    Ok(ids) | Err((ids, _)) => ids,
-                };
-                return Err((ids, RelayError::Amqp(e)));
+                failure = Some(RelayError::Amqp(e));
+                break;
             }
         }
     }
-    confirms_until_failure(confirms).await
-}
-
-type InFlight = Vec<(i64, uuid::Uuid, lapin::PublisherConfirm)>;
-
-async fn confirms_until_failure(confirms: InFlight) -> Result<Vec<i64>, (Vec<i64>, RelayError)> {
-    let mut ids = Vec::with_capacity(confirms.len());
-    for (id, event_id, confirm) in confirms {
-        match confirm.await {
-            Ok(c) if c.is_ack() => ids.push(id),
-            Ok(_) => return Err((ids, RelayError::Nacked(event_id))),
-            Err(e) => return Err((ids, RelayError::Amqp(e))),
-        }
+    if !ids.is_empty() {
+        journal::mark_published(conn, &ids).await?;
+        crate::monitoring::relay_batch(ids.len(), batch.started.elapsed());
+        debug!(
+            count = ids.len(),
+            ms = batch.started.elapsed().as_secs_f64() * 1000.0,
+            "events published"
+        );
     }
-    Ok(ids)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

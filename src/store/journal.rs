@@ -129,15 +129,18 @@ pub struct PendingEvent {
     pub body: Value,
 }
 
+/// Unpublished rows in id order, leaving out `exclude` (rows in flight).
 pub async fn pending_events(
     conn: &mut PgConnection,
     limit: i64,
+    exclude: &[i64],
 ) -> Result<Vec<PendingEvent>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT tenant_id, id, event_id, routing_key, event_type, body FROM outbox \
-         WHERE published_at IS NULL ORDER BY id LIMIT $1",
+         WHERE published_at IS NULL AND NOT (id = ANY($2)) ORDER BY id LIMIT $1",
     )
     .bind(limit)
+    .bind(exclude)
     .fetch_all(conn)
     .await?)
 }

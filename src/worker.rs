@@ -249,31 +249,11 @@ pub async fn consume_queue(
     batch_size: usize,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    let ch = conn.create_channel().await?;
-    // Bounds unacked deliveries; a batch never exceeds it.
-    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    // The prefetch bounds unacked deliveries; a batch never exceeds it.
+    let (ch, mut consumer) = consumer_on(conn, queue, prefetch).await?;
     let replies = amqp::confirm_channel(conn).await?;
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            // Manual acks: a delivery is acked only after its commit.
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
     info!(queue, "consuming");
-    loop {
-        let first = tokio::select! {
-            // Shutdown wins over buffered deliveries: they go back to the queue.
-            biased;
-            _ = shutdown.cancelled() => break,
-            d = consumer.next() => d,
-        };
-        let first = match first {
-            Some(d) => d?,
-            None => return Err(ConsumeError::ConsumerEnded(queue.to_owned())),
-        };
+    while let Some(first) = next_delivery(&mut consumer, queue, &shutdown).await? {
         let mut deliveries = vec![first];
         let mut pending_error = None;
         while deliveries.len() < batch_size {
@@ -341,6 +321,44 @@ pub async fn consume_queue(
     Ok(())
 }
 
+/// A channel with the given prefetch and a manual-ack consumer on `queue`:
+/// a delivery is acked only once what it caused is committed.
+async fn consumer_on(
+    conn: &Connection,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(Channel, lapin::Consumer), ConsumeError> {
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    let consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((ch, consumer))
+}
+
+/// The next delivery, or `None` at shutdown. Shutdown wins over buffered
+/// deliveries: those go back to the queue when the channel closes.
+async fn next_delivery(
+    consumer: &mut lapin::Consumer,
+    queue: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<Delivery>, ConsumeError> {
+    let next = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return Ok(None),
+        d = consumer.next() => d,
+    };
+    match next {
+        Some(d) => Ok(Some(d?)),
+        None => Err(ConsumeError::ConsumerEnded(queue.to_owned())),
+    }
+}
+
 /// Drains `{p}.dead-letters` (messages the broker parked after the delivery
 /// limit) into the dead-letter store with code `poison`, acking each only
 /// after it is stored.
@@ -350,26 +368,8 @@ pub async fn drain_dead_letters(
     queue: &str,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    let ch = conn.create_channel().await?;
-    ch.basic_qos(16, BasicQosOptions::default()).await?;
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            d = consumer.next() => d,
-        };
-        let delivery = match next {
-            Some(d) => d?,
-            None => return Err(ConsumeError::ConsumerEnded(queue.to_owned())),
-        };
+    let (ch, mut consumer) = consumer_on(conn, queue, 16).await?;
+    while let Some(delivery) = next_delivery(&mut consumer, queue, &shutdown).await? {
         let dead = poison_dead_letter(&inbound(&delivery), &processor.limits);
         let mut backoff = retry_schedule().build();
         loop {

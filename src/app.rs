@@ -22,14 +22,19 @@ use tracing::{error, info, warn};
 use crate::amqp::{self, Names};
 use crate::config::Settings;
 use crate::store;
-use crate::worker::{consume_queue, retry_schedule, Processor};
+use crate::worker::{consume_queue, retry_schedule, Flow, Processor};
 
-/// What `/readyz` reports.
+/// What `/readyz` reports, kept up to date by the tasks themselves and by
+/// [`probe_database`]: no HTTP request touches the database.
 #[derive(Default)]
 pub struct Health {
+    pub database_reachable: AtomicBool,
     pub broker_connected: AtomicBool,
     pub consumers_running: AtomicBool,
 }
+
+/// How often the database is probed for `/readyz` and the outbox gauges.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs the worker until `shutdown` resolves, then drains within the
 /// configured timeout. `on_listening` receives the bound HTTP address
@@ -50,13 +55,8 @@ pub async fn run(
     on_listening(addr);
 
     let mut tasks = JoinSet::new();
-    tasks.spawn(serve_http(
-        listener,
-        pool.clone(),
-        health.clone(),
-        metrics,
-        token.clone(),
-    ));
+    tasks.spawn(probe_database(pool.clone(), health.clone(), token.clone()));
+    tasks.spawn(serve_http(listener, health.clone(), metrics, token.clone()));
     if settings.relay.enabled {
         tasks.spawn(crate::relay::run(
             pool.clone(),
@@ -154,8 +154,12 @@ async fn consume_once(
             queue.to_owned(),
             session.clone(),
         );
-        let (prefetch, batch) = (settings.amqp.prefetch, settings.worker.batch_size);
-        loops.spawn(async move { consume_queue(p, &c, &q, prefetch, batch, s).await });
+        let flow = Flow {
+            prefetch: settings.amqp.prefetch,
+            batch_size: settings.worker.batch_size,
+            max_unacked_bytes: settings.worker.max_unacked_bytes,
+        };
+        loops.spawn(async move { consume_queue(p, &c, &q, flow, s).await });
     }
     {
         let (p, c, q, s) = (
@@ -185,11 +189,10 @@ async fn consume_once(
     result
 }
 
-type HttpState = (PgPool, Arc<Health>, &'static PrometheusHandle);
+type HttpState = (Arc<Health>, &'static PrometheusHandle);
 
 async fn serve_http(
     listener: tokio::net::TcpListener,
-    pool: PgPool,
     health: Arc<Health>,
     metrics: &'static PrometheusHandle,
     token: CancellationToken,
@@ -198,7 +201,7 @@ async fn serve_http(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
-        .with_state((pool, health, metrics));
+        .with_state((health, metrics));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await;
@@ -207,13 +210,40 @@ async fn serve_http(
     }
 }
 
-async fn readyz(State((pool, health, _)): State<HttpState>) -> impl IntoResponse {
-    let db = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+/// Every [`PROBE_INTERVAL`]: one query that both proves the database
+/// reachable and reads the outbox backlog for the gauges.
+async fn probe_database(pool: PgPool, health: Arc<Health>, token: CancellationToken) {
+    loop {
+        let backlog: Result<(i64, Option<f64>), sqlx::Error> = tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query_as(
+                "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
+                 FROM outbox WHERE published_at IS NULL",
+            )
+            .fetch_one(&pool),
+        )
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+        health
+            .database_reachable
+            .store(backlog.is_ok(), Ordering::Relaxed);
+        if let Ok((pending, age)) = backlog {
+            crate::monitoring::scrape_gauges(
+                pending,
+                age.unwrap_or(0.0),
+                pool.size(),
+                pool.num_idle(),
+            );
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
+}
+
+async fn readyz(State((health, _)): State<HttpState>) -> impl IntoResponse {
+    let db = health.database_reachable.load(Ordering::Relaxed);
     let broker = health.broker_connected.load(Ordering::Relaxed);
     let consumers = health.consumers_running.load(Ordering::Relaxed);
     let body = serde_json::json!({
@@ -226,21 +256,8 @@ async fn readyz(State((pool, health, _)): State<HttpState>) -> impl IntoResponse
     }
 }
 
-/// Prometheus text; the outbox backlog and pool gauges are read now.
-async fn render_metrics(State((pool, _, metrics)): State<HttpState>) -> impl IntoResponse {
-    let backlog: Result<(i64, Option<f64>), sqlx::Error> = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_as(
-            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
-             FROM outbox WHERE published_at IS NULL",
-        )
-        .fetch_one(&pool),
-    )
-    .await
-    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
-    if let Ok((pending, age)) = backlog {
-        crate::monitoring::scrape_gauges(pending, age.unwrap_or(0.0), pool.size(), pool.num_idle());
-    }
+/// Prometheus text, from what the worker already keeps.
+async fn render_metrics(State((_, metrics)): State<HttpState>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,

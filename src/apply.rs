@@ -12,13 +12,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 
-use lapin::BasicProperties;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::amqp;
-use crate::domain::command::{BulkCommand, BulkTarget, Command, CommandBody, ContactOp, UserOp};
+use crate::domain::command::{
+    BulkCommand, BulkTarget, Command, CommandBody, ContactOp, DecodeFailure, UserOp,
+};
 use crate::domain::contact::{
     check_op_against_policy, decide_contact, summarize_bulk, Activity, ContactDecision,
     ContactRecord,
@@ -28,36 +28,26 @@ use crate::domain::ids::{EntityId, Limits};
 use crate::domain::outcome::{
     BulkItem, EntityKind, EntityRef, ErrorCode, Outcome, Rejection, Reply,
 };
-use crate::domain::policy::Policies;
+use crate::domain::policy::{Policies, Producers};
 use crate::domain::user::{decide_employer, decide_role, decide_user, UserRecord};
 use crate::domain::Ctx;
-use crate::store::journal::{self, DeadLetter};
+use crate::intake::{Inbound, ReadIds};
+use crate::store::journal;
 use crate::store::{entities, StoreError};
-
-/// A delivery as the batch sees it, independent of the channel.
-#[derive(Debug, Clone)]
-pub struct Inbound {
-    /// When the delivery arrived, for the command duration metric.
-    pub received: std::time::Instant,
-    /// The broker delivered it before (or `dlq replay` sent it again): it
-    /// may well be a duplicate, so the inbox is checked up front.
-    pub maybe_duplicate: bool,
-    pub body: Vec<u8>,
-    pub properties: BasicProperties,
-    pub exchange: String,
-    pub routing_key: String,
-}
 
 /// Decoded and authorised, or refused before touching the database.
 #[derive(Debug, Clone)]
 pub enum Prepared {
     Command(Box<Command>),
-    Refused {
-        rejection: Rejection,
-        command_id: Option<String>,
-        tenant: Option<String>,
-        command_type: Option<String>,
-    },
+    Refused(DecodeFailure),
+}
+
+/// The configuration a batch is judged by.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'a> {
+    pub policies: &'a Policies,
+    pub producers: &'a Producers,
+    pub limits: &'a Limits,
 }
 
 /// What to do with a delivery once its batch committed.
@@ -119,16 +109,18 @@ struct Checkpoint {
 pub async fn apply_batch(
     conn: &mut PgConnection,
     batch: &[(Inbound, Prepared)],
-    policies: &Policies,
-    limits: &Limits,
+    rules: &Rules<'_>,
     now: OffsetDateTime,
     check_duplicates: bool,
 ) -> Result<BatchOutcome, StoreError> {
+    let Rules {
+        policies, limits, ..
+    } = *rules;
     let commands: Vec<&Command> = batch
         .iter()
         .filter_map(|(_, p)| match p {
             Prepared::Command(c) => Some(c.as_ref()),
-            Prepared::Refused { .. } => None,
+            Prepared::Refused(_) => None,
         })
         .collect();
     let mut uow = Uow {
@@ -161,17 +153,7 @@ pub async fn apply_batch(
     let mut dispositions = Vec::with_capacity(batch.len());
     for (msg, prepared) in batch {
         let refused = match prepared {
-            Prepared::Refused {
-                rejection,
-                command_id,
-                tenant,
-                command_type,
-            } => Some((
-                rejection.clone(),
-                command_id.clone(),
-                tenant.clone(),
-                command_type.clone(),
-            )),
+            Prepared::Refused(f) => Some(f.clone()),
             Prepared::Command(cmd) => {
                 let key = (cmd.tenant.to_string(), cmd.command_id.to_string());
                 let first = processed.get(&key).or_else(|| uow.seen.get(&key)).cloned();
@@ -211,12 +193,12 @@ pub async fn apply_batch(
                         dispositions.push(Disposition::Ack { reply });
                         None
                     }
-                    Ok(Err(Decided::Rejected(rejection))) => Some((
+                    Ok(Err(Decided::Rejected(rejection))) => Some(DecodeFailure {
                         rejection,
-                        Some(cmd.command_id.to_string()),
-                        Some(cmd.tenant.to_string()),
-                        Some(cmd.type_name().to_owned()),
-                    )),
+                        command_id: Some(cmd.command_id.to_string()),
+                        tenant: Some(cmd.tenant.to_string()),
+                        command_type: Some(cmd.type_name().to_owned()),
+                    }),
                     Ok(Err(Decided::Panicked(message))) => {
                         tracing::error!(
                             tenant = %cmd.tenant,
@@ -232,20 +214,25 @@ pub async fn apply_batch(
                 }
             }
         };
-        if let Some((rejection, command_id, tenant, command_type)) = refused {
-            let properties = amqp::properties_to_json(&msg.properties);
-            let dead = DeadLetter {
-                body: msg.body.clone(),
-                replay: amqp::replay_number(&properties),
-                properties,
-                exchange: msg.exchange.clone(),
-                routing_key: msg.routing_key.clone(),
+        if let Some(DecodeFailure {
+            rejection,
+            command_id,
+            tenant,
+            command_type,
+        }) = refused
+        {
+            let read = ReadIds {
                 tenant: tenant.clone(),
                 command_id: command_id.clone(),
                 command_type: command_type.clone(),
-                code: rejection.code.as_str().to_owned(),
-                message: rejection.message.clone(),
             };
+            let dead = msg.dead_letter(
+                rejection.code.as_str(),
+                &rejection.message,
+                read,
+                rules.producers,
+                limits,
+            );
             let id = journal::store_dead_letter(uow.conn, &dead).await?;
             tracing::info!(
                 dead_letter = id,
@@ -704,7 +691,16 @@ impl Uow<'_> {
                     )
                     .into()));
                 }
-                entities::contacts_of_employer(self.conn, tenant, e).await?
+                let ids = entities::contacts_of_employer(self.conn, tenant, e).await?;
+                if ids.len() > ctx.limits.max_bulk_ids {
+                    return Ok(Err(Rejection::invalid(format!(
+                        "payload.filter matches {} contacts, more than the limit of {} (limits.max_bulk_ids)",
+                        ids.len(),
+                        ctx.limits.max_bulk_ids
+                    ))
+                    .into()));
+                }
+                ids
             }
         };
         let keys: Vec<Key> = ids

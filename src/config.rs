@@ -41,6 +41,9 @@ pub struct DatabaseSettings {
     /// May carry a password: only from the file or the environment, never logged.
     pub url: SecretString,
     pub max_connections: u32,
+    /// The Postgres schema holding every table of the worker (and the
+    /// migration bookkeeping); never `public`.
+    pub schema: String,
 }
 
 impl Default for DatabaseSettings {
@@ -48,6 +51,7 @@ impl Default for DatabaseSettings {
         DatabaseSettings {
             url: SecretString::from("postgres://postgres@127.0.0.1:5432/lifecycle"),
             max_connections: 8,
+            schema: "lifecycle".into(),
         }
     }
 }
@@ -113,6 +117,10 @@ pub struct WorkerSettings {
     pub batch_size: usize,
     /// How long shutdown waits for in-flight commands, in seconds.
     pub drain_timeout_secs: u64,
+    /// Most bytes of unacknowledged deliveries a consumer holds. The
+    /// prefetch bounds deliveries by count only, and RabbitMQ may accept
+    /// messages of any size up to its `max_message_size`.
+    pub max_unacked_bytes: usize,
 }
 
 impl Default for WorkerSettings {
@@ -120,6 +128,7 @@ impl Default for WorkerSettings {
         WorkerSettings {
             batch_size: 256,
             drain_timeout_secs: 30,
+            max_unacked_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -152,6 +161,8 @@ pub struct RetentionSettings {
     pub processed_commands_days: u32,
     /// Days a published outbox row is kept.
     pub published_outbox_days: u32,
+    /// Days a dead letter is kept after its last failure.
+    pub dead_letters_days: u32,
     /// Seconds between purges.
     pub interval_secs: u64,
 }
@@ -161,6 +172,7 @@ impl Default for RetentionSettings {
         RetentionSettings {
             processed_commands_days: 30,
             published_outbox_days: 7,
+            dead_letters_days: 30,
             interval_secs: 3600,
         }
     }
@@ -205,8 +217,37 @@ impl Settings {
                 "must be 1-100 lowercase letters, digits, '.', '_' or '-'",
             );
         }
+        let schema = &self.database.schema;
+        let schema_ok = schema.len() <= 63
+            && schema
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !schema.starts_with("pg_")
+            && schema != "public";
+        if !schema_ok {
+            return invalid(
+                "database.schema",
+                "must be a lowercase identifier (letters, digits, '_'), not public or pg_*",
+            );
+        }
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch", "must be at least 1");
+        }
+        if self.worker.max_unacked_bytes < self.limits.max_body_bytes {
+            return invalid(
+                "worker.max_unacked_bytes",
+                "must be at least limits.max_body_bytes",
+            );
+        }
+        if self.limits.dead_letter_body_bytes > self.limits.max_body_bytes {
+            return invalid(
+                "limits.dead_letter_body_bytes",
+                "must be at most limits.max_body_bytes",
+            );
         }
         if self.worker.batch_size == 0 {
             return invalid("worker.batch_size", "must be at least 1");
@@ -223,12 +264,22 @@ impl Settings {
             // TLS is not compiled in (see the README's dependency notes).
             ("amqp.url", &self.amqp.url, &["amqp"][..]),
         ] {
+            // `amqp:user:pw@host` parses as a URL with no host: refused
+            // here, before any connection could quote it in an error. The
+            // message never includes the URL.
             match url::Url::parse(url.expose_secret()) {
-                Ok(u) if schemes.contains(&u.scheme()) => {}
+                Ok(u)
+                    if schemes.contains(&u.scheme())
+                        && u.has_host()
+                        && !u.cannot_be_a_base()
+                        && u.host_str().is_some_and(|h| !h.is_empty()) => {}
                 _ => {
                     return Err(ConfigError::Invalid {
                         key,
-                        message: format!("must be a {}:// URL", schemes[0]),
+                        message: format!(
+                            "must be a {}://[user[:password]@]host[:port]/... URL",
+                            schemes[0]
+                        ),
                     })
                 }
             }
@@ -303,5 +354,41 @@ commands = ["contact.*", "employer.*"]
             .authorise(Some("ats-sync"), "acme", "contact.archive")
             .is_ok());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_url_without_a_host_is_refused_without_quoting_it() {
+        for (key, url) in [
+            ("amqp.url", "amqp:guest:s3cret-pw@127.0.0.1:5672/%2f"),
+            ("amqp.url", "amqp:///%2f"),
+            (
+                "database.url",
+                "postgres:postgres:s3cret-pw@127.0.0.1/lifecycle",
+            ),
+        ] {
+            let mut s = Settings::default();
+            if key == "amqp.url" {
+                s.amqp.url = SecretString::from(url);
+            } else {
+                s.database.url = SecretString::from(url);
+            }
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(!e.contains("guest"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_schema_is_an_identifier_and_never_public() {
+        for bad in ["public", "", "Lifecycle", "pg_x", "a-b", "a;drop", "1abc"] {
+            let mut s = Settings::default();
+            s.database.schema = bad.into();
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("database.schema"), "{bad}: {e}");
+        }
+        let mut s = Settings::default();
+        s.database.schema = "lifecycle_2".into();
+        assert!(s.validate().is_ok());
     }
 }

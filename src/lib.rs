@@ -5,6 +5,7 @@
 //! Layout (dependencies point inward, towards `domain`):
 //! - [`domain`]: pure decoding and decisions: no I/O, unit-tested.
 //! - [`store`]: Postgres: pool, migrations, entities, inbox, outbox, dead letters.
+//! - [`intake`]: a delivery as kept: body (cut when oversize), sender, dead letter.
 //! - [`apply`]: one command inside a transaction: claim, load, decide, write.
 //! - [`worker`]: deliveries -> batch transaction -> replies -> acks.
 //! - [`relay`]: outbox -> `{p}.events`, one publisher at a time.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod domain;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+pub mod intake;
 pub mod monitoring;
 pub mod relay;
 pub mod retention;

@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("lifecycle-worker: {}", describe(&e));
             match e.downcast_ref::<CliError>() {
-                Some(CliError::NotFound(_)) => ExitCode::from(1),
+                Some(CliError::NotFound(_) | CliError::Refused(_)) => ExitCode::from(1),
                 _ => ExitCode::from(2),
             }
         }

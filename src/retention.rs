@@ -1,4 +1,5 @@
-//! Retention: processed-command records and published outbox rows are
+//! Retention: processed-command records, published outbox rows and dead
+//! letters are
 //! purged after their configured periods, in small batches so that no
 //! long-running delete competes with command processing for locks or I/O.
 //!
@@ -22,44 +23,55 @@ const BATCH: i64 = 1_000;
 pub struct Purged {
     pub processed_commands: u64,
     pub outbox_rows: u64,
+    pub dead_letters: u64,
 }
 
 /// One full purge: deletes batch after batch until nothing is left to purge.
 pub async fn purge_once(pool: &PgPool, settings: &RetentionSettings) -> Result<Purged, StoreError> {
-    let mut purged = Purged::default();
-    loop {
-        let n = sqlx::query(
+    Ok(Purged {
+        processed_commands: purge_batches(
+            pool,
             "DELETE FROM processed_commands WHERE (tenant_id, command_id) IN ( \
              SELECT tenant_id, command_id FROM processed_commands \
              WHERE processed_at < now() - make_interval(days => $1) LIMIT $2)",
+            settings.processed_commands_days,
         )
-        .bind(settings.processed_commands_days as i32)
-        .bind(BATCH)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        purged.processed_commands += n;
-        if n < BATCH as u64 {
-            break;
-        }
-    }
-    loop {
-        let n = sqlx::query(
+        .await?,
+        outbox_rows: purge_batches(
+            pool,
             "DELETE FROM outbox WHERE (tenant_id, id) IN ( \
              SELECT tenant_id, id FROM outbox WHERE published_at IS NOT NULL \
              AND published_at < now() - make_interval(days => $1) LIMIT $2)",
+            settings.published_outbox_days,
         )
-        .bind(settings.published_outbox_days as i32)
-        .bind(BATCH)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        purged.outbox_rows += n;
+        .await?,
+        dead_letters: purge_batches(
+            pool,
+            "DELETE FROM dead_letters WHERE id IN ( \
+             SELECT id FROM dead_letters \
+             WHERE last_failed_at < now() - make_interval(days => $1) LIMIT $2)",
+            settings.dead_letters_days,
+        )
+        .await?,
+    })
+}
+
+/// Runs a `DELETE ... LIMIT $2` taking `days` as `$1` until it deletes
+/// less than a batch.
+async fn purge_batches(pool: &PgPool, delete: &str, days: u32) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = sqlx::query(delete)
+            .bind(i32::try_from(days).unwrap_or(i32::MAX))
+            .bind(BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        total += n;
         if n < BATCH as u64 {
-            break;
+            return Ok(total);
         }
     }
-    Ok(purged)
 }
 
 /// Runs [`purge_once`] every `interval` until shutdown.
@@ -74,6 +86,7 @@ pub async fn run(pool: PgPool, settings: RetentionSettings, shutdown: Cancellati
             Ok(p) if p != Purged::default() => info!(
                 processed_commands = p.processed_commands,
                 outbox_rows = p.outbox_rows,
+                dead_letters = p.dead_letters,
                 "retention purge"
             ),
             Ok(_) => {}

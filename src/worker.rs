@@ -16,6 +16,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
 };
 use lapin::types::FieldTable;
+use lapin::Acker;
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -25,11 +26,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::amqp;
-use crate::apply::{apply_batch, BatchOutcome, Disposition, Inbound, Prepared};
-use crate::domain::command::decode;
+use crate::apply::{apply_batch, BatchOutcome, Disposition, Prepared, Rules};
+use crate::domain::admission::admit;
 use crate::domain::ids::Limits;
 use crate::domain::outcome::Reply;
 use crate::domain::policy::{Policies, Producers};
+use crate::intake::{Inbound, ReadIds};
 use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
 
@@ -43,46 +45,11 @@ pub struct Processor {
     pub relay_wake: Arc<Notify>,
 }
 
-fn inbound(d: &Delivery) -> Inbound {
-    let replayed = d
-        .properties
-        .headers()
-        .as_ref()
-        .is_some_and(|h| h.inner().contains_key(amqp::REPLAYED_HEADER));
-    Inbound {
-        received: std::time::Instant::now(),
-        maybe_duplicate: d.redelivered || replayed,
-        body: d.data.clone(),
-        properties: d.properties.clone(),
-        exchange: d.exchange.as_str().to_owned(),
-        routing_key: d.routing_key.as_str().to_owned(),
-    }
-}
-
 impl Processor {
-    fn prepare(&self, msg: &Inbound) -> Prepared {
-        match decode(&msg.body, &self.limits) {
-            Err(f) => Prepared::Refused {
-                rejection: f.rejection,
-                command_id: f.command_id,
-                tenant: f.tenant,
-                command_type: f.command_type,
-            },
-            Ok(cmd) => {
-                let user = msg.properties.user_id().as_ref().map(|u| u.as_str());
-                match self
-                    .producers
-                    .authorise(user, cmd.tenant.as_str(), cmd.type_name())
-                {
-                    Ok(()) => Prepared::Command(Box::new(cmd)),
-                    Err(rejection) => Prepared::Refused {
-                        rejection,
-                        command_id: Some(cmd.command_id.to_string()),
-                        tenant: Some(cmd.tenant.to_string()),
-                        command_type: Some(cmd.type_name().to_owned()),
-                    },
-                }
-            }
+    fn prepare(&self, msg: &Inbound, now: OffsetDateTime) -> Prepared {
+        match admit(&msg.arrival(), &self.limits, &self.producers, now) {
+            Ok(cmd) => Prepared::Command(Box::new(cmd)),
+            Err(failure) => Prepared::Refused(failure),
         }
     }
 
@@ -96,10 +63,11 @@ impl Processor {
         batch: Vec<Inbound>,
         shutdown: &CancellationToken,
     ) -> Option<Vec<Disposition>> {
+        let now = OffsetDateTime::now_utc();
         let prepared: Vec<(Inbound, Prepared)> = batch
             .into_iter()
             .map(|m| {
-                let p = self.prepare(&m);
+                let p = self.prepare(&m, now);
                 (m, p)
             })
             .collect();
@@ -170,15 +138,12 @@ impl Processor {
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let now = OffsetDateTime::now_utc();
-        let outcome = apply_batch(
-            &mut tx,
-            batch,
-            &self.policies,
-            &self.limits,
-            now,
-            check_duplicates,
-        )
-        .await?;
+        let rules = Rules {
+            policies: &self.policies,
+            producers: &self.producers,
+            limits: &self.limits,
+        };
+        let outcome = apply_batch(&mut tx, batch, &rules, now, check_duplicates).await?;
         tx.commit().await?;
         tracing::debug!(
             size = batch.len(),
@@ -198,7 +163,8 @@ fn record_metrics(batch: &[(Inbound, Prepared)], dispositions: &[Disposition]) {
         };
         let kind = match prepared {
             Prepared::Command(c) => c.type_name(),
-            Prepared::Refused { command_type, .. } => command_type
+            Prepared::Refused(f) => f
+                .command_type
                 .as_deref()
                 .and_then(|t| {
                     crate::domain::command::COMMAND_TYPES
@@ -240,25 +206,149 @@ pub enum ConsumeError {
     Panicked(String),
 }
 
+/// How a command consumer takes deliveries.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    /// Unacknowledged deliveries per consumer, at most.
+    pub prefetch: u16,
+    /// Deliveries per transaction, at most.
+    pub batch_size: usize,
+    /// Bytes of unacknowledged deliveries, at most (see [`Window`]).
+    pub max_unacked_bytes: usize,
+}
+
+/// Keeps prefetch × body size within the byte budget. The prefetch counts
+/// deliveries, not bytes, and RabbitMQ fixes a consumer's prefetch when it
+/// starts consuming, so a delivery too large for the current prefetch
+/// makes the consumer reopen with a smaller one once its batch is settled;
+/// deliveries the broker had already sent are returned to the queue with
+/// the old channel. The full prefetch comes back after a quiet spell.
+#[derive(Clone, Debug)]
+pub struct Window {
+    configured: u16,
+    budget: usize,
+    current: u16,
+    wanted: u16,
+    last_large: Option<std::time::Instant>,
+}
+
+/// How long the reduced prefetch stays after the last large delivery.
+const LARGE_SPELL: Duration = Duration::from_secs(30);
+
+impl Window {
+    pub fn new(configured: u16, budget: usize) -> Window {
+        Window {
+            configured,
+            budget,
+            current: configured,
+            wanted: configured,
+            last_large: None,
+        }
+    }
+
+    pub fn current(&self) -> u16 {
+        self.current
+    }
+
+    fn safe_for(&self, len: usize) -> u16 {
+        let n = self.budget / len.max(1);
+        u16::try_from(n)
+            .unwrap_or(u16::MAX)
+            .clamp(1, self.configured)
+    }
+
+    /// Notes a delivery of `len` bytes; true when the current prefetch is
+    /// too large for deliveries of that size.
+    pub fn observe(&mut self, len: usize, now: std::time::Instant) -> bool {
+        let safe = self.safe_for(len);
+        if safe < self.configured {
+            self.last_large = Some(now);
+        }
+        self.wanted = self.wanted.min(safe);
+        self.wanted < self.current
+    }
+
+    /// After a batch is settled: the prefetch to reopen the consumer with,
+    /// when it should change.
+    pub fn after_batch(&mut self, now: std::time::Instant) -> Option<u16> {
+        if self.wanted < self.current {
+            self.current = self.wanted;
+            return Some(self.current);
+        }
+        let quiet = self
+            .last_large
+            .is_none_or(|t| now.duration_since(t) >= LARGE_SPELL);
+        if self.current < self.configured && quiet {
+            self.current = self.configured;
+            self.wanted = self.configured;
+            return Some(self.current);
+        }
+        None
+    }
+}
+
 /// Consumes one command queue until shutdown or a channel error.
 pub async fn consume_queue(
     processor: Arc<Processor>,
     conn: &Connection,
     queue: &str,
-    prefetch: u16,
-    batch_size: usize,
+    flow: Flow,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    // The prefetch bounds unacked deliveries; a batch never exceeds it.
-    let (ch, mut consumer) = consumer_on(conn, queue, prefetch).await?;
     let replies = amqp::confirm_channel(conn).await?;
+    let mut window = Window::new(flow.prefetch, flow.max_unacked_bytes);
     info!(queue, "consuming");
-    while let Some(first) = next_delivery(&mut consumer, queue, &shutdown).await? {
-        let mut deliveries = vec![first];
+    loop {
+        let (ch, mut consumer) = consumer_on(conn, queue, window.current()).await?;
+        let reopen = consume_batches(
+            &processor,
+            &mut consumer,
+            &replies,
+            queue,
+            flow.batch_size,
+            &mut window,
+            &shutdown,
+        )
+        .await?;
+        let _ = ch
+            .close(200, "consumer reopened or shutting down".into())
+            .await;
+        match reopen {
+            Some(prefetch) => info!(
+                queue,
+                prefetch, "reopening the consumer with a new prefetch"
+            ),
+            None => break,
+        }
+    }
+    let _ = replies.close(200, "shutting down".into()).await;
+    Ok(())
+}
+
+/// Takes batches from one consumer until shutdown (`None`) or until the
+/// prefetch must change (`Some(new prefetch)`).
+async fn consume_batches(
+    processor: &Processor,
+    consumer: &mut lapin::Consumer,
+    replies: &Channel,
+    queue: &str,
+    batch_size: usize,
+    window: &mut Window,
+    shutdown: &CancellationToken,
+) -> Result<Option<u16>, ConsumeError> {
+    let limits = &processor.limits;
+    while let Some(first) = next_delivery(consumer, queue, shutdown).await? {
+        let mut too_large = window.observe(first.data.len(), std::time::Instant::now());
+        let mut batch = vec![Inbound::from_delivery(first, limits)];
         let mut pending_error = None;
-        while deliveries.len() < batch_size {
+        // A delivery too large for the prefetch ends the batch: the sooner
+        // the consumer reopens, the less the broker sends meanwhile.
+        while batch.len() < batch_size && !too_large {
             match consumer.next().now_or_never() {
-                Some(Some(Ok(d))) => deliveries.push(d),
+                Some(Some(Ok(d))) => {
+                    too_large = window.observe(d.data.len(), std::time::Instant::now());
+                    batch.push(Inbound::from_delivery(d, limits));
+                }
                 Some(Some(Err(e))) => {
                     pending_error = Some(e);
                     break;
@@ -266,58 +356,68 @@ pub async fn consume_queue(
                 Some(None) | None => break,
             }
         }
-        let batch: Vec<Inbound> = deliveries.iter().map(inbound).collect();
-        let Some(dispositions) = processor.handle_batch(batch, &shutdown).await else {
+        let (inbound, ackers): (Vec<Inbound>, Vec<Acker>) = batch.into_iter().unzip();
+        let props: Vec<BasicProperties> = inbound.iter().map(|m| m.properties.clone()).collect();
+        let Some(dispositions) = processor.handle_batch(inbound, shutdown).await else {
             // Shutdown while the database was away: nothing committed, the
             // deliveries go back to the queue when the channel closes.
-            break;
+            return Ok(None);
         };
-        // Replies go out all at once; their confirms are awaited together.
-        let mut confirms = Vec::new();
-        for (delivery, disposition) in deliveries.iter().zip(&dispositions) {
-            if let Disposition::Ack { reply } = disposition {
-                if let Some(c) = send_reply(&replies, &delivery.properties, reply).await? {
-                    confirms.push(c);
-                }
-            }
-        }
-        for c in confirms {
-            c.await?;
-        }
-        let all_done = dispositions
-            .iter()
-            .all(|d| matches!(d, Disposition::Ack { .. }));
-        match deliveries.last() {
-            // One frame acks the whole batch: every earlier delivery on this
-            // channel belongs to it or was settled before.
-            Some(last) if all_done => {
-                last.acker.ack(BasicAckOptions { multiple: true }).await?;
-            }
-            _ => {
-                for (delivery, disposition) in deliveries.into_iter().zip(dispositions) {
-                    match disposition {
-                        Disposition::Ack { .. } => {
-                            delivery.acker.ack(BasicAckOptions::default()).await?;
-                        }
-                        Disposition::Requeue => {
-                            delivery
-                                .acker
-                                .nack(BasicNackOptions {
-                                    requeue: true,
-                                    ..BasicNackOptions::default()
-                                })
-                                .await?;
-                        }
-                    }
-                }
-            }
-        }
+        settle(replies, &props, ackers, dispositions).await?;
         if let Some(e) = pending_error {
             return Err(e.into());
         }
+        if let Some(prefetch) = window.after_batch(std::time::Instant::now()) {
+            return Ok(Some(prefetch));
+        }
     }
-    let _ = ch.close(200, "shutting down".into()).await;
-    let _ = replies.close(200, "shutting down".into()).await;
+    Ok(None)
+}
+
+/// Replies, then acks (or requeues) a committed batch.
+async fn settle(
+    replies: &Channel,
+    props: &[BasicProperties],
+    ackers: Vec<Acker>,
+    dispositions: Vec<Disposition>,
+) -> Result<(), ConsumeError> {
+    // Replies go out all at once; their confirms are awaited together.
+    let mut confirms = Vec::new();
+    for (p, disposition) in props.iter().zip(&dispositions) {
+        if let Disposition::Ack { reply } = disposition {
+            if let Some(c) = send_reply(replies, p, reply).await? {
+                confirms.push(c);
+            }
+        }
+    }
+    for c in confirms {
+        c.await?;
+    }
+    let all_done = dispositions
+        .iter()
+        .all(|d| matches!(d, Disposition::Ack { .. }));
+    match ackers.last() {
+        // One frame acks the whole batch: every earlier delivery on this
+        // channel belongs to it or was settled before.
+        Some(last) if all_done => {
+            last.ack(BasicAckOptions { multiple: true }).await?;
+        }
+        _ => {
+            for (acker, disposition) in ackers.into_iter().zip(dispositions) {
+                match disposition {
+                    Disposition::Ack { .. } => acker.ack(BasicAckOptions::default()).await?,
+                    Disposition::Requeue => {
+                        acker
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..BasicNackOptions::default()
+                            })
+                            .await?
+                    }
+                };
+            }
+        }
+    }
     Ok(())
 }
 
@@ -361,7 +461,8 @@ async fn next_delivery(
 
 /// Drains `{p}.dead-letters` (messages the broker parked after the delivery
 /// limit) into the dead-letter store with code `poison`, acking each only
-/// after it is stored.
+/// after it is stored. Transient failures are retried; a permanent one
+/// stores the message without its properties rather than retrying forever.
 pub async fn drain_dead_letters(
     processor: Arc<Processor>,
     conn: &Connection,
@@ -370,7 +471,8 @@ pub async fn drain_dead_letters(
 ) -> Result<(), ConsumeError> {
     let (ch, mut consumer) = consumer_on(conn, queue, 16).await?;
     while let Some(delivery) = next_delivery(&mut consumer, queue, &shutdown).await? {
-        let dead = poison_dead_letter(&inbound(&delivery), &processor.limits);
+        let (msg, acker) = Inbound::from_delivery(delivery, &processor.limits);
+        let mut dead = poison_dead_letter(&msg, &processor.producers, &processor.limits);
         let mut backoff = retry_schedule().build();
         loop {
             let stored = async {
@@ -389,7 +491,7 @@ pub async fn drain_dead_letters(
                     );
                     break;
                 }
-                Err(e) => {
+                Err(e) if e.is_transient() => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                     crate::monitoring::transient_retry("dead_letter_drain");
                     warn!(error = %e, "storing a poison message failed, retrying");
@@ -398,9 +500,21 @@ pub async fn drain_dead_letters(
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
+                Err(e) if !dead.properties.is_null() => {
+                    error!(error = %e, "storing a poison message failed permanently; storing it without its properties");
+                    dead.properties = Value::Null;
+                    dead.message
+                        .push_str(" (its properties could not be stored)");
+                }
+                Err(e) => {
+                    // Not even the bare message could be stored: a bug, not
+                    // a content problem. Acking keeps the queue moving.
+                    error!(error = %e, "a poison message could not be stored; dropping it");
+                    break;
+                }
             }
         }
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+        acker.ack(BasicAckOptions::default()).await?;
     }
     let _ = ch.close(200, "shutting down".into()).await;
     Ok(())
@@ -408,41 +522,37 @@ pub async fn drain_dead_letters(
 
 /// A broker-level dead letter as a store row: original exchange and routing
 /// key from the `x-death` header, ids where the body is readable.
-fn poison_dead_letter(msg: &Inbound, limits: &Limits) -> DeadLetter {
-    let properties = amqp::properties_to_json(&msg.properties);
-    let death = properties["headers"]["x-death"][0].clone();
-    let exchange = death["exchange"]
-        .as_str()
-        .unwrap_or(&msg.exchange)
-        .to_owned();
-    let routing_key = death["routing-keys"][0]
-        .as_str()
-        .unwrap_or(&msg.routing_key)
-        .to_owned();
-    let (command_id, tenant, command_type) = match decode(&msg.body, limits) {
-        Ok(c) => (
-            Some(c.command_id.to_string()),
-            Some(c.tenant.to_string()),
-            Some(c.type_name().to_owned()),
-        ),
-        Err(f) => (f.command_id, f.tenant, f.command_type),
+fn poison_dead_letter(msg: &Inbound, producers: &Producers, limits: &Limits) -> DeadLetter {
+    let death = death_of(&msg.properties);
+    let read = match admit(&msg.arrival(), limits, producers, OffsetDateTime::now_utc()) {
+        Ok(c) => ReadIds {
+            command_id: Some(c.command_id.to_string()),
+            tenant: Some(c.tenant.to_string()),
+            command_type: Some(c.type_name().to_owned()),
+        },
+        Err(f) => ReadIds {
+            command_id: f.command_id,
+            tenant: f.tenant,
+            command_type: f.command_type,
+        },
     };
     let count = death["count"].as_i64().unwrap_or(0);
-    DeadLetter {
-        replay: amqp::replay_number(&properties),
-        body: msg.body.clone(),
-        properties,
-        exchange,
-        routing_key,
-        tenant,
-        command_id,
-        command_type,
-        code: "poison".to_owned(),
-        message: format!(
-            "the broker dead-lettered this message after repeated failed deliveries ({} x-death count {count}); see the worker's error log",
-            death["reason"].as_str().unwrap_or("delivery_limit")
-        ),
+    let message = format!(
+        "the broker dead-lettered this message after repeated failed deliveries ({} x-death count {count}); see the worker's error log",
+        death["reason"].as_str().unwrap_or("delivery_limit")
+    );
+    let mut dead = msg.dead_letter("poison", &message, read, producers, limits);
+    if let Some(exchange) = death["exchange"].as_str() {
+        dead.exchange = exchange.to_owned();
     }
+    if let Some(key) = death["routing-keys"][0].as_str() {
+        dead.routing_key = key.to_owned();
+    }
+    dead
+}
+
+fn death_of(properties: &BasicProperties) -> Value {
+    amqp::properties_to_json(properties)["headers"]["x-death"][0].clone()
 }
 
 /// Publishes the reply to `reply_to`, if the command asked for one; the

@@ -17,6 +17,7 @@ use super::CliError;
 use crate::amqp::{self, Names, REPLAYED_HEADER};
 use crate::config::Settings;
 use crate::domain::event::format_time;
+use crate::domain::policy::ORIGINAL_USER_HEADER;
 use crate::store::journal::{self, DeadLetterFilter, DeadLetterRow};
 
 /// Parses `7d`, `24h`, `30m`, `90s` (anything humantime accepts).
@@ -44,10 +45,30 @@ fn row_json(r: &DeadLetterRow) -> Value {
         "replay_count": r.replay_count,
         "pending": r.pending,
         "routing_key": r.routing_key,
+        "user_id": r.user_id,
+        "body_len": r.body_len,
+        "body_sha256": r.body_sha256,
+        "truncated": r.truncated(),
     })
 }
 
+/// Control characters from messages never reach the terminal raw: they are
+/// written as `\u001b` and so on (JSON's own escape, so JSON output stays
+/// valid; serde_json leaves DEL and the C1 controls as they are).
+pub fn escape_controls(s: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && !(keep_newlines && c == '\n') {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn cut(s: &str, max: usize) -> String {
+    let s = &escape_controls(s, false);
     if s.chars().count() <= max {
         s.to_owned()
     } else {
@@ -74,7 +95,11 @@ pub async fn list(
     let mut out = std::io::stdout().lock();
     if as_json {
         let all: Vec<Value> = rows.iter().map(row_json).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+        writeln!(
+            out,
+            "{}",
+            escape_controls(&serde_json::to_string_pretty(&all)?, true)
+        )?;
         return Ok(());
     }
     writeln!(
@@ -144,9 +169,20 @@ pub async fn show(pool: &PgPool, id: i64) -> anyhow::Result<()> {
     meta["exchange"] = json!(r.exchange);
     meta["properties"] = r.properties.clone();
     meta["body_bytes"] = json!(r.body.len());
-    println!("{}", serde_json::to_string_pretty(&meta)?);
-    println!("--- body ---");
-    println!("{}", render_body(&r.body));
+    println!(
+        "{}",
+        escape_controls(&serde_json::to_string_pretty(&meta)?, true)
+    );
+    if r.truncated() {
+        println!(
+            "--- body (first {} of {} bytes; too large to keep whole) ---",
+            r.body.len(),
+            r.body_len
+        );
+    } else {
+        println!("--- body ---");
+    }
+    println!("{}", escape_controls(&render_body(&r.body), true));
     Ok(())
 }
 
@@ -181,13 +217,16 @@ fn broker_header(name: &str) -> bool {
         || name.starts_with("x-last-death-")
 }
 
-/// Rebuilds the original properties, adds `x-replayed`, and sets `user_id` to
-/// the replaying connection's user when the original carried one (RabbitMQ
-/// refuses any other).
+/// Rebuilds the original properties, adds `x-replayed`, sets `user_id` to
+/// the replaying connection's user (RabbitMQ refuses any other, and the
+/// worker believes replay headers only from a user granted `replay`), and
+/// names the original producer in [`ORIGINAL_USER_HEADER`]: the worker
+/// authorises the replay as that producer.
 pub fn replay_properties(
     stored: &Value,
     replay_count: i32,
     replaying_user: &str,
+    original_user: Option<&str>,
 ) -> BasicProperties {
     let s = |k: &str| stored.get(k).and_then(Value::as_str);
     let mut p = BasicProperties::default();
@@ -221,14 +260,21 @@ pub fn replay_properties(
     if let Some(v) = s("app_id") {
         p = p.with_app_id(v.into());
     }
-    if s("user_id").is_some() {
-        p = p.with_user_id(replaying_user.into());
-    }
+    p = p.with_user_id(replaying_user.into());
     let mut headers = FieldTable::default();
     if let Some(Value::Object(h)) = stored.get("headers") {
-        for (k, v) in h.iter().filter(|(k, _)| !broker_header(k)) {
+        for (k, v) in h
+            .iter()
+            .filter(|(k, _)| !broker_header(k) && k.as_str() != ORIGINAL_USER_HEADER)
+        {
             headers.insert(k.as_str().into(), json_to_amqp(v));
         }
+    }
+    if let Some(original) = original_user {
+        headers.insert(
+            ORIGINAL_USER_HEADER.into(),
+            AMQPValue::LongString(LongString::from(original)),
+        );
     }
     headers.insert(
         REPLAYED_HEADER.into(),
@@ -271,6 +317,19 @@ pub async fn replay(
         println!("nothing to replay");
         return Ok(());
     }
+    // Only part of a cut body was kept: replaying it would send another message.
+    let (rows, cut): (Vec<DeadLetterRow>, Vec<DeadLetterRow>) =
+        rows.into_iter().partition(|r| !r.truncated());
+    let cut_refusal = (!cut.is_empty()).then(|| {
+        let ids: Vec<String> = cut.iter().map(|r| r.id.to_string()).collect();
+        CliError::Refused(format!(
+            "dead letter(s) {} cannot be replayed: only the first bytes of their oversize body were kept",
+            ids.join(", ")
+        ))
+    });
+    if let Some(refusal) = cut_refusal.filter(|_| !filter.ids.is_empty() || rows.is_empty()) {
+        return Err(refusal.into());
+    }
     if dry_run {
         for r in &rows {
             println!(
@@ -294,6 +353,12 @@ pub async fn replay(
     } else {
         user
     };
+    if !settings.producers().may_replay(Some(&user)) {
+        return Err(CliError::Failed(format!(
+            "AMQP user `{user}` may not replay: producer authorisation is on and [producers.{user}] does not grant `replay = true`"
+        ))
+        .into());
+    }
     let conn = amqp::connect(&settings.amqp, "dlq-replay").await?;
     let ch = amqp::confirm_channel(&conn).await?;
     // A progress bar only when the list would not fit on a screen.
@@ -307,7 +372,7 @@ pub async fn replay(
     });
     let mut replayed = 0usize;
     for r in &rows {
-        let props = replay_properties(&r.properties, r.replay_count, &user);
+        let props = replay_properties(&r.properties, r.replay_count, &user, r.user_id.as_deref());
         let confirm = ch
             .basic_publish(
                 names.commands.as_str().into(),
@@ -343,7 +408,13 @@ pub async fn replay(
     }
     println!("{replayed} dead letter(s) replayed");
     let _ = conn.close(200, "done".into()).await;
-    Ok(())
+    match cut.len() {
+        0 => Ok(()),
+        n => Err(CliError::Refused(format!(
+            "{n} dead letter(s) with a cut body were skipped: they cannot be replayed"
+        ))
+        .into()),
+    }
 }
 
 pub async fn purge(

@@ -211,6 +211,9 @@ pub async fn dlq(settings: &Settings, cmd: DlqCommand) -> anyhow::Result<()> {
 pub enum CliError {
     #[error("{0}")]
     NotFound(String),
+    /// Asked for something the rules refuse (exit 1, like not found).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Failed(String),
 }

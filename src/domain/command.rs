@@ -297,12 +297,32 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Command, DecodeFailure> {
     let readable = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_owned);
     let (command_id, tenant, command_type) =
         (readable("command_id"), readable("tenant"), readable("type"));
-    decode_envelope(&map, limits).map_err(|rejection| DecodeFailure {
+    // Postgres text cannot hold U+0000, and no field has a use for it.
+    let checked = if holds_nul(&map) {
+        Err(Rejection::invalid(
+            "the body holds a U+0000 (NUL) character in a key or string",
+        ))
+    } else {
+        decode_envelope(&map, limits)
+    };
+    checked.map_err(|rejection| DecodeFailure {
         rejection,
         command_id,
         tenant,
         command_type,
     })
+}
+
+fn holds_nul(map: &Map<String, Value>) -> bool {
+    fn value(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(value),
+            Value::Object(m) => holds_nul(m),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    map.iter().any(|(k, v)| k.contains('\0') || value(v))
 }
 
 fn json_kind(v: &Value) -> &'static str {

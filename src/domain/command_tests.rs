@@ -1172,3 +1172,22 @@ fn a_rejection_message_does_not_quote_personal_data() {
         f.rejection.message
     );
 }
+
+#[test]
+fn a_nul_anywhere_is_refused_and_the_readable_ids_are_kept() {
+    let in_body = with_payload("contact.log_activity", |p| {
+        p.insert("body".into(), json!("before\u{0}after"));
+    });
+    let f = failure(&in_body);
+    assert_eq!(f.rejection.code, ErrorCode::InvalidCommand);
+    assert!(f.rejection.message.contains("NUL"));
+    assert_eq!(f.tenant.as_deref(), Some("acme"));
+    let mut in_key = valid("contact.deactivate");
+    in_key["payload"]["rea\u{0}son"] = json!("x");
+    assert_eq!(code(&in_key), ErrorCode::InvalidCommand);
+    let mut in_tenant = valid("contact.deactivate");
+    in_tenant["tenant"] = json!("ac\u{0}me");
+    let f = failure(&in_tenant);
+    assert_eq!(f.rejection.code, ErrorCode::InvalidCommand);
+    assert_eq!(f.tenant.as_deref(), Some("ac\u{0}me"));
+}

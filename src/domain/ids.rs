@@ -3,6 +3,7 @@
 use super::outcome::Rejection;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
 
 /// Size limits applied while decoding. Each is configurable (`[limits]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,28 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Deepest JSON nesting accepted in a command body.
     pub max_json_depth: usize,
+    /// Most bytes of a body the dead-letter store keeps (with its length and
+    /// SHA-256), so an oversize message cannot fill the disk.
+    pub dead_letter_body_bytes: usize,
+    /// How far ahead of the worker's clock `issued_at` may be: a command
+    /// dated far ahead would win every later comparison.
+    #[serde(with = "human_duration")]
+    pub max_clock_skew: Duration,
+}
+
+/// `"1h"`, `"90s"`, ... in configuration files.
+mod human_duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for Limits {
@@ -34,6 +57,8 @@ impl Default for Limits {
             max_activity_body_bytes: 16 * 1024,
             max_attributes: 100,
             max_json_depth: 32,
+            dead_letter_body_bytes: 64 * 1024,
+            max_clock_skew: Duration::from_secs(3600),
         }
     }
 }

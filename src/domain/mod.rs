@@ -2,6 +2,7 @@
 //! a command, the outcome, the new state and the events. No I/O here: the
 //! store and the AMQP adapters call into this module.
 
+pub mod admission;
 pub mod command;
 pub mod contact;
 pub mod event;

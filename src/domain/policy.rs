@@ -106,13 +106,20 @@ impl Policies {
 
 /// What one AMQP user may send.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProducerGrant {
     /// Tenants this producer may send for; `*` is any.
     pub tenants: Vec<String>,
     /// Command type patterns; `*` matches any characters.
     pub commands: Vec<String>,
+    /// May replay dead letters: its replays are authorised as the
+    /// producer that first sent each message, never with its own grants.
+    pub replay: bool,
 }
+
+/// Header a replay carries: the AMQP `user_id` of the producer that first
+/// sent the message. Honoured only from a user granted `replay = true`.
+pub const ORIGINAL_USER_HEADER: &str = "x-original-user-id";
 
 /// Producer authorisation: off when no producer is configured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -123,6 +130,55 @@ pub struct Producers {
 impl Producers {
     pub fn new(grants: BTreeMap<String, ProducerGrant>) -> Producers {
         Producers { grants }
+    }
+
+    /// Whether authorisation is configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.grants.is_empty()
+    }
+
+    /// Whether `user_id` may replay dead letters (anyone may while
+    /// authorisation is off).
+    pub fn may_replay(&self, user_id: Option<&str>) -> bool {
+        !self.enabled()
+            || user_id
+                .and_then(|u| self.grants.get(u))
+                .is_some_and(|g| g.replay)
+    }
+
+    /// Whether a delivery is a replay whose replay markers (`x-replayed`,
+    /// [`ORIGINAL_USER_HEADER`]) can be believed: only a replay-granted user
+    /// can send one, so no producer can pose as a replay.
+    pub fn trusts_replay_from(&self, user_id: Option<&str>, replayed: bool) -> bool {
+        replayed && self.may_replay(user_id)
+    }
+
+    /// The producer a delivery is authorised as: for a trusted replay, the
+    /// original producer it names (none: forbidden); otherwise its sender.
+    pub fn acting_producer<'a>(
+        &self,
+        user_id: Option<&'a str>,
+        replayed: bool,
+        original_user: Option<&'a str>,
+    ) -> Option<&'a str> {
+        if self.trusts_replay_from(user_id, replayed) {
+            original_user
+        } else {
+            user_id
+        }
+    }
+
+    /// [`Producers::authorise`] for a command: a bulk needs a grant for
+    /// `contact.bulk` and for its inner operation.
+    pub fn authorise_command(
+        &self,
+        user_id: Option<&str>,
+        tenant: &str,
+        command_types: &[&str],
+    ) -> Result<(), Rejection> {
+        command_types
+            .iter()
+            .try_for_each(|t| self.authorise(user_id, tenant, t))
     }
 
     /// Decides whether `user_id` (the AMQP property, validated by RabbitMQ)
@@ -233,6 +289,7 @@ mod tests {
             ProducerGrant {
                 tenants: vec!["acme".into(), "globex".into()],
                 commands: vec!["contact.*".into(), "employer.*".into()],
+                replay: false,
             },
         );
         grants.insert(
@@ -240,6 +297,7 @@ mod tests {
             ProducerGrant {
                 tenants: vec!["*".into()],
                 commands: vec!["*".into()],
+                replay: false,
             },
         );
         let p = Producers::new(grants);
@@ -272,5 +330,86 @@ mod tests {
             code(p.authorise(Some("ops"), "anyone", "user.delete")),
             None
         );
+    }
+
+    fn replay_grants() -> Producers {
+        let mut grants = BTreeMap::new();
+        grants.insert(
+            "narrow".to_string(),
+            ProducerGrant {
+                tenants: vec!["acme".into()],
+                commands: vec!["contact.*".into()],
+                replay: false,
+            },
+        );
+        grants.insert(
+            "operator".to_string(),
+            ProducerGrant {
+                replay: true,
+                ..ProducerGrant::default()
+            },
+        );
+        Producers::new(grants)
+    }
+
+    #[test]
+    fn a_trusted_replay_acts_as_its_original_producer() {
+        let p = replay_grants();
+        // The operator's replay stands for the original producer, or for
+        // nobody when the original carried no user_id.
+        assert_eq!(
+            p.acting_producer(Some("operator"), true, Some("narrow")),
+            Some("narrow")
+        );
+        assert_eq!(p.acting_producer(Some("operator"), true, None), None);
+        // The operator sending a command of its own has no grants.
+        assert_eq!(
+            p.acting_producer(Some("operator"), false, Some("narrow")),
+            Some("operator")
+        );
+        assert!(p
+            .authorise(Some("operator"), "acme", "contact.deactivate")
+            .is_err());
+        // A producer cannot pose as a replay: its markers are ignored.
+        assert_eq!(
+            p.acting_producer(Some("narrow"), true, Some("operator")),
+            Some("narrow")
+        );
+        assert!(!p.trusts_replay_from(Some("narrow"), true));
+        assert!(p.trusts_replay_from(Some("operator"), true));
+        assert!(!p.trusts_replay_from(Some("operator"), false));
+        assert!(p.may_replay(Some("operator")));
+        assert!(!p.may_replay(Some("narrow")));
+        assert!(!p.may_replay(None));
+    }
+
+    #[test]
+    fn without_authorisation_anyone_may_replay_and_replays_are_believed() {
+        let open = Producers::default();
+        assert!(!open.enabled());
+        assert!(open.may_replay(None));
+        assert!(open.trusts_replay_from(Some("x"), true));
+    }
+
+    #[test]
+    fn a_bulk_needs_a_grant_for_its_inner_operation_too() {
+        let mut grants = BTreeMap::new();
+        grants.insert(
+            "bulker".to_string(),
+            ProducerGrant {
+                tenants: vec!["acme".into()],
+                commands: vec!["contact.bulk".into(), "contact.archive".into()],
+                replay: false,
+            },
+        );
+        let p = Producers::new(grants);
+        assert!(p
+            .authorise_command(Some("bulker"), "acme", &["contact.bulk", "contact.archive"])
+            .is_ok());
+        let refused = p
+            .authorise_command(Some("bulker"), "acme", &["contact.bulk", "contact.reject"])
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        assert!(refused.message.contains("contact.reject"));
     }
 }

@@ -7,6 +7,7 @@ use crate::domain::outcome::Reply;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
@@ -158,16 +159,23 @@ pub async fn mark_published(conn: &mut PgConnection, ids: &[i64]) -> Result<(), 
 /// Everything the dead-letter store keeps about a failed message.
 #[derive(Clone, Debug)]
 pub struct DeadLetter {
+    /// At most `limits.dead_letter_body_bytes` of the body.
     pub body: Vec<u8>,
+    /// The full body's length and lower-case hex SHA-256.
+    pub body_len: i64,
+    pub body_sha256: String,
     pub properties: Value,
     pub exchange: String,
     pub routing_key: String,
+    /// The producer the message was authorised as (for a replay, the
+    /// original producer): a replay of the row is authorised as it.
+    pub user_id: Option<String>,
     pub tenant: Option<String>,
     pub command_id: Option<String>,
     pub command_type: Option<String>,
     pub code: String,
     pub message: String,
-    /// The delivery's `x-replayed` header (0 for an original message).
+    /// The delivery's trusted `x-replayed` header (0 for an original message).
     pub replay: i32,
 }
 
@@ -177,23 +185,46 @@ impl DeadLetter {
         let mut h = Sha256::new();
         h.update(self.routing_key.as_bytes());
         h.update([0]);
-        h.update(&self.body);
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        h.update(self.body_sha256.as_bytes());
+        crate::intake::hex(&h.finalize())
+    }
+}
+
+/// Postgres text and jsonb refuse U+0000; a dead letter is stored whatever
+/// it holds, so NUL becomes U+FFFD (as invalid UTF-8 already does).
+fn pg_text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn pg_json(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(pg_text(s).into_owned()),
+        Value::Array(a) => Value::Array(a.iter().map(pg_json).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (pg_text(k).into_owned(), pg_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
 /// Stores a dead letter, or counts one more failure on its existing row.
+/// Nothing in the message can make this fail (see [`pg_text`]).
 pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Result<i64, StoreError> {
+    let opt = |s: &Option<String>| s.as_deref().map(|s| pg_text(s).into_owned());
     Ok(sqlx::query_scalar(
-        "INSERT INTO dead_letters (fingerprint, body, properties, exchange, routing_key, tenant_id, \
-         command_id, command_type, code, message, last_failure_replay) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+        "INSERT INTO dead_letters (fingerprint, body, body_len, body_sha256, properties, exchange, \
+         routing_key, user_id, tenant_id, command_id, command_type, code, message, last_failure_replay) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (fingerprint) DO UPDATE SET last_failed_at = now(), \
          failure_count = dead_letters.failure_count + 1, code = EXCLUDED.code, \
          message = EXCLUDED.message, properties = EXCLUDED.properties, \
+         user_id = COALESCE(EXCLUDED.user_id, dead_letters.user_id), \
          tenant_id = COALESCE(EXCLUDED.tenant_id, dead_letters.tenant_id), \
          command_id = COALESCE(EXCLUDED.command_id, dead_letters.command_id), \
          command_type = COALESCE(EXCLUDED.command_type, dead_letters.command_type), \
@@ -202,14 +233,17 @@ pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Resul
     )
     .bind(d.fingerprint())
     .bind(&d.body)
-    .bind(&d.properties)
-    .bind(&d.exchange)
-    .bind(&d.routing_key)
-    .bind(&d.tenant)
-    .bind(&d.command_id)
-    .bind(&d.command_type)
-    .bind(&d.code)
-    .bind(&d.message)
+    .bind(d.body_len)
+    .bind(&d.body_sha256)
+    .bind(pg_json(&d.properties))
+    .bind(pg_text(&d.exchange))
+    .bind(pg_text(&d.routing_key))
+    .bind(opt(&d.user_id))
+    .bind(opt(&d.tenant))
+    .bind(opt(&d.command_id))
+    .bind(opt(&d.command_type))
+    .bind(pg_text(&d.code))
+    .bind(pg_text(&d.message))
     .bind(d.replay)
     .fetch_one(conn)
     .await?)
@@ -234,13 +268,25 @@ pub struct DeadLetterRow {
     pub exchange: String,
     pub routing_key: String,
     pub properties: Value,
+    /// The stored part of the body; `body_len` says how long it was.
     pub body: Vec<u8>,
+    pub body_len: i64,
+    pub body_sha256: String,
+    /// The producer a replay is authorised as.
+    pub user_id: Option<String>,
+}
+
+impl DeadLetterRow {
+    /// Only part of the body was kept: it cannot be replayed.
+    pub fn truncated(&self) -> bool {
+        self.body_len > self.body.len() as i64
+    }
 }
 
 const DEAD_LETTER_COLUMNS: &str = "id, tenant_id, command_id, command_type, code, message, \
     failure_count, first_failed_at, last_failed_at, replayed_at, replay_count, \
     last_failure_replay >= replay_count AS pending, exchange, \
-    routing_key, properties, body";
+    routing_key, properties, body, body_len, body_sha256, user_id";
 
 /// Which dead letters an operator means. Empty fields do not filter.
 #[derive(Clone, Debug, Default)]

@@ -77,13 +77,63 @@ fn sqlx_is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Every connection works in the worker's own schema (and only there:
+/// nothing is ever created in `public`).
 fn connect_options(settings: &Settings) -> Result<PgConnectOptions, StoreError> {
     Ok(
         PgConnectOptions::from_str(settings.database.url.expose_secret())?
             .application_name("lifecycle-worker")
+            .options([("search_path", settings.database.schema.as_str())])
             // Statement logging would put personal data from bound values in logs.
             .disable_statement_logging(),
     )
+}
+
+/// The tables of v1, which lived in `public`, in migration order.
+const V1_TABLES: [&str; 9] = [
+    "_sqlx_migrations",
+    "contacts",
+    "contact_activity",
+    "users",
+    "employers",
+    "roles",
+    "processed_commands",
+    "outbox",
+    "dead_letters",
+];
+
+/// Creates the worker's schema, moving a v1 installation's tables out of
+/// `public` into it on the first start after the upgrade.
+async fn ensure_schema(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    // Serialises concurrent starts; released at commit.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('lifecycle-worker schema'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    let v1_in_public: bool = sqlx::query_scalar(
+        "SELECT to_regclass('public._sqlx_migrations') IS NOT NULL \
+         AND to_regclass('public.outbox') IS NOT NULL \
+         AND to_regclass(format('%I._sqlx_migrations', $1::text)) IS NULL",
+    )
+    .bind(schema)
+    .fetch_one(&mut *tx)
+    .await?;
+    if v1_in_public {
+        for table in V1_TABLES {
+            sqlx::query(&format!("ALTER TABLE public.{table} SET SCHEMA {schema}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tracing::info!(
+            schema,
+            "moved the v1 tables from public into the worker's schema"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Creates the configured database when it does not exist yet.
@@ -139,6 +189,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 pub async fn prepare(settings: &Settings) -> Result<PgPool, StoreError> {
     ensure_database(settings).await?;
     let pool = connect(settings).await?;
+    ensure_schema(&pool, &settings.database.schema).await?;
     migrate(&pool).await?;
     Ok(pool)
 }

@@ -1,5 +1,6 @@
-//! Retention: old processed-command records and old published outbox rows
-//! are purged in batches; recent ones and unpublished events stay.
+//! Retention: old processed-command records, old published outbox rows and
+//! old dead letters are purged in batches; recent ones and unpublished
+//! events stay.
 
 use crate::helpers::TestEnv;
 use lifecycle_worker::retention::{purge_once, Purged};
@@ -9,16 +10,16 @@ async fn retention_purges_only_what_is_past_its_period() {
     let env = TestEnv::prepare_with(|_| {}).await;
     // 2,500 old inbox rows (more than one batch) and 10 recent ones.
     sqlx::query(
-        "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, processed_at) \
-         SELECT 'acme', 'old-' || i, 'contact.deactivate', 'applied', now() - interval '31 days' \
+        "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, reply, processed_at) \
+         SELECT 'acme', 'old-' || i, 'contact.deactivate', 'applied', '{}', now() - interval '31 days' \
          FROM generate_series(1, 2500) i",
     )
     .execute(&env.pool)
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, processed_at) \
-         SELECT 'acme', 'new-' || i, 'contact.deactivate', 'applied', now() - interval '29 days' \
+        "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, reply, processed_at) \
+         SELECT 'acme', 'new-' || i, 'contact.deactivate', 'applied', '{}', now() - interval '29 days' \
          FROM generate_series(1, 10) i",
     )
     .execute(&env.pool)
@@ -39,6 +40,18 @@ async fn retention_purges_only_what_is_past_its_period() {
         .await
         .unwrap();
     }
+    // Dead letters: 1,100 past retention.dead_letters_days (30), 4 within it.
+    for (age, n) in [("31 days", 1100), ("29 days", 4)] {
+        sqlx::query(&format!(
+            "INSERT INTO dead_letters (fingerprint, body, body_len, body_sha256, properties, exchange, \
+             routing_key, code, message, first_failed_at, last_failed_at) \
+             SELECT '{age}-' || i, '\\x00', 1, repeat('0', 64), '{{}}', 'x', 'k', 'malformed', 'm', \
+             now() - interval '{age}', now() - interval '{age}' FROM generate_series(1, {n}) i"
+        ))
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    }
     let purged = purge_once(&env.pool, &env.settings.retention)
         .await
         .unwrap();
@@ -46,16 +59,18 @@ async fn retention_purges_only_what_is_past_its_period() {
         purged,
         Purged {
             processed_commands: 2500,
-            outbox_rows: 1200
+            outbox_rows: 1200,
+            dead_letters: 1100,
         }
     );
-    let left: (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM processed_commands), (SELECT count(*) FROM outbox)",
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM processed_commands), (SELECT count(*) FROM outbox), \
+         (SELECT count(*) FROM dead_letters)",
     )
     .fetch_one(&env.pool)
     .await
     .unwrap();
-    assert_eq!(left, (10, 8), "recent rows and unpublished events stay");
+    assert_eq!(left, (10, 8, 4), "recent rows and unpublished events stay");
     assert_eq!(
         purge_once(&env.pool, &env.settings.retention)
             .await

@@ -53,6 +53,7 @@ async fn producers_may_send_only_what_they_are_granted() {
             ProducerGrant {
                 tenants: vec!["acme".into()],
                 commands: vec!["contact.*".into(), "employer.*".into()],
+                replay: false,
             },
         );
     })

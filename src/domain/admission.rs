@@ -1,0 +1,287 @@
+//! Whether an arriving message becomes a command: size, decoding, clock,
+//! routing key and producer grants (contract sections 2, 7 and 9). Pure:
+//! the worker hands in what it read from the delivery.
+
+use super::command::{decode, Command, CommandBody, DecodeFailure};
+use super::ids::Limits;
+use super::outcome::{ErrorCode, Rejection};
+use super::policy::Producers;
+use time::OffsetDateTime;
+
+/// What admission needs to know of a delivery.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival<'a> {
+    /// The body, or its first bytes when it was too large to keep.
+    pub body: &'a [u8],
+    /// The body's full length as delivered.
+    pub body_len: usize,
+    pub routing_key: &'a str,
+    /// AMQP `user_id` (validated by RabbitMQ against the connection).
+    pub user_id: Option<&'a str>,
+    /// Carries the `x-replayed` header.
+    pub replayed: bool,
+    /// The original producer a replay names.
+    pub original_user: Option<&'a str>,
+}
+
+/// Decodes and checks an arriving message; a refusal keeps whatever ids
+/// could be read, for the dead-letter store.
+pub fn admit(
+    arrival: &Arrival<'_>,
+    limits: &Limits,
+    producers: &Producers,
+    now: OffsetDateTime,
+) -> Result<Command, DecodeFailure> {
+    if arrival.body_len > limits.max_body_bytes {
+        // Never decoded: only its first bytes were kept.
+        return Err(DecodeFailure {
+            rejection: Rejection::new(
+                ErrorCode::Malformed,
+                format!(
+                    "body is {} bytes, more than the limit of {} bytes",
+                    arrival.body_len, limits.max_body_bytes
+                ),
+            ),
+            command_id: None,
+            tenant: None,
+            command_type: None,
+        });
+    }
+    let cmd = decode(arrival.body, limits)?;
+    let refused = |rejection: Rejection| DecodeFailure {
+        rejection,
+        command_id: Some(cmd.command_id.to_string()),
+        tenant: Some(cmd.tenant.to_string()),
+        command_type: Some(cmd.type_name().to_owned()),
+    };
+    let producer =
+        producers.acting_producer(arrival.user_id, arrival.replayed, arrival.original_user);
+    check_issued_at(&cmd, now, limits)
+        .and_then(|()| check_routing_key(&cmd, arrival.routing_key))
+        .and_then(|()| {
+            producers.authorise_command(producer, cmd.tenant.as_str(), &grants_needed(&cmd))
+        })
+        .map_err(refused)?;
+    Ok(cmd)
+}
+
+/// A command dated further ahead than the allowed skew would win every
+/// later staleness comparison.
+pub fn check_issued_at(
+    cmd: &Command,
+    now: OffsetDateTime,
+    limits: &Limits,
+) -> Result<(), Rejection> {
+    if cmd.issued_at > now + limits.max_clock_skew {
+        return Err(Rejection::invalid(format!(
+            "issued_at is more than {} ahead of the worker's clock",
+            humantime::format_duration(limits.max_clock_skew)
+        )));
+    }
+    Ok(())
+}
+
+/// The routing key must be `{tenant}.{type}` of the body, so that broker
+/// topic permissions on routing keys restrict producers as the body would.
+pub fn check_routing_key(cmd: &Command, routing_key: &str) -> Result<(), Rejection> {
+    let expected = format!("{}.{}", cmd.tenant, cmd.type_name());
+    if routing_key != expected {
+        return Err(Rejection::invalid(format!(
+            "routing key `{}` does not match the body: expected `{expected}`",
+            routing_key.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Command types a producer must be granted to send `cmd`: a bulk needs
+/// its inner operation's type as well.
+pub fn grants_needed(cmd: &Command) -> Vec<&'static str> {
+    match &cmd.body {
+        CommandBody::Bulk(bulk) => vec![cmd.type_name(), bulk.op.type_name()],
+        _ => vec![cmd.type_name()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::ProducerGrant;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-22 08:00 UTC);
+
+    fn body(issued_at: &str, kind: &str, payload: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "command_id": "c-1", "type": kind, "tenant": "acme",
+            "issued_at": issued_at, "payload": payload,
+        }))
+        .unwrap()
+    }
+
+    fn arrival<'a>(body: &'a [u8], routing_key: &'a str) -> Arrival<'a> {
+        Arrival {
+            body,
+            body_len: body.len(),
+            routing_key,
+            user_id: None,
+            replayed: false,
+            original_user: None,
+        }
+    }
+
+    fn code(r: Result<Command, DecodeFailure>) -> Option<ErrorCode> {
+        r.err().map(|f| f.rejection.code)
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_malformed_without_being_decoded() {
+        let limits = Limits::default();
+        // Only a prefix was kept: decoding it would say "not JSON".
+        let prefix = b"{\"command_id\"";
+        let a = Arrival {
+            body_len: limits.max_body_bytes + 1,
+            ..arrival(prefix, "acme.contact.deactivate")
+        };
+        let f = admit(&a, &limits, &Producers::default(), NOW).unwrap_err();
+        assert_eq!(f.rejection.code, ErrorCode::Malformed);
+        assert!(f.rejection.message.contains("more than the limit"));
+    }
+
+    #[test]
+    fn issued_at_may_be_ahead_by_the_skew_and_no_more() {
+        let limits = Limits::default();
+        let p = Producers::default();
+        let ok = body(
+            "2026-11-22T09:00:00Z",
+            "contact.deactivate",
+            json!({"contact_id": "c"}),
+        );
+        assert!(admit(&arrival(&ok, "acme.contact.deactivate"), &limits, &p, NOW).is_ok());
+        let ahead = body(
+            "2026-11-22T09:00:01Z",
+            "contact.deactivate",
+            json!({"contact_id": "c"}),
+        );
+        let f = admit(
+            &arrival(&ahead, "acme.contact.deactivate"),
+            &limits,
+            &p,
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(f.rejection.code, ErrorCode::InvalidCommand);
+        assert!(
+            f.rejection.message.contains("1h"),
+            "{}",
+            f.rejection.message
+        );
+        assert_eq!(f.command_id.as_deref(), Some("c-1"));
+        let far = body(
+            "9999-01-01T00:00:00Z",
+            "contact.deactivate",
+            json!({"contact_id": "c"}),
+        );
+        assert_eq!(
+            code(admit(
+                &arrival(&far, "acme.contact.deactivate"),
+                &limits,
+                &p,
+                NOW
+            )),
+            Some(ErrorCode::InvalidCommand)
+        );
+    }
+
+    #[test]
+    fn the_routing_key_must_be_tenant_dot_type_of_the_body() {
+        let limits = Limits::default();
+        let p = Producers::default();
+        let b = body(
+            "2026-11-22T08:00:00Z",
+            "contact.deactivate",
+            json!({"contact_id": "c"}),
+        );
+        for wrong in [
+            "globex.contact.deactivate",
+            "acme.contact.delete",
+            "acme.contact",
+            "",
+        ] {
+            let f = admit(&arrival(&b, wrong), &limits, &p, NOW).unwrap_err();
+            assert_eq!(f.rejection.code, ErrorCode::InvalidCommand, "{wrong}");
+            assert!(f.rejection.message.contains("acme.contact.deactivate"));
+        }
+    }
+
+    #[test]
+    fn replays_are_authorised_as_the_original_producer_and_bulks_by_their_operation() {
+        let mut grants = BTreeMap::new();
+        grants.insert(
+            "narrow".to_string(),
+            ProducerGrant {
+                tenants: vec!["acme".into()],
+                commands: vec!["contact.bulk".into(), "contact.deactivate".into()],
+                replay: false,
+            },
+        );
+        grants.insert(
+            "operator".to_string(),
+            ProducerGrant {
+                replay: true,
+                ..ProducerGrant::default()
+            },
+        );
+        let p = Producers::new(grants);
+        let limits = Limits::default();
+        let b = body(
+            "2026-11-22T08:00:00Z",
+            "contact.deactivate",
+            json!({"contact_id": "c"}),
+        );
+        let key = "acme.contact.deactivate";
+        let as_user = |user, replayed, original| Arrival {
+            user_id: Some(user),
+            replayed,
+            original_user: original,
+            ..arrival(&b, key)
+        };
+        assert!(admit(&as_user("narrow", false, None), &limits, &p, NOW).is_ok());
+        assert!(admit(&as_user("operator", true, Some("narrow")), &limits, &p, NOW).is_ok());
+        // The operator's own (empty) grants, a replay of nobody, and a
+        // producer posing as a replay of the operator: all forbidden.
+        for a in [
+            as_user("operator", false, Some("narrow")),
+            as_user("operator", true, None),
+        ] {
+            assert_eq!(
+                code(admit(&a, &limits, &p, NOW)),
+                Some(ErrorCode::Forbidden)
+            );
+        }
+        let bulk = |op: &str| {
+            body(
+                "2026-11-22T08:00:00Z",
+                "contact.bulk",
+                json!({"contact_ids": ["c"], "operation": {"type": op, "payload": {}}}),
+            )
+        };
+        let allowed = bulk("contact.deactivate");
+        let a = Arrival {
+            user_id: Some("narrow"),
+            ..arrival(&allowed, "acme.contact.bulk")
+        };
+        assert!(admit(&a, &limits, &p, NOW).is_ok());
+        let inner_not_granted = bulk("contact.archive");
+        let a = Arrival {
+            user_id: Some("narrow"),
+            ..arrival(&inner_not_granted, "acme.contact.bulk")
+        };
+        assert_eq!(
+            code(admit(&a, &limits, &p, NOW)),
+            Some(ErrorCode::Forbidden)
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! A delivery as the worker keeps it: its body (only the first bytes of an
+//! oversize one), who sent it, and the dead letter it becomes when refused.
+
+use lapin::message::Delivery;
+use lapin::types::AMQPValue;
+use lapin::Acker;
+use lapin::BasicProperties;
+use sha2::{Digest, Sha256};
+
+use crate::amqp;
+use crate::domain::admission::Arrival;
+use crate::domain::ids::Limits;
+use crate::domain::policy::{Producers, ORIGINAL_USER_HEADER};
+use crate::store::journal::DeadLetter;
+
+/// A delivery as the batch sees it, independent of the channel.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// When the delivery arrived, for the command duration metric.
+    pub received: std::time::Instant,
+    /// The broker delivered it before (or `dlq replay` sent it again): it
+    /// may well be a duplicate, so the inbox is checked up front.
+    pub maybe_duplicate: bool,
+    /// The body; for a body over `limits.max_body_bytes`, only the first
+    /// `limits.dead_letter_body_bytes`, so that it is not held in memory.
+    pub body: Vec<u8>,
+    /// The full body's length.
+    pub body_len: usize,
+    /// The full body's SHA-256, taken on arrival when the body was cut.
+    cut_body_sha256: Option<[u8; 32]>,
+    pub properties: BasicProperties,
+    pub exchange: String,
+    pub routing_key: String,
+    /// The delivery carries `x-replayed`.
+    pub replayed: bool,
+    /// The producer a replay names ([`ORIGINAL_USER_HEADER`]).
+    pub original_user: Option<String>,
+}
+
+impl Inbound {
+    /// Takes the delivery apart: what the batch needs, and the acker.
+    pub fn from_delivery(d: Delivery, limits: &Limits) -> (Inbound, Acker) {
+        let Delivery {
+            data,
+            properties,
+            exchange,
+            routing_key,
+            redelivered,
+            acker,
+            ..
+        } = d;
+        (
+            Inbound::new(
+                data,
+                properties,
+                exchange.as_str(),
+                routing_key.as_str(),
+                redelivered,
+                limits,
+            ),
+            acker,
+        )
+    }
+
+    pub fn new(
+        data: Vec<u8>,
+        properties: BasicProperties,
+        exchange: &str,
+        routing_key: &str,
+        redelivered: bool,
+        limits: &Limits,
+    ) -> Inbound {
+        let header = |name: &str| {
+            properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(name).cloned())
+        };
+        let replayed = header(amqp::REPLAYED_HEADER).is_some();
+        let original_user = match header(ORIGINAL_USER_HEADER) {
+            Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into()),
+            Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_owned()),
+            _ => None,
+        };
+        let body_len = data.len();
+        let (body, cut_body_sha256) = if body_len > limits.max_body_bytes {
+            let digest: [u8; 32] = Sha256::digest(&data).into();
+            let mut kept = data;
+            kept.truncate(limits.dead_letter_body_bytes);
+            kept.shrink_to_fit();
+            (kept, Some(digest))
+        } else {
+            (data, None)
+        };
+        Inbound {
+            received: std::time::Instant::now(),
+            maybe_duplicate: redelivered || replayed,
+            body,
+            body_len,
+            cut_body_sha256,
+            properties,
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            replayed,
+            original_user,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.properties.user_id().as_ref().map(|u| u.as_str())
+    }
+
+    /// What admission needs of this delivery.
+    pub fn arrival(&self) -> Arrival<'_> {
+        Arrival {
+            body: &self.body,
+            body_len: self.body_len,
+            routing_key: &self.routing_key,
+            user_id: self.user_id(),
+            replayed: self.replayed,
+            original_user: self.original_user.as_deref(),
+        }
+    }
+
+    /// Lower-case hex SHA-256 of the full body.
+    pub fn body_sha256(&self) -> String {
+        let digest: [u8; 32] = match self.cut_body_sha256 {
+            Some(d) => d,
+            None => Sha256::digest(&self.body).into(),
+        };
+        hex(&digest)
+    }
+
+    /// The dead-letter row this delivery becomes when refused. The
+    /// producer recorded is the one it was authorised as (the original
+    /// producer of a trusted replay), so a replay of the row is authorised
+    /// the same way again.
+    pub fn dead_letter(
+        &self,
+        code: &str,
+        message: &str,
+        read: ReadIds,
+        producers: &Producers,
+        limits: &Limits,
+    ) -> DeadLetter {
+        let properties = amqp::properties_to_json(&self.properties);
+        let trusted = producers.trusts_replay_from(self.user_id(), self.replayed);
+        let kept = self.body.len().min(limits.dead_letter_body_bytes);
+        DeadLetter {
+            body: self.body[..kept].to_vec(),
+            body_len: self.body_len as i64,
+            body_sha256: self.body_sha256(),
+            // A producer's own x-replayed header counts for nothing.
+            replay: if trusted {
+                amqp::replay_number(&properties)
+            } else {
+                0
+            },
+            user_id: producers
+                .acting_producer(self.user_id(), self.replayed, self.original_user.as_deref())
+                .map(str::to_owned),
+            properties,
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            tenant: read.tenant,
+            command_id: read.command_id,
+            command_type: read.command_type,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// Whatever ids could be read from a refused message.
+#[derive(Clone, Debug, Default)]
+pub struct ReadIds {
+    pub tenant: Option<String>,
+    pub command_id: Option<String>,
+    pub command_type: Option<String>,
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::{FieldTable, LongString};
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 100,
+            dead_letter_body_bytes: 10,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn an_oversize_body_is_cut_on_arrival_and_keeps_its_length_and_hash() {
+        let body = vec![b'x'; 150];
+        let msg = Inbound::new(
+            body.clone(),
+            BasicProperties::default(),
+            "e",
+            "k",
+            false,
+            &limits(),
+        );
+        assert_eq!(msg.body.len(), 10);
+        assert_eq!(msg.body_len, 150);
+        assert_eq!(msg.body_sha256(), hex(&Sha256::digest(&body)));
+        let d = msg.dead_letter(
+            "malformed",
+            "too big",
+            ReadIds::default(),
+            &Producers::default(),
+            &limits(),
+        );
+        assert_eq!((d.body.len(), d.body_len), (10, 150));
+        assert_eq!(d.body_sha256, msg.body_sha256());
+    }
+
+    #[test]
+    fn a_body_within_the_limit_is_kept_whole_but_stored_cut() {
+        let body = vec![b'y'; 60];
+        let msg = Inbound::new(
+            body.clone(),
+            BasicProperties::default(),
+            "e",
+            "k",
+            false,
+            &limits(),
+        );
+        assert_eq!(msg.body, body);
+        let d = msg.dead_letter(
+            "invalid_command",
+            "bad",
+            ReadIds::default(),
+            &Producers::default(),
+            &limits(),
+        );
+        assert_eq!((d.body.len(), d.body_len), (10, 60));
+        assert_eq!(d.body_sha256, hex(&Sha256::digest(&body)));
+    }
+
+    #[test]
+    fn replay_headers_are_read() {
+        let mut headers = FieldTable::default();
+        headers.insert(amqp::REPLAYED_HEADER.into(), AMQPValue::LongLongInt(2));
+        headers.insert(
+            ORIGINAL_USER_HEADER.into(),
+            AMQPValue::LongString(LongString::from("narrow")),
+        );
+        let props = BasicProperties::default()
+            .with_headers(headers)
+            .with_user_id("operator".into());
+        let msg = Inbound::new(b"{}".to_vec(), props, "e", "k", false, &limits());
+        assert!(msg.replayed && msg.maybe_duplicate);
+        assert_eq!(msg.original_user.as_deref(), Some("narrow"));
+        assert_eq!(msg.user_id(), Some("operator"));
+    }
+}

@@ -3,10 +3,16 @@
 //! from the Rust types the worker uses (schemars), so they cannot drift;
 //! `deploy/schemas/` holds the generated files (`lifecycle-worker schemas
 //! --out deploy/schemas`) and a test checks they are current.
+//!
+//! Every document then goes through [`Portable`], so that the validators
+//! consumers use accept it as is: Ajv 8 in its default strict mode refuses
+//! formats it does not know (schemars' `uint64`, `int32`, `double`...) and
+//! type unions other than "one type or null".
 
 use std::collections::BTreeMap;
 
-use schemars::SchemaGenerator;
+use schemars::transform::{transform_subschemas, Transform};
+use schemars::{Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::domain::command::{payload_schema, ActivityKind, Visibility, COMMAND_TYPES};
@@ -32,7 +38,159 @@ pub fn all() -> BTreeMap<String, Value> {
     for t in EventType::ALL {
         out.insert(format!("events/{}.json", t.type_name()), event(t));
     }
+    for schema in out.values_mut() {
+        let schema: &mut Schema = schema.try_into().expect("every document is an object");
+        Portable.transform(schema);
+    }
     out
+}
+
+/// Rewrites what strict validators refuse into standard keywords that say
+/// the same: schemars' integer and number formats become `minimum` and
+/// `maximum` (or nothing, for `double`, `float` and the unbounded ones), and
+/// a `type` union that is more than one type or null becomes an `anyOf` of
+/// single types, each with the keywords that apply to it. Other non-standard
+/// formats are left for the validator tests to catch: dropping one would
+/// silently loosen the contract.
+#[derive(Clone, Copy, Debug)]
+struct Portable;
+
+impl Transform for Portable {
+    fn transform(&mut self, schema: &mut Schema) {
+        if let Some(obj) = schema.as_object_mut() {
+            numeric_format_to_bounds(obj);
+            split_type_union(obj);
+        }
+        transform_subschemas(self, schema);
+    }
+}
+
+fn numeric_format_to_bounds(obj: &mut Map<String, Value>) {
+    let numeric = match obj.get("type") {
+        Some(Value::String(t)) => t == "integer" || t == "number",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer" || t == "number"),
+        _ => false,
+    };
+    let Some(format) = obj
+        .get("format")
+        .and_then(Value::as_str)
+        .filter(|_| numeric)
+    else {
+        return;
+    };
+    let bounds: (Option<Value>, Option<Value>) = match format {
+        "int8" => (Some(i8::MIN.into()), Some(i8::MAX.into())),
+        "int16" => (Some(i16::MIN.into()), Some(i16::MAX.into())),
+        "int32" => (Some(i32::MIN.into()), Some(i32::MAX.into())),
+        "int64" => (Some(i64::MIN.into()), Some(i64::MAX.into())),
+        "uint8" => (Some(0.into()), Some(u8::MAX.into())),
+        "uint16" => (Some(0.into()), Some(u16::MAX.into())),
+        "uint32" => (Some(0.into()), Some(u32::MAX.into())),
+        "uint64" => (Some(0.into()), Some(u64::MAX.into())),
+        // 128-bit (and platform-sized) bounds do not fit serde_json's numbers: the sign is kept.
+        "uint128" | "uint" => (Some(0.into()), None),
+        "int128" | "int" | "float" | "double" => (None, None),
+        _ => return,
+    };
+    obj.remove("format");
+    // A bound already there (from `#[schemars(range)]`) is at least as tight.
+    for (key, bound) in [("minimum", bounds.0), ("maximum", bounds.1)] {
+        if let Some(bound) = bound {
+            obj.entry(key).or_insert(bound);
+        }
+    }
+}
+
+/// Keywords that apply only to instances of one type (JSON Schema 2020-12
+/// validation vocabulary and the applicators), by that type.
+fn keywords_of(t: &str) -> &'static [&'static str] {
+    match t {
+        "integer" | "number" => &[
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+            "multipleOf",
+        ],
+        "string" => &[
+            "minLength",
+            "maxLength",
+            "pattern",
+            "format",
+            "contentEncoding",
+            "contentMediaType",
+            "contentSchema",
+        ],
+        "array" => &[
+            "items",
+            "prefixItems",
+            "contains",
+            "minContains",
+            "maxContains",
+            "minItems",
+            "maxItems",
+            "uniqueItems",
+            "unevaluatedItems",
+        ],
+        "object" => &[
+            "properties",
+            "patternProperties",
+            "additionalProperties",
+            "required",
+            "propertyNames",
+            "minProperties",
+            "maxProperties",
+            "dependentRequired",
+            "dependentSchemas",
+            "unevaluatedProperties",
+        ],
+        _ => &[],
+    }
+}
+
+fn split_type_union(obj: &mut Map<String, Value>) {
+    let Some(Value::Array(types)) = obj.get("type") else {
+        return;
+    };
+    let types: Vec<String> = types
+        .iter()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    // Ajv's strictTypes accepts a single type or a type with null.
+    let non_null = types.iter().filter(|t| *t != "null").count();
+    if non_null <= 1 {
+        return;
+    }
+    obj.remove("type");
+    let mut taken = Map::new();
+    for t in &types {
+        for key in keywords_of(t) {
+            if let Some(v) = obj.remove(*key) {
+                taken.insert((*key).to_owned(), v);
+            }
+        }
+    }
+    let branches: Vec<Value> = types
+        .iter()
+        .map(|t| {
+            let mut branch = Map::from_iter([("type".to_owned(), json!(t))]);
+            for key in keywords_of(t) {
+                if let Some(v) = taken.get(*key) {
+                    branch.insert((*key).to_owned(), v.clone());
+                }
+            }
+            Value::Object(branch)
+        })
+        .collect();
+    if obj.contains_key("anyOf") {
+        // Both must hold: the union joins the existing anyOf in an allOf.
+        let all_of = obj.entry("allOf").or_insert_with(|| json!([]));
+        if let Some(all_of) = all_of.as_array_mut() {
+            all_of.push(json!({"anyOf": branches}));
+        }
+    } else {
+        obj.insert("anyOf".into(), Value::Array(branches));
+    }
 }
 
 fn nullable_string() -> Value {
@@ -339,6 +497,60 @@ mod tests {
                 "{path} is stale: run `lifecycle-worker schemas --out deploy/schemas`"
             );
         }
+    }
+
+    fn portable(schema: Value) -> Value {
+        let mut schema = Schema::try_from(schema).unwrap();
+        Portable.transform(&mut schema);
+        schema.to_value()
+    }
+
+    #[test]
+    fn integer_formats_become_bounds() {
+        assert_eq!(
+            portable(json!({"type": ["integer", "null"], "format": "uint64", "minimum": 0})),
+            json!({"type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX})
+        );
+        assert_eq!(
+            portable(json!({"items": {"type": "integer", "format": "int32"}})),
+            json!({"items": {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX}})
+        );
+        assert_eq!(
+            portable(json!({"type": "integer", "format": "uint32", "minimum": 1})),
+            json!({"type": "integer", "minimum": 1, "maximum": u32::MAX})
+        );
+        assert_eq!(
+            portable(json!({"type": "number", "format": "double"})),
+            json!({"type": "number"})
+        );
+        // Standard formats stay.
+        let uuid = json!({"type": "string", "format": "uuid"});
+        assert_eq!(portable(uuid.clone()), uuid);
+    }
+
+    #[test]
+    fn type_unions_become_any_of_with_their_keywords() {
+        assert_eq!(
+            portable(
+                json!({"description": "d", "type": ["string", "integer", "null"],
+                            "minLength": 1, "minimum": 0})
+            ),
+            json!({"description": "d", "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "integer", "minimum": 0},
+                {"type": "null"},
+            ]})
+        );
+        // One type or null is what strict Ajv accepts, and stays.
+        let nullable = json!({"type": ["string", "null"], "maxLength": 3});
+        assert_eq!(portable(nullable.clone()), nullable);
+        assert_eq!(
+            portable(
+                json!({"type": ["string", "number"], "anyOf": [{"const": 1}, {"const": "a"}]})
+            ),
+            json!({"anyOf": [{"const": 1}, {"const": "a"}],
+                   "allOf": [{"anyOf": [{"type": "string"}, {"type": "number"}]}]})
+        );
     }
 
     #[test]

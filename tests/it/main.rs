@@ -11,6 +11,7 @@ mod helpers;
 mod ops;
 mod relay;
 mod retention;
+mod schema_validators;
 mod schemas;
 mod security;
 mod semantics;

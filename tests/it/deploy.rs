@@ -158,3 +158,131 @@ fn asyncapi_document_is_version_3_and_every_reference_resolves() {
         24
     );
 }
+
+/// The pod specs of every workload in `docs`, named `Kind/name`.
+fn pod_specs(docs: &[Yaml]) -> Vec<(String, &Yaml)> {
+    docs.iter()
+        .filter_map(|d| {
+            let kind = d["kind"].as_str()?;
+            let spec = match kind {
+                "Pod" => &d["spec"],
+                "CronJob" => &d["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+                "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+                    &d["spec"]["template"]["spec"]
+                }
+                _ => return None,
+            };
+            let name = d["metadata"]["name"].as_str().unwrap_or("?");
+            Some((format!("{kind}/{name}"), spec))
+        })
+        .collect()
+}
+
+/// What Pod Security "restricted" (baseline included) would refuse in `pod`:
+/// host namespaces, privileged containers, volume types, host ports,
+/// privilege escalation, root, seccomp and capabilities; sysctls, AppArmor,
+/// SELinux and Windows options are not looked at (the files set none). Plus
+/// this project's own rules: a non-zero uid and a read-only root filesystem.
+/// Empty when the pod is admitted.
+fn restricted_violations(pod: &Yaml) -> Vec<String> {
+    let mut found = Vec::new();
+    let pod_sc = &pod["securityContext"];
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        if pod[host].as_bool() == Some(true) {
+            found.push(format!("{host} is set"));
+        }
+    }
+    // Volume types the restricted profile allows.
+    let allowed = [
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
+    for volume in pod["volumes"].as_vec().map(Vec::as_slice).unwrap_or(&[]) {
+        for (key, _) in volume.as_hash().into_iter().flatten() {
+            let key = key.as_str().unwrap_or("");
+            if key != "name" && !allowed.contains(&key) {
+                found.push(format!("volume type {key}"));
+            }
+        }
+    }
+    if pod_sc["runAsUser"].as_i64() == Some(0) {
+        found.push("pod runAsUser is 0".into());
+    }
+    if pod_sc["seccompProfile"]["type"].as_str() == Some("Unconfined") {
+        found.push("pod seccompProfile is Unconfined".into());
+    }
+    let all_containers = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| pod[*k].as_vec().map(Vec::as_slice).unwrap_or(&[]));
+    for c in all_containers {
+        let name = c["name"].as_str().unwrap_or("?");
+        let sc = &c["securityContext"];
+        let mut fail = |what: &str| found.push(format!("container {name}: {what}"));
+        if sc["privileged"].as_bool() == Some(true) {
+            fail("privileged");
+        }
+        if sc["allowPrivilegeEscalation"].as_bool() != Some(false) {
+            fail("allowPrivilegeEscalation is not false");
+        }
+        // runAsNonRoot, runAsUser and seccompProfile may come from the pod.
+        if sc["runAsNonRoot"]
+            .borrowed_or(&pod_sc["runAsNonRoot"])
+            .as_bool()
+            != Some(true)
+        {
+            fail("runAsNonRoot is not true");
+        }
+        match sc["runAsUser"].borrowed_or(&pod_sc["runAsUser"]).as_i64() {
+            Some(uid) if uid > 0 => {}
+            _ => fail("runAsUser is not a non-zero uid"),
+        }
+        let seccomp = sc["seccompProfile"]["type"].borrowed_or(&pod_sc["seccompProfile"]["type"]);
+        if !matches!(seccomp.as_str(), Some("RuntimeDefault" | "Localhost")) {
+            fail("seccompProfile is not RuntimeDefault or Localhost");
+        }
+        let caps = &sc["capabilities"];
+        let dropped = caps["drop"].as_vec().map(Vec::as_slice).unwrap_or(&[]);
+        if !dropped.iter().any(|c| c.as_str() == Some("ALL")) {
+            fail("capabilities do not drop ALL");
+        }
+        let added = caps["add"].as_vec().map(Vec::as_slice).unwrap_or(&[]);
+        if added.iter().any(|c| c.as_str() != Some("NET_BIND_SERVICE")) {
+            fail("capabilities add more than NET_BIND_SERVICE");
+        }
+        for port in c["ports"].as_vec().map(Vec::as_slice).unwrap_or(&[]) {
+            if !port["hostPort"].is_badvalue() {
+                fail("hostPort");
+            }
+        }
+        if sc["readOnlyRootFilesystem"].as_bool() != Some(true) {
+            fail("readOnlyRootFilesystem is not true");
+        }
+    }
+    found
+}
+
+#[test]
+fn every_pod_template_meets_pod_security_restricted() {
+    // The check itself catches a pod without any security context.
+    let bare = &YamlLoader::load_from_str("containers: [{name: c, image: x}]").unwrap()[0];
+    assert!(restricted_violations(bare).len() >= 5);
+
+    let docs = k8s();
+    let pods = pod_specs(&docs);
+    let names: Vec<&str> = pods.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "Deployment/lifecycle-worker",
+        "Job/lifecycle-worker-migrate",
+    ] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    for (name, pod) in pods {
+        assert_eq!(restricted_violations(pod), Vec::<String>::new(), "{name}");
+    }
+}

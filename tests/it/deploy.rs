@@ -286,3 +286,20 @@ fn every_pod_template_meets_pod_security_restricted() {
         assert_eq!(restricted_violations(pod), Vec::<String>::new(), "{name}");
     }
 }
+
+#[test]
+fn deployment_leaves_its_replica_count_to_keda() {
+    let docs = k8s();
+    let deployment = of_kind(&docs, "Deployment")[0];
+    assert!(
+        deployment["spec"]["replicas"].is_badvalue(),
+        "a fixed replicas would undo KEDA's scaling on every apply"
+    );
+    let scaled = of_kind(&docs, "ScaledObject")[0];
+    assert_eq!(
+        scaled["spec"]["scaleTargetRef"]["name"],
+        deployment["metadata"]["name"]
+    );
+    // The PodDisruptionBudget keeps one pod; two make a drain possible.
+    assert!(scaled["spec"]["minReplicaCount"].as_i64().unwrap() >= 2);
+}

@@ -36,6 +36,19 @@ fn of_kind<'a>(docs: &'a [Yaml], kind: &str) -> Vec<&'a Yaml> {
         .collect()
 }
 
+/// The settings the worker loads from the ConfigMap's TOML.
+fn configmap_settings(docs: &[Yaml]) -> Settings {
+    let config = of_kind(docs, "ConfigMap")[0]["data"]["config.toml"]
+        .as_str()
+        .unwrap();
+    // One file per call: tests run in parallel in one process.
+    let file = std::env::temp_dir().join(format!("lw-configmap-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, config).unwrap();
+    let settings = Settings::load(Some(&file));
+    std::fs::remove_file(&file).unwrap();
+    settings.expect("the ConfigMap's TOML loads")
+}
+
 #[test]
 fn kubernetes_manifests_probe_the_endpoints_and_scale_on_the_queues() {
     let docs = k8s();
@@ -84,14 +97,7 @@ fn kubernetes_manifests_probe_the_endpoints_and_scale_on_the_queues() {
     );
 
     // The ConfigMap's TOML is a configuration the worker accepts.
-    let config = of_kind(&docs, "ConfigMap")[0]["data"]["config.toml"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let file = std::env::temp_dir().join(format!("lw-configmap-{}.toml", std::process::id()));
-    std::fs::write(&file, config).unwrap();
-    let settings = Settings::load(Some(&file)).expect("the ConfigMap's TOML loads");
-    std::fs::remove_file(&file).unwrap();
+    let settings = configmap_settings(&docs);
     assert!(
         !settings
             .policies()
@@ -302,4 +308,49 @@ fn deployment_leaves_its_replica_count_to_keda() {
     );
     // The PodDisruptionBudget keeps one pod; two make a drain possible.
     assert!(scaled["spec"]["minReplicaCount"].as_i64().unwrap() >= 2);
+}
+
+#[test]
+fn keda_counts_unacked_deliveries_through_the_management_api() {
+    let docs = k8s();
+    let auths = of_kind(&docs, "TriggerAuthentication");
+    let secret = of_kind(&docs, "Secret")[0];
+    let prefetch = configmap_settings(&docs).amqp.prefetch;
+    let scaled = of_kind(&docs, "ScaledObject")[0];
+    let triggers = scaled["spec"]["triggers"].as_vec().unwrap();
+    assert_eq!(triggers.len(), 2);
+    for trigger in triggers {
+        let meta = &trigger["metadata"];
+        assert_eq!(trigger["type"].as_str(), Some("rabbitmq"));
+        // Over AMQP KEDA counts ready messages only.
+        assert_eq!(meta["protocol"].as_str(), Some("http"));
+        assert_eq!(meta["mode"].as_str(), Some("QueueLength"));
+        let exclude = &meta["excludeUnacknowledged"];
+        assert!(exclude.is_badvalue() || exclude.as_str() == Some("false"));
+        assert_eq!(
+            meta["value"].as_str(),
+            Some(prefetch.to_string().as_str()),
+            "one prefetch window per replica"
+        );
+        // The management URL comes from the Secret, and is an HTTP URL.
+        let auth_name = trigger["authenticationRef"]["name"].as_str().unwrap();
+        let auth = auths
+            .iter()
+            .find(|a| a["metadata"]["name"].as_str() == Some(auth_name))
+            .unwrap_or_else(|| panic!("TriggerAuthentication {auth_name}"));
+        let host = auth["spec"]["secretTargetRef"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|r| r["parameter"].as_str() == Some("host"))
+            .expect("host from a Secret");
+        assert_eq!(host["name"], secret["metadata"]["name"]);
+        let url = secret["stringData"][host["key"].as_str().unwrap()]
+            .as_str()
+            .expect("the example Secret has the key");
+        assert!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "{url}"
+        );
+    }
 }

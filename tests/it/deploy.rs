@@ -447,3 +447,57 @@ fn systemd_unit_is_sandboxed_and_rated_ok_by_systemd_analyze() {
         .unwrap_or_else(|| panic!("no exposure level in {stdout}"));
     assert!(score < 3.0, "exposure {score}, not OK:\n{stdout}");
 }
+
+#[test]
+fn dockerfile_apt_installs_are_pinned_or_justified() {
+    let dockerfile = std::fs::read_to_string(deploy("Dockerfile")).unwrap();
+    // Instructions with their continuation lines joined, each with the
+    // comment lines right above it.
+    let mut instructions: Vec<(Vec<&str>, String)> = Vec::new();
+    let mut comments = Vec::new();
+    let mut open: Option<String> = None;
+    for line in dockerfile.lines() {
+        let trimmed = line.trim();
+        if let Some(text) = open.as_mut() {
+            let continued = trimmed.strip_suffix('\\');
+            text.push(' ');
+            text.push_str(continued.unwrap_or(trimmed));
+            if continued.is_none() {
+                instructions.push((std::mem::take(&mut comments), open.take().unwrap()));
+            }
+        } else if let Some(comment) = trimmed.strip_prefix('#') {
+            comments.push(comment.trim());
+        } else if trimmed.is_empty() {
+            comments.clear();
+        } else if let Some(start) = trimmed.strip_suffix('\\') {
+            open = Some(start.to_owned());
+        } else {
+            instructions.push((std::mem::take(&mut comments), trimmed.to_owned()));
+        }
+    }
+    let mut installs = 0;
+    for (comments, text) in &instructions {
+        for command in text.split("&&").filter(|c| c.contains("apt-get install")) {
+            installs += 1;
+            let packages = command
+                .split_whitespace()
+                .skip_while(|w| *w != "install")
+                .skip(1)
+                .filter(|w| !w.starts_with('-'));
+            if packages.clone().all(|p| p.contains('=')) {
+                continue;
+            }
+            // hadolint reads the pragma only on the line right above; the
+            // lines above it say why.
+            let pragma = comments.last().copied().unwrap_or("");
+            assert!(
+                pragma.starts_with("hadolint ignore=") && pragma.contains("DL3008"),
+                "unpinned {:?} without `# hadolint ignore=DL3008` right above",
+                packages.collect::<Vec<_>>()
+            );
+            let reason: usize = comments[..comments.len() - 1].iter().map(|c| c.len()).sum();
+            assert!(reason >= 40, "the DL3008 ignore says why: {comments:?}");
+        }
+    }
+    assert!(installs >= 1, "the runtime image installs CA certificates");
+}

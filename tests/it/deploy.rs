@@ -1,7 +1,9 @@
 //! The deployment files parse and say what the worker needs: probes on the
 //! real endpoints, secrets for the URLs, a configuration the worker accepts,
-//! KEDA on the real queue names, and an AsyncAPI document whose references
-//! all resolve.
+//! KEDA on the real queue names counting unacked deliveries, pods Pod
+//! Security "restricted" admits, a sandboxed systemd unit, a Dockerfile
+//! hadolint accepts, a broker message size above the worker's body limit, and
+//! an AsyncAPI document whose references all resolve.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -500,4 +502,39 @@ fn dockerfile_apt_installs_are_pinned_or_justified() {
         }
     }
     assert!(installs >= 1, "the runtime image installs CA certificates");
+}
+
+#[test]
+fn rabbitmq_message_size_is_just_above_the_worker_body_limit() {
+    let conf = std::fs::read_to_string(deploy("rabbitmq.conf")).unwrap();
+    // rabbitmq.conf: `key = value` lines, `#` comment lines.
+    let settings: Vec<(&str, &str)> = conf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{l}"));
+            (k.trim(), v.trim())
+        })
+        .collect();
+    let max: usize = settings
+        .iter()
+        .find(|(k, _)| *k == "max_message_size")
+        .expect("max_message_size is set")
+        .1
+        .parse()
+        .unwrap();
+    // Above the worker's limit, so an oversize command is dead-lettered by
+    // the worker rather than refused unseen by the broker; still small.
+    let body_limit = Settings::default().limits.max_body_bytes;
+    assert!(max > body_limit, "{max} <= {body_limit}");
+    assert!((262_144..=1024 * 1024).contains(&max), "{max}");
+
+    // Local runs use it: compose mounts it into the broker's conf.d.
+    let compose = &yaml_docs("compose.yaml")[0];
+    let volumes = compose["services"]["rabbitmq"]["volumes"].as_vec().unwrap();
+    assert!(volumes.iter().any(|v| {
+        let v = v.as_str().unwrap_or("");
+        v.starts_with("./rabbitmq.conf:/etc/rabbitmq/conf.d/")
+    }));
 }

@@ -117,9 +117,9 @@ pub struct WorkerSettings {
     pub batch_size: usize,
     /// How long shutdown waits for in-flight commands, in seconds.
     pub drain_timeout_secs: u64,
-    /// Most bytes of unacknowledged deliveries a consumer holds. The
-    /// prefetch bounds deliveries by count only, and RabbitMQ may accept
-    /// messages of any size up to its `max_message_size`.
+    /// Most bytes of unacknowledged deliveries a consumer keeps: the
+    /// prefetch is lowered to `max_unacked_bytes / limits.max_body_bytes`
+    /// when that is smaller (bodies over `max_body_bytes` are cut on arrival).
     pub max_unacked_bytes: usize,
 }
 
@@ -128,7 +128,7 @@ impl Default for WorkerSettings {
         WorkerSettings {
             batch_size: 256,
             drain_timeout_secs: 30,
-            max_unacked_bytes: 64 * 1024 * 1024,
+            max_unacked_bytes: 128 * 1024 * 1024,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -213,81 +213,32 @@ pub struct Flow {
     pub prefetch: u16,
     /// Deliveries per transaction, at most.
     pub batch_size: usize,
-    /// Bytes of unacknowledged deliveries, at most (see [`Window`]).
+    /// Bytes of unacknowledged deliveries a consumer keeps, at most.
     pub max_unacked_bytes: usize,
 }
 
-/// Keeps prefetch × body size within the byte budget. The prefetch counts
-/// deliveries, not bytes, and RabbitMQ fixes a consumer's prefetch when it
-/// starts consuming, so a delivery too large for the current prefetch
-/// makes the consumer reopen with a smaller one once its batch is settled;
-/// deliveries the broker had already sent are returned to the queue with
-/// the old channel. The full prefetch comes back after a quiet spell.
-#[derive(Clone, Debug)]
-pub struct Window {
-    configured: u16,
-    budget: usize,
-    current: u16,
-    wanted: u16,
-    last_large: Option<std::time::Instant>,
-}
-
-/// How long the reduced prefetch stays after the last large delivery.
-const LARGE_SPELL: Duration = Duration::from_secs(30);
-
-impl Window {
-    pub fn new(configured: u16, budget: usize) -> Window {
-        Window {
-            configured,
-            budget,
-            current: configured,
-            wanted: configured,
-            last_large: None,
-        }
-    }
-
-    pub fn current(&self) -> u16 {
-        self.current
-    }
-
-    fn safe_for(&self, len: usize) -> u16 {
-        let n = self.budget / len.max(1);
-        u16::try_from(n)
+impl Flow {
+    /// The prefetch actually asked for: the broker sends at most this many
+    /// unacknowledged deliveries, and each is kept with at most
+    /// `max_body_bytes` (an oversize body is cut on arrival), so together
+    /// they stay within `max_unacked_bytes`.
+    pub fn effective_prefetch(&self, limits: &Limits) -> u16 {
+        let by_bytes = self.max_unacked_bytes / limits.max_body_bytes.max(1);
+        u16::try_from(by_bytes)
             .unwrap_or(u16::MAX)
-            .clamp(1, self.configured)
-    }
-
-    /// Notes a delivery of `len` bytes; true when the current prefetch is
-    /// too large for deliveries of that size.
-    pub fn observe(&mut self, len: usize, now: std::time::Instant) -> bool {
-        let safe = self.safe_for(len);
-        if safe < self.configured {
-            self.last_large = Some(now);
-        }
-        self.wanted = self.wanted.min(safe);
-        self.wanted < self.current
-    }
-
-    /// After a batch is settled: the prefetch to reopen the consumer with,
-    /// when it should change.
-    pub fn after_batch(&mut self, now: std::time::Instant) -> Option<u16> {
-        if self.wanted < self.current {
-            self.current = self.wanted;
-            return Some(self.current);
-        }
-        let quiet = self
-            .last_large
-            .is_none_or(|t| now.duration_since(t) >= LARGE_SPELL);
-        if self.current < self.configured && quiet {
-            self.current = self.configured;
-            self.wanted = self.configured;
-            return Some(self.current);
-        }
-        None
+            .clamp(1, self.prefetch.max(1))
     }
 }
+
+/// What the puller hands the batcher.
+type Pulled = Result<(Inbound, Acker), ConsumeError>;
 
 /// Consumes one command queue until shutdown or a channel error.
+///
+/// A puller task takes deliveries off the channel as soon as they arrive
+/// and cuts oversize bodies there, so the memory held by unacknowledged
+/// deliveries is bounded by the prefetch times `max_body_bytes`, whatever
+/// size the broker lets through and however long a batch takes to commit.
 pub async fn consume_queue(
     processor: Arc<Processor>,
     conn: &Connection,
@@ -295,65 +246,78 @@ pub async fn consume_queue(
     flow: Flow,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
+    let prefetch = flow.effective_prefetch(&processor.limits);
+    let (ch, consumer) = consumer_on(conn, queue, prefetch).await?;
     let replies = amqp::confirm_channel(conn).await?;
-    let mut window = Window::new(flow.prefetch, flow.max_unacked_bytes);
-    info!(queue, "consuming");
-    loop {
-        let (ch, mut consumer) = consumer_on(conn, queue, window.current()).await?;
-        let reopen = consume_batches(
-            &processor,
-            &mut consumer,
-            &replies,
-            queue,
-            flow.batch_size,
-            &mut window,
-            &shutdown,
-        )
-        .await?;
-        let _ = ch
-            .close(200, "consumer reopened or shutting down".into())
-            .await;
-        match reopen {
-            Some(prefetch) => info!(
-                queue,
-                prefetch, "reopening the consumer with a new prefetch"
-            ),
-            None => break,
-        }
-    }
+    info!(queue, prefetch, "consuming");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop_pulling = shutdown.child_token();
+    let puller = tokio::spawn(pull(
+        consumer,
+        queue.to_owned(),
+        processor.limits.clone(),
+        tx,
+        stop_pulling.clone(),
+    ));
+    let result = consume_batches(&processor, &mut rx, &replies, flow.batch_size, &shutdown).await;
+    stop_pulling.cancel();
+    let _ = puller.await;
+    let _ = ch.close(200, "shutting down".into()).await;
     let _ = replies.close(200, "shutting down".into()).await;
-    Ok(())
+    result
 }
 
-/// Takes batches from one consumer until shutdown (`None`) or until the
-/// prefetch must change (`Some(new prefetch)`).
+/// Moves deliveries from the channel to the batcher, cutting oversize
+/// bodies on the way; ends at `stop` or after handing on an error.
+async fn pull(
+    mut consumer: lapin::Consumer,
+    queue: String,
+    limits: Limits,
+    tx: tokio::sync::mpsc::UnboundedSender<Pulled>,
+    stop: CancellationToken,
+) {
+    loop {
+        let pulled = match next_delivery(&mut consumer, &queue, &stop).await {
+            Ok(Some(d)) => Ok(Inbound::from_delivery(d, &limits)),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        let failed = pulled.is_err();
+        if tx.send(pulled).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Takes batches from the puller until shutdown or a channel error.
 async fn consume_batches(
     processor: &Processor,
-    consumer: &mut lapin::Consumer,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Pulled>,
     replies: &Channel,
-    queue: &str,
     batch_size: usize,
-    window: &mut Window,
     shutdown: &CancellationToken,
-) -> Result<Option<u16>, ConsumeError> {
-    let limits = &processor.limits;
-    while let Some(first) = next_delivery(consumer, queue, shutdown).await? {
-        let mut too_large = window.observe(first.data.len(), std::time::Instant::now());
-        let mut batch = vec![Inbound::from_delivery(first, limits)];
+) -> Result<(), ConsumeError> {
+    loop {
+        // Shutdown wins over buffered deliveries: those go back to the
+        // queue when the channel closes.
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            first = rx.recv() => first,
+        };
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let mut batch = vec![first?];
         let mut pending_error = None;
-        // A delivery too large for the prefetch ends the batch: the sooner
-        // the consumer reopens, the less the broker sends meanwhile.
-        while batch.len() < batch_size && !too_large {
-            match consumer.next().now_or_never() {
-                Some(Some(Ok(d))) => {
-                    too_large = window.observe(d.data.len(), std::time::Instant::now());
-                    batch.push(Inbound::from_delivery(d, limits));
-                }
-                Some(Some(Err(e))) => {
+        while batch.len() < batch_size {
+            match rx.try_recv() {
+                Ok(Ok(pulled)) => batch.push(pulled),
+                Ok(Err(e)) => {
                     pending_error = Some(e);
                     break;
                 }
-                Some(None) | None => break,
+                Err(_) => break,
             }
         }
         let (inbound, ackers): (Vec<Inbound>, Vec<Acker>) = batch.into_iter().unzip();
@@ -361,17 +325,13 @@ async fn consume_batches(
         let Some(dispositions) = processor.handle_batch(inbound, shutdown).await else {
             // Shutdown while the database was away: nothing committed, the
             // deliveries go back to the queue when the channel closes.
-            return Ok(None);
+            return Ok(());
         };
         settle(replies, &props, ackers, dispositions).await?;
         if let Some(e) = pending_error {
-            return Err(e.into());
-        }
-        if let Some(prefetch) = window.after_batch(std::time::Instant::now()) {
-            return Ok(Some(prefetch));
+            return Err(e);
         }
     }
-    Ok(None)
 }
 
 /// Replies, then acks (or requeues) a committed batch.
@@ -584,4 +544,23 @@ async fn send_reply(
     )
     .await
     .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_keeps_unacked_bytes_within_the_budget() {
+        let limits = Limits::default(); // 256 KiB bodies
+        let flow = |prefetch, max_unacked_bytes| Flow {
+            prefetch,
+            batch_size: 256,
+            max_unacked_bytes,
+        };
+        assert_eq!(flow(512, 128 << 20).effective_prefetch(&limits), 512);
+        assert_eq!(flow(512, 32 << 20).effective_prefetch(&limits), 128);
+        assert_eq!(flow(64, 128 << 20).effective_prefetch(&limits), 64);
+        assert_eq!(flow(512, 1).effective_prefetch(&limits), 1);
+    }
 }

@@ -123,7 +123,10 @@ async fn every_refused_message_is_stored_whatever_it_holds() {
         assert_eq!(row.code, *code, "{name}");
         assert_eq!(&row.body, body, "{name}: the original bytes are kept");
     }
-    let tenant_row = dead.iter().find(|d| d.body_sha256 == sha(&cases[0].1)).unwrap();
+    let tenant_row = dead
+        .iter()
+        .find(|d| d.body_sha256 == sha(&cases[0].1))
+        .unwrap();
     assert_eq!(tenant_row.tenant_id.as_deref(), Some("ac\u{FFFD}me"));
 
     // The broker-level path: messages parked on {p}.dead are drained even
@@ -201,8 +204,13 @@ async fn oversize_bodies_are_cut_and_unacked_memory_stays_bounded() {
         if i == 0 {
             first = body.clone();
         }
-        env.publish_on(&env.ch, "acme.contact.upsert", &body, amqp::json_properties())
-            .await;
+        env.publish_on(
+            &env.ch,
+            "acme.contact.upsert",
+            &body,
+            amqp::json_properties(),
+        )
+        .await;
     }
     drop(pad);
     let mut worker = spawn_worker(&env);
@@ -231,8 +239,15 @@ async fn oversize_bodies_are_cut_and_unacked_memory_stays_bounded() {
         .find(|d| d.body_sha256 == sha(&first))
         .expect("the first body's row");
     assert_eq!(row.body_len, first.len() as i64);
-    assert_eq!(row.body, first[..env.settings.limits.dead_letter_body_bytes]);
-    assert!(row.message.contains("more than the limit"), "{}", row.message);
+    assert_eq!(
+        row.body,
+        first[..env.settings.limits.dead_letter_body_bytes]
+    );
+    assert!(
+        row.message.contains("more than the limit"),
+        "{}",
+        row.message
+    );
 
     let (code, _, stderr) = env.cli_text(&["dlq", "replay", &row.id.to_string()]).await;
     assert_eq!(code, 1, "{stderr}");
@@ -272,7 +287,8 @@ async fn clock_skew_routing_key_and_filter_size_are_checked() {
     assert_eq!(r["error"]["code"], "invalid_command");
     let message = r["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("globex.contact.deactivate") && message.contains("acme.contact.deactivate"),
+        message.contains("globex.contact.deactivate")
+            && message.contains("acme.contact.deactivate"),
         "{message}"
     );
 
@@ -293,7 +309,10 @@ async fn clock_skew_routing_key_and_filter_size_are_checked() {
     );
     let r = env.send(&bulk).await;
     assert_eq!(r["error"]["code"], "invalid_command", "{r}");
-    assert!(r["error"]["message"].as_str().unwrap().contains("max_bulk_ids"));
+    assert!(r["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_bulk_ids"));
     let c = env.contact_show("acme", "c-0").await.unwrap();
     assert_eq!(c["active"], true);
     let _ = issued_at(0);
@@ -355,8 +374,14 @@ async fn the_tables_live_in_the_workers_schema_and_v1_tables_move_there() {
         )
     };
     let same = "6f0c6f9e-3b0a-4c1e-9a53-1d2f5e0b7a11";
-    sqlx::query(&insert_event(same)).execute(&env.pool).await.unwrap();
-    assert!(sqlx::query(&insert_event(same)).execute(&env.pool).await.is_err());
+    sqlx::query(&insert_event(same))
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    assert!(sqlx::query(&insert_event(same))
+        .execute(&env.pool)
+        .await
+        .is_err());
     assert!(sqlx::query(
         "INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, reply) \
          VALUES ('acme', 'x', 'contact.deactivate', 'exploded', '{}')"
@@ -367,16 +392,28 @@ async fn the_tables_live_in_the_workers_schema_and_v1_tables_move_there() {
 
     // A v1 installation (tables in public) is moved on the next start, data included.
     for table in [
-        "_sqlx_migrations", "contacts", "contact_activity", "users", "employers", "roles",
-        "processed_commands", "outbox", "dead_letters",
+        "_sqlx_migrations",
+        "contacts",
+        "contact_activity",
+        "users",
+        "employers",
+        "roles",
+        "processed_commands",
+        "outbox",
+        "dead_letters",
     ] {
         sqlx::query(&format!("ALTER TABLE lifecycle.{table} SET SCHEMA public"))
             .execute(&env.pool)
             .await
             .unwrap();
     }
-    sqlx::query("DROP SCHEMA lifecycle").execute(&env.pool).await.unwrap();
-    let pool = lifecycle_worker::store::prepare(&env.settings).await.unwrap();
+    sqlx::query("DROP SCHEMA lifecycle")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let pool = lifecycle_worker::store::prepare(&env.settings)
+        .await
+        .unwrap();
     let moved: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_id = $1::uuid")
         .bind(same)
         .fetch_one(&pool)

@@ -337,6 +337,15 @@ impl TestEnv {
 
     /// Runs the real binary against this test's database and broker.
     pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_with(args, &[]).await
+    }
+
+    /// [`TestEnv::cli`] with environment variables added or overridden.
+    pub async fn cli_with(
+        &self,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> std::process::Output {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
             .args(args)
             .env(
@@ -349,6 +358,7 @@ impl TestEnv {
             )
             .env("LIFECYCLE__AMQP__PREFIX", &self.settings.amqp.prefix)
             .env("RUST_LOG", "warn")
+            .envs(extra_env.iter().copied())
             .output()
             .await
             .expect("running lifecycle-worker")

@@ -2,6 +2,7 @@
 //! property (which RabbitMQ checks against the connection's user).
 
 use crate::helpers::TestEnv;
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lifecycle_worker::amqp;
 use lifecycle_worker::domain::policy::ProducerGrant;
 use secrecy::SecretString;
@@ -157,4 +158,183 @@ async fn producers_may_send_only_what_they_are_granted() {
 
 fn env_reply_queue(env: &TestEnv) -> String {
     env.reply_queue_name().to_owned()
+}
+
+#[tokio::test]
+async fn a_replay_is_authorised_as_its_original_producer() {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let (narrow, operator) = (format!("narrow{suffix}"), format!("operator{suffix}"));
+    let _narrow_user = BrokerUser::create(&narrow, "secret").await;
+    let _operator_user = BrokerUser::create(&operator, "secret").await;
+    let grant = |tenants: &[&str]| ProducerGrant {
+        tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        commands: vec!["contact.*".into()],
+        replay: false,
+    };
+    let replayer = ProducerGrant {
+        replay: true,
+        ..ProducerGrant::default()
+    };
+    let mut env = TestEnv::start_with(|s| {
+        s.producers.insert(narrow.clone(), grant(&["acme"]));
+        s.producers.insert(operator.clone(), replayer.clone());
+    })
+    .await;
+    let url = |user: &str| format!("amqp://{user}:secret@127.0.0.1:5672/%2f");
+    let connect_as = |user: String| {
+        let mut settings = env.settings.amqp.clone();
+        settings.url = SecretString::from(url(&user));
+        async move {
+            let conn = amqp::connect(&settings, "test-producer").await.unwrap();
+            let ch = amqp::confirm_channel(&conn).await.unwrap();
+            (conn, ch)
+        }
+    };
+    let (narrow_conn, narrow_ch) = connect_as(narrow.clone()).await;
+    let (operator_conn, operator_ch) = connect_as(operator.clone()).await;
+    let send = |ch: &lapin::Channel, user: &str, cmd: &serde_json::Value, headers: FieldTable| {
+        let (ch, env, user) = (ch.clone(), &env, user.to_owned());
+        let cmd = cmd.clone();
+        async move {
+            let correlation = uuid::Uuid::new_v4().to_string();
+            let props = amqp::json_properties()
+                .with_reply_to(env.reply_queue_name().into())
+                .with_correlation_id(correlation.as_str().into())
+                .with_user_id(user.as_str().into())
+                .with_headers(headers);
+            let body = serde_json::to_vec(&cmd).unwrap();
+            env.publish_on(&ch, &crate::helpers::routing_key_of(&cmd), &body, props)
+                .await;
+            env.reply(&correlation).await
+        }
+    };
+    let globex = env.command(
+        "globex",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-1", "email": "a@example.com"}),
+    );
+    let r = send(&narrow_ch, &narrow, &globex, FieldTable::default()).await;
+    assert_eq!(r["error"]["code"], "forbidden");
+
+    // A producer posing as a replay by the operator is still itself.
+    let mut posing = FieldTable::default();
+    posing.insert("x-replayed".into(), AMQPValue::LongLongInt(1));
+    posing.insert(
+        "x-original-user-id".into(),
+        AMQPValue::LongString(LongString::from(operator.as_str())),
+    );
+    let other = env.command(
+        "globex",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-2", "email": "b@example.com"}),
+    );
+    assert_eq!(
+        send(&narrow_ch, &narrow, &other, posing).await["error"]["code"],
+        "forbidden"
+    );
+    // The operator's own commands have no grants.
+    let own = env.command(
+        "acme",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-3", "email": "c@example.com"}),
+    );
+    assert_eq!(
+        send(&operator_ch, &operator, &own, FieldTable::default()).await["error"]["code"],
+        "forbidden"
+    );
+
+    let rows = env.dead_letters().await;
+    assert_eq!(rows.len(), 3);
+    let first = rows
+        .iter()
+        .find(|r| r.command_id.as_deref() == globex["command_id"].as_str())
+        .unwrap();
+    assert_eq!(first.user_id.as_deref(), Some(narrow.as_str()));
+    let (_, shown, _) = env.cli_text(&["dlq", "show", &first.id.to_string()]).await;
+    assert!(
+        shown.contains(&format!("\"user_id\": \"{narrow}\"")),
+        "{shown}"
+    );
+
+    // Only a user granted `replay` may replay.
+    let as_user = |user: &str| {
+        vec![
+            ("LIFECYCLE__AMQP__URL".to_owned(), url(user)),
+            (
+                format!("LIFECYCLE__PRODUCERS__{}__REPLAY", operator.to_uppercase()),
+                "true".to_owned(),
+            ),
+            (
+                format!("LIFECYCLE__PRODUCERS__{}__TENANTS", narrow.to_uppercase()),
+                "acme".to_owned(),
+            ),
+        ]
+    };
+    let replay_all = |user: String| {
+        let env = &env;
+        let vars = as_user(&user);
+        async move {
+            let vars: Vec<(&str, &str)> =
+                vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let out = env.cli_with(&["dlq", "replay", "--all"], &vars).await;
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, stderr) = replay_all(narrow.clone()).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("may not replay"), "{stderr}");
+
+    // The operator's replay stays forbidden: its grants never widen the producer's.
+    let (code, stderr) = replay_all(operator.clone()).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let correlation = globex["command_id"].as_str().unwrap();
+    let _ = correlation;
+    let still = crate::helpers::eventually("the replays failed again", || {
+        let pool = env.pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM dead_letters WHERE failure_count = 2 AND code = 'forbidden'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (n == 3).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(still, 3);
+    assert!(env.contact_show("globex", "c-1").await.is_none());
+    assert!(env.contact_show("globex", "c-2").await.is_none());
+    assert!(env.contact_show("acme", "c-3").await.is_none());
+
+    // Once the producer is granted the tenant, the same replay applies.
+    env.stop_worker().await;
+    env.settings
+        .producers
+        .insert(narrow.clone(), grant(&["acme", "globex"]));
+    env.start_worker();
+    let first_id = first.id.to_string();
+    let vars = as_user(&operator);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = env.cli_with(&["dlq", "replay", &first_id], &vars).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let contact = crate::helpers::eventually("the replayed upsert applied", || async {
+        env.contact_show("globex", "c-1").await
+    })
+    .await;
+    assert_eq!(contact["email"], "a@example.com");
+    let _ = narrow_conn.close(200, "done".into()).await;
+    let _ = operator_conn.close(200, "done".into()).await;
+    env.finish().await;
 }

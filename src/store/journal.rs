@@ -146,14 +146,48 @@ pub async fn pending_events(
     .await?)
 }
 
-pub async fn mark_published(conn: &mut PgConnection, ids: &[i64]) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
+/// What [`mark_published`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marked {
+    /// This session holds the lock: the rows are marked published.
+    Done,
+    /// This session does not hold the lock (any more): nothing was marked.
+    NotLockHolder,
+}
+
+/// Marks confirmed rows published, fenced by the relay's lock: the UPDATE
+/// applies only while this backend holds the session-level advisory lock
+/// `lock_key`, so a relay that lost its lock (or whose statements a
+/// transaction pooler sends to another backend) marks nothing and learns
+/// that it must stop.
+pub async fn mark_published(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    lock_key: i64,
+) -> Result<Marked, StoreError> {
+    // A bigint advisory key shows in pg_locks as classid (high half), objid
+    // (low half) and objsubid 1. A data-modifying CTE always runs, and sees
+    // the same answer as the SELECT.
+    let held: bool = sqlx::query_scalar(
+        "WITH lock AS ( \
+           SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = pg_backend_pid() AND objsubid = 1 \
+             AND classid = (($2::bigint >> 32) & 4294967295)::oid \
+             AND objid = ($2::bigint & 4294967295)::oid) AS held), \
+         marked AS ( \
+           UPDATE outbox SET published_at = now() \
+           WHERE id = ANY($1) AND published_at IS NULL AND (SELECT held FROM lock)) \
+         SELECT held FROM lock",
     )
     .bind(ids)
-    .execute(conn)
+    .bind(lock_key)
+    .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(if held {
+        Marked::Done
+    } else {
+        Marked::NotLockHolder
+    })
 }
 
 /// Everything the dead-letter store keeps about a failed message.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{eventually, TestEnv};
+use crate::helpers::{eventually, relay_lock_holder, terminate_backend, TestEnv};
 use crate::helpers::{free_port, http_status, spawn_worker, spawn_worker_on};
 use crate::{
     check_outcome, event_queue, processed, publish_all, serial, set_up, wait_processed, workload,
@@ -137,6 +137,49 @@ async fn three_workers_on_one_queue_agree_and_the_relay_hands_over() {
         started.elapsed().as_secs_f64()
     );
     let _ = workers[2].terminate().await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_the_relay_session_mid_load_hands_the_relay_over_and_loses_nothing() {
+    let _serial = serial().await;
+    let started = Instant::now();
+    let env = TestEnv::prepare_with(|_| {}).await;
+    let (_conn, ch) = fresh_channel(&env).await;
+    let queue = event_queue(&env, &ch).await;
+    let w = workload(300, 100, 4_000, 23);
+    let workers: Vec<_> = (0..2).map(|_| spawn_worker(&env)).collect();
+    set_up(&env, &w).await;
+    let setup = w.setup.len() as i64;
+    let total = setup + w.load.len() as i64;
+    publish_all(&env.settings, &w.load).await;
+    // Each time: the session holding the lock (found by its name, in this
+    // test's database only) is ended, and a relay on another session (the
+    // other process's, or the same process reconnecting) takes over.
+    let mut ended = Vec::new();
+    for k in 1..=3i64 {
+        wait_processed(&env, setup + k * w.load.len() as i64 / 5).await;
+        let holder = eventually("a relay holding the lock", || relay_lock_holder(&env.pool)).await;
+        let at = processed(&env).await;
+        assert!(terminate_backend(&env.pool, holder).await);
+        ended.push(at);
+        eventually("another relay session holding the lock", || async {
+            relay_lock_holder(&env.pool)
+                .await
+                .filter(|&pid| pid != holder)
+        })
+        .await;
+    }
+    assert!(
+        ended.iter().all(|&n| n < total),
+        "each termination hit a relay under load: {ended:?}"
+    );
+    let events = check_outcome(&env, &w, &ch, &queue).await;
+    eprintln!(
+        "relay session test: {total} commands, 2 workers, relay session terminated at {ended:?} processed, {events} events, {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(workers);
     env.finish().await;
 }
 

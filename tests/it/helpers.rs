@@ -660,3 +660,34 @@ pub fn routing_key_of(cmd: &Value) -> String {
 pub fn types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
+
+/// The backend of this test's database that is named as the relay's session
+/// and holds the relay lock, if any.
+pub async fn relay_lock_holder(pool: &PgPool) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+         WHERE a.datname = current_database() AND a.application_name = $1 \
+           AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.classid = (($2::bigint >> 32) & 4294967295)::oid \
+           AND l.objid = ($2::bigint & 4294967295)::oid",
+    )
+    .bind(lifecycle_worker::relay::APPLICATION_NAME)
+    .bind(lifecycle_worker::relay::LOCK_KEY)
+    .fetch_optional(pool)
+    .await
+    .expect("reading pg_locks")
+}
+
+/// Ends a backend of this test's database (never another test's): whether
+/// it was there to end.
+pub async fn terminate_backend(pool: &PgPool, pid: i32) -> bool {
+    sqlx::query_scalar(
+        "SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity \
+         WHERE pid = $1 AND datname = current_database()",
+    )
+    .bind(pid)
+    .fetch_one(pool)
+    .await
+    .expect("pg_terminate_backend")
+}

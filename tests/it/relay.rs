@@ -1,11 +1,17 @@
 //! The outbox relay: events committed while no relay ran are published
 //! afterwards, each id once after deduplication, in version order per
 //! entity, even with two relays competing and rows re-sent after a crash.
+//! The relay's lock lives on a named session with keepalives and timeouts,
+//! and marking rows published needs that lock.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
-use crate::helpers::{eventually, TestEnv};
+use crate::helpers::{eventually, relay_lock_holder, TestEnv, DEADLINE};
+use lifecycle_worker::relay::{self, RelayError, SessionTimeouts};
+use lifecycle_worker::store::journal::{self, Marked};
 use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
 
 /// Deduplicates by id (as a consumer would) and checks per-entity order.
 fn dedupe_in_order(events: &[Value]) -> Vec<Value> {
@@ -103,5 +109,142 @@ async fn events_committed_without_a_relay_are_published_later_exactly_once() {
 
     let _ = stop_second.send(());
     second.await.unwrap().unwrap();
+    env.finish().await;
+}
+
+/// Commits a contact's events with no relay running; returns their outbox ids.
+async fn unpublished_rows(env: &TestEnv) -> Vec<i64> {
+    let reply = env
+        .send(&env.command(
+            "acme",
+            "contact.upsert",
+            0,
+            json!({"contact_id": "c-1", "email": "c-1@example.com"}),
+        ))
+        .await;
+    assert_eq!(reply["outcome"], "applied");
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert!(!ids.is_empty());
+    ids
+}
+
+async fn plain_session(env: &TestEnv) -> PgConnection {
+    use secrecy::ExposeSecret;
+    PgConnection::connect(env.settings.database.url.expose_secret())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_running_relay_holds_its_lock_on_a_session_named_for_it() {
+    let env = TestEnv::start().await;
+    eventually("a relay session holding the lock", || {
+        relay_lock_holder(&env.pool)
+    })
+    .await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn the_relay_session_that_takes_the_lock_has_keepalives_and_timeouts() {
+    let env = TestEnv::prepare_with(|_| {}).await;
+    let poll = Duration::from_millis(env.settings.relay.poll_interval_ms);
+    let mut conn = relay::connect(&env.pool).await.unwrap();
+    assert!(relay::try_lock(&mut conn, poll).await.unwrap());
+
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(relay_lock_holder(&env.pool).await, Some(pid));
+    // pg_settings shows this session's values, in each parameter's base unit.
+    for (name, value) in SessionTimeouts::for_poll_interval(poll).settings() {
+        let setting: String = sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(setting, value, "{name}");
+    }
+
+    // A second relay waits, and does not touch its session's settings.
+    let mut other = relay::connect(&env.pool).await.unwrap();
+    assert!(!relay::try_lock(&mut other, poll).await.unwrap());
+    let idle: String = sqlx::query_scalar("SHOW idle_session_timeout")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(idle, "0");
+    other.close().await.unwrap();
+    conn.close().await.unwrap();
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn marking_published_needs_the_relay_lock_on_this_session() {
+    let env = TestEnv::start_with(|s| s.relay.enabled = false).await;
+    let ids = unpublished_rows(&env).await;
+    let poll = Duration::from_millis(env.settings.relay.poll_interval_ms);
+    let mut holder = relay::connect(&env.pool).await.unwrap();
+    assert!(relay::try_lock(&mut holder, poll).await.unwrap());
+    let mut stranger = plain_session(&env).await;
+
+    let marked = journal::mark_published(&mut stranger, &ids, relay::LOCK_KEY)
+        .await
+        .unwrap();
+    assert_eq!(marked, Marked::NotLockHolder);
+    assert_eq!(pending(&env).await as usize, ids.len());
+
+    // Once released, the former holder cannot mark either.
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(relay::LOCK_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let marked = journal::mark_published(&mut holder, &ids, relay::LOCK_KEY)
+        .await
+        .unwrap();
+    assert_eq!(marked, Marked::NotLockHolder);
+    assert_eq!(pending(&env).await as usize, ids.len());
+
+    assert!(relay::try_lock(&mut holder, poll).await.unwrap());
+    let marked = journal::mark_published(&mut holder, &ids, relay::LOCK_KEY)
+        .await
+        .unwrap();
+    assert_eq!(marked, Marked::Done);
+    assert_eq!(pending(&env).await, 0);
+
+    stranger.close().await.unwrap();
+    holder.close().await.unwrap();
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_relay_that_lost_its_lock_stops_and_marks_nothing() {
+    let env = TestEnv::start_with(|s| s.relay.enabled = false).await;
+    let ids = unpublished_rows(&env).await;
+    let poll = Duration::from_millis(env.settings.relay.poll_interval_ms);
+    // Another session took the lock: this relay's session does not hold it.
+    let mut new_holder = relay::connect(&env.pool).await.unwrap();
+    assert!(relay::try_lock(&mut new_holder, poll).await.unwrap());
+    let mut stale = relay::connect(&env.pool).await.unwrap();
+
+    let wake = tokio::sync::Notify::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ended = tokio::time::timeout(
+        DEADLINE,
+        relay::publish_while_locked(&mut stale, &env.settings, &wake, &shutdown),
+    )
+    .await
+    .expect("the stale relay stops by itself");
+    assert!(matches!(ended, Err(RelayError::LockLost)), "{ended:?}");
+    assert_eq!(pending(&env).await as usize, ids.len());
+
+    stale.close().await.unwrap();
+    new_holder.close().await.unwrap();
     env.finish().await;
 }

@@ -57,13 +57,22 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     tasks.spawn(probe_database(pool.clone(), health.clone(), token.clone()));
     tasks.spawn(serve_http(listener, health.clone(), metrics, token.clone()));
+    // A relay that cannot work at all (no session-scoped connection) stops
+    // the process: a worker that applies commands but never publishes their
+    // events would look healthy while the outbox grows.
+    let (relay_failed, relay_failure) = tokio::sync::oneshot::channel();
     if settings.relay.enabled {
-        tasks.spawn(crate::relay::run(
+        let relay = crate::relay::run(
             pool.clone(),
             settings.clone(),
             relay_wake.clone(),
             token.clone(),
-        ));
+        );
+        tasks.spawn(async move {
+            if let Err(e) = relay.await {
+                let _ = relay_failed.send(e);
+            }
+        });
     }
     tasks.spawn(crate::retention::run(
         pool.clone(),
@@ -84,7 +93,17 @@ pub async fn run(
         token.clone(),
     ));
 
-    shutdown.await;
+    // A relay that ended without failing (or is off) never resolves this.
+    let relay_fatal = async {
+        match relay_failure.await {
+            Ok(e) => e,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        e = relay_fatal => Some(e),
+    };
     info!("shutting down: no new deliveries, draining in-flight work");
     token.cancel();
     let drained = tokio::time::timeout(settings.drain_timeout(), async {
@@ -97,7 +116,10 @@ pub async fn run(
     }
     pool.close().await;
     info!("stopped");
-    Ok(())
+    match fatal {
+        Some(e) => Err(anyhow::Error::new(e).context("the outbox relay cannot run")),
+        None => Ok(()),
+    }
 }
 
 /// Keeps a broker connection with both consumers alive, reconnecting with

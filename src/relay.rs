@@ -202,14 +202,19 @@ impl SessionProbe {
 
 /// Runs the relay until shutdown, reconnecting with backoff after any
 /// failure; stops for good if the connection is not session-scoped.
-pub async fn run(pool: PgPool, settings: Settings, wake: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn run(
+    pool: PgPool,
+    settings: Settings,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
     let mut backoff = retry_schedule().build();
     while !shutdown.is_cancelled() {
         match one_session(&pool, &settings, &wake, &shutdown).await {
             Ok(()) => backoff = retry_schedule().build(),
             Err(e) if !e.is_retryable() => {
                 error!(error = %e, "relay stopped: no events will be published by this process");
-                return;
+                return Err(e);
             }
             Err(e) => {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
@@ -222,6 +227,7 @@ pub async fn run(pool: PgPool, settings: Settings, wake: Arc<Notify>, shutdown: 
             }
         }
     }
+    Ok(())
 }
 
 /// One database session: try for the lock every poll interval, then

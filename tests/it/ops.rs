@@ -290,5 +290,96 @@ async fn check_says_what_is_wrong() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("amqp.url"));
+
+    // No host: refused before any connection, the password nowhere.
+    let hostless = tokio::process::Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+        .arg("check")
+        .env(
+            "LIFECYCLE__AMQP__URL",
+            "amqp:guest:hunter2@127.0.0.1:5672/%2f",
+        )
+        .output()
+        .await
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&hostless.stdout),
+        String::from_utf8_lossy(&hostless.stderr)
+    );
+    assert_eq!(hostless.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("amqp.url") && !said.contains("hunter2"),
+        "{said}"
+    );
+    env.finish().await;
+}
+
+/// Transactions committed in this test's database so far. A backend
+/// reports its counts when it goes idle or exits, so read this after the
+/// worker has stopped for an exact figure.
+async fn committed(env: &TestEnv) -> i64 {
+    sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
+        .bind(&env.db_name)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn scraping_health_and_metrics_never_touches_the_database() {
+    let env = TestEnv::prepare_with(|_| {}).await;
+    let port = free_port();
+    let mut worker = spawn_worker_with(
+        &env,
+        &format!("127.0.0.1:{port}"),
+        &[("LIFECYCLE__DATABASE__MAX_CONNECTIONS", "2")],
+        Stdio::null(),
+    );
+    eventually("ready", || async {
+        (http_get(port, "/readyz").await?.0 == 200).then_some(())
+    })
+    .await;
+    let before = committed(&env).await;
+    const SCRAPES: usize = 500;
+    let storm = futures::future::join_all((0..SCRAPES).map(|i| async move {
+        let path = if i % 2 == 0 { "/readyz" } else { "/metrics" };
+        let (a, b) = tokio::join!(http_get(port, path), http_get(port, "/metrics"));
+        (a.map(|r| r.0), b.map(|r| r.0))
+    }));
+    let commands = async {
+        let mut outcomes = Vec::new();
+        for i in 0..50 {
+            let c = env.command(
+                "acme",
+                "contact.upsert",
+                0,
+                json!({"contact_id": format!("c-{i}"), "email": "m@example.com"}),
+            );
+            outcomes.push(env.send(&c).await["outcome"].clone());
+        }
+        outcomes
+    };
+    let (answers, outcomes) = tokio::join!(storm, commands);
+    assert!(
+        answers
+            .iter()
+            .all(|(a, b)| *a == Some(200) && *b == Some(200)),
+        "every scrape answered 200"
+    );
+    assert!(outcomes.iter().all(|o| o == "applied"), "{outcomes:?}");
+    let (status, _) = worker.terminate().await;
+    assert!(status.success());
+    let spent = committed(&env).await - before;
+    // Before: at least one transaction per scrape. Now: the 50 commands,
+    // the relay's rounds and one probe a second.
+    assert!(
+        spent < (2 * SCRAPES) as i64,
+        "{spent} transactions for {} scrapes and 50 commands",
+        2 * SCRAPES
+    );
+    eprintln!(
+        "{spent} transactions for {} scrapes and 50 commands",
+        2 * SCRAPES
+    );
     env.finish().await;
 }

@@ -133,8 +133,8 @@ async fn unpublished_rows(env: &TestEnv) -> Vec<i64> {
 }
 
 async fn plain_session(env: &TestEnv) -> PgConnection {
-    use secrecy::ExposeSecret;
-    PgConnection::connect(env.settings.database.url.expose_secret())
+    // The pool's options: the worker's schema, without the relay's name.
+    sqlx::ConnectOptions::connect(env.pool.connect_options().as_ref())
         .await
         .unwrap()
 }

@@ -16,20 +16,21 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::domain::command::{
-    BulkCommand, BulkTarget, Command, CommandBody, ContactOp, DecodeFailure, UserOp,
-};
-use crate::domain::contact::{
-    check_op_against_policy, decide_contact, summarize_bulk, Activity, ContactDecision,
-    ContactRecord,
-};
+use crate::domain::contact::bulk::{summarize_bulk, BulkCommand, BulkTarget};
+use crate::domain::contact::command::ContactOp;
+use crate::domain::contact::decide::{check_op_against_policy, decide_contact, ContactDecision};
+use crate::domain::contact::{Activity, ContactRecord};
+use crate::domain::directory::{decide_employer, decide_role, DirectoryCommand};
+use crate::domain::envelope::{Command, CommandBody, DecodeFailure};
 use crate::domain::event::{to_cloud_event, EventDraft, OutboxEvent};
 use crate::domain::ids::{EntityId, Limits};
 use crate::domain::outcome::{
     BulkItem, EntityKind, EntityRef, ErrorCode, Outcome, Rejection, Reply,
 };
 use crate::domain::policy::{Policies, Producers};
-use crate::domain::user::{decide_employer, decide_role, decide_user, UserRecord};
+use crate::domain::user::command::UserOp;
+use crate::domain::user::decide::decide_user;
+use crate::domain::user::UserRecord;
 use crate::domain::Ctx;
 use crate::intake::{Inbound, ReadIds};
 use crate::store::journal;
@@ -325,9 +326,7 @@ impl Uow<'_> {
                     }
                     users.insert((t, user_id.clone()));
                 }
-                CommandBody::Bulk(_)
-                | CommandBody::EmployerUpsert(_)
-                | CommandBody::RoleUpsert(_) => {}
+                CommandBody::Bulk(_) | CommandBody::Directory(_) => {}
             }
         }
         let creating_contacts: Vec<Key> = creating_contacts.into_iter().collect();
@@ -536,7 +535,7 @@ impl Uow<'_> {
                 .user_command(&ctx, user_id, op, cmd.expected_version, &mut drafts)
                 .await?
                 .map(|(o, v)| (o, Some(entity(EntityKind::User, user_id, v)), None)),
-            CommandBody::EmployerUpsert(u) => {
+            CommandBody::Directory(DirectoryCommand::EmployerUpsert(u)) => {
                 self.flush().await?;
                 let current = entities::lock_employer(self.conn, tenant, &u.employer_id).await?;
                 match decide(|| decide_employer(&ctx, current.as_ref(), u, cmd.expected_version)) {
@@ -555,7 +554,7 @@ impl Uow<'_> {
                     Err(e) => Err(e),
                 }
             }
-            CommandBody::RoleUpsert(u) => {
+            CommandBody::Directory(DirectoryCommand::RoleUpsert(u)) => {
                 let current = entities::lock_role(self.conn, tenant, &u.role_id).await?;
                 match decide(|| decide_role(&ctx, current.as_ref(), u, cmd.expected_version)) {
                     Ok(d) => {
@@ -613,7 +612,7 @@ impl Uow<'_> {
         self.load_contacts(std::slice::from_ref(&key)).await?;
         let record = self.contact(&key);
         let linked_users = match (op, &record) {
-            (ContactOp::Archive(_) | ContactOp::Revive(_), ContactRecord::Live(_)) => {
+            (op, ContactRecord::Live(_)) if op.needs_linked_users() => {
                 self.flush().await?;
                 let users =
                     entities::lock_users_of_contact(self.conn, ctx.tenant.as_str(), id).await?;
@@ -750,12 +749,7 @@ impl Uow<'_> {
         drafts: &mut Vec<EventDraft>,
     ) -> Result<Result<(Outcome, Option<u64>), Decided>, StoreError> {
         let tenant = ctx.tenant.as_str();
-        let role = match op {
-            UserOp::Upsert(u) => u.role_id.as_ref(),
-            UserOp::ChangeRole { role_id } => Some(role_id),
-            _ => None,
-        };
-        let role_exists = match role {
+        let role_exists = match op.role_named() {
             Some(r) => entities::role_exists(self.conn, tenant, r).await?,
             None => true,
         };

@@ -15,10 +15,11 @@ use schemars::transform::{transform_subschemas, Transform};
 use schemars::{Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use crate::domain::command::{payload_schema, ActivityKind, Visibility, COMMAND_TYPES};
 use crate::domain::contact::ContactSnapshot;
+use crate::domain::contact::{ActivityKind, Visibility};
 use crate::domain::event::EventType;
 use crate::domain::outcome::Reply;
+use crate::domain::registry::CommandType;
 use crate::domain::ts::Ts;
 use crate::domain::user::UserSnapshot;
 
@@ -27,8 +28,8 @@ const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 /// Every schema by its path under `deploy/schemas/`.
 pub fn all() -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    for kind in COMMAND_TYPES {
-        out.insert(format!("commands/{kind}.json"), command(kind));
+    for t in CommandType::all() {
+        out.insert(format!("commands/{}.json", t.name()), command(t));
     }
     let mut reply = SchemaGenerator::default()
         .into_root_schema_for::<Reply>()
@@ -206,9 +207,10 @@ fn with_defs(mut doc: Value, mut gen: SchemaGenerator) -> Value {
 }
 
 /// A command envelope (contract section 2) with its type's payload.
-fn command(kind: &str) -> Value {
+fn command(t: CommandType) -> Value {
+    let kind = t.name();
     let mut gen = SchemaGenerator::default();
-    let payload = payload_schema(kind, &mut gen).expect("every command type has a payload");
+    let payload = t.payload_schema(&mut gen);
     let mut properties = json!({
         "command_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$",
                        "description": "Idempotency key, unique per tenant."},
@@ -219,7 +221,7 @@ fn command(kind: &str) -> Value {
         "actor": {"type": ["string", "null"], "minLength": 1, "maxLength": 128},
         "payload": payload,
     });
-    if kind != "contact.bulk" {
+    if t != CommandType::Bulk {
         properties["expected_version"] = json!({"type": ["integer", "null"], "minimum": 0});
     }
     with_defs(
@@ -381,7 +383,7 @@ pub fn asyncapi() -> Value {
     let mut messages = Map::new();
     let mut command_refs = Map::new();
     let mut command_ops = Vec::new();
-    for kind in COMMAND_TYPES {
+    for kind in CommandType::all().map(CommandType::name) {
         let id = kind.replace('.', "_");
         messages.insert(id.clone(), json!({
             "name": kind,
@@ -556,7 +558,10 @@ mod tests {
     #[test]
     fn there_is_a_schema_per_command_and_event_type() {
         let all = all();
-        assert_eq!(all.len(), COMMAND_TYPES.len() + EventType::ALL.len() + 1);
+        assert_eq!(
+            all.len(),
+            CommandType::all().count() + EventType::ALL.len() + 1
+        );
         let upsert = &all["commands/contact.upsert.json"];
         let payload = &upsert["properties"]["payload"];
         assert_eq!(payload["additionalProperties"], false);

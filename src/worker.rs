@@ -31,6 +31,7 @@ use crate::domain::admission::admit;
 use crate::domain::ids::Limits;
 use crate::domain::outcome::Reply;
 use crate::domain::policy::{Policies, Producers};
+use crate::domain::registry::CommandType;
 use crate::intake::{Inbound, ReadIds};
 use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
@@ -166,13 +167,8 @@ fn record_metrics(batch: &[(Inbound, Prepared)], dispositions: &[Disposition]) {
             Prepared::Refused(f) => f
                 .command_type
                 .as_deref()
-                .and_then(|t| {
-                    crate::domain::command::COMMAND_TYPES
-                        .iter()
-                        .find(|k| **k == t)
-                })
-                .copied()
-                .unwrap_or("unknown"),
+                .and_then(CommandType::parse)
+                .map_or("unknown", CommandType::name),
         };
         let outcome = if reply.duplicate {
             "duplicate"

@@ -2,7 +2,7 @@
 //! routing key and producer grants (contract sections 2, 7 and 9). Pure:
 //! the worker hands in what it read from the delivery.
 
-use super::command::{decode, Command, CommandBody, DecodeFailure};
+use super::envelope::{decode, Command, CommandBody, DecodeFailure};
 use super::ids::Limits;
 use super::outcome::{ErrorCode, Rejection};
 use super::policy::Producers;

@@ -3,15 +3,20 @@
 //! store and the AMQP adapters call into this module.
 
 pub mod admission;
-pub mod command;
 pub mod contact;
+pub mod directory;
+pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod json;
+pub mod kinds;
 pub mod outcome;
+pub mod payload;
 pub mod policy;
 #[cfg(test)]
 mod proptests;
+pub mod record;
+pub mod registry;
 pub mod ts;
 pub mod user;
 
@@ -42,10 +47,4 @@ pub fn is_fresh(aspects: &BTreeMap<String, Ts>, aspect: &str, issued_at: OffsetD
         .is_none_or(|last| issued_at >= last.get())
 }
 #[cfg(test)]
-mod command_tests;
-#[cfg(test)]
-mod contact_tests;
-#[cfg(test)]
 mod test_support;
-#[cfg(test)]
-mod user_tests;

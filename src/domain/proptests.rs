@@ -3,15 +3,17 @@
 //! invariants. `make test` runs the default number of cases; `make fuzz`
 //! runs many more (PROPTEST_CASES).
 
-use super::command::{
-    decode, ActivityKind, Archive, ContactOp, ContactUpsert, LogActivity, Revive, Visibility,
-};
-use super::contact::{decide_contact, ContactRecord};
+use super::contact::command::{Archive, ContactOp, ContactUpsert, LogActivity, Revive};
+use super::contact::decide::decide_contact;
+use super::contact::{ActivityKind, ContactRecord, Visibility};
+use super::envelope::decode;
 use super::event::EventType;
 use super::ids::{EntityId, Limits, TenantId};
 use super::outcome::Outcome;
 use super::policy::TenantPolicy;
-use super::user::{decide_user, User, UserRecord};
+use super::registry::CommandType;
+use super::user::decide::decide_user;
+use super::user::{User, UserRecord};
 use super::Ctx;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -36,7 +38,12 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn known_type() -> impl Strategy<Value = String> {
-    prop::sample::select(super::command::COMMAND_TYPES.to_vec()).prop_map(str::to_owned)
+    prop::sample::select(
+        CommandType::all()
+            .map(CommandType::name)
+            .collect::<Vec<_>>(),
+    )
+    .prop_map(str::to_owned)
 }
 
 /// Envelopes whose fields are sometimes right, sometimes arbitrary.
@@ -249,7 +256,7 @@ proptest! {
     fn user_decisions_never_panic(
         ops in prop::collection::vec((0u8..5, -10i64..10, any::<bool>()), 1..20)
     ) {
-        use super::command::{UserOp, UserUpsert};
+        use crate::domain::user::command::{UserOp, UserUpsert};
         let tenant = TenantId::parse("acme").unwrap();
         let policy = TenantPolicy::default();
         let limits = Limits::default();

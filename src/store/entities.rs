@@ -4,9 +4,10 @@
 
 use super::StoreError;
 use crate::domain::contact::{Activity, Contact, ContactRecord};
+use crate::domain::directory::{Employer, Role};
 use crate::domain::ids::EntityId;
 use crate::domain::ts::Ts;
-use crate::domain::user::{Employer, Role, User, UserRecord};
+use crate::domain::user::{User, UserRecord};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::types::Json;

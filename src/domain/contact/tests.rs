@@ -2,21 +2,20 @@
 //! `check_op_against_policy`: every contact command against every outcome
 //! that applies to it (contract sections 3-5).
 
-use super::command::{
-    ActivityKind, Archive, ContactOp, ContactUpsert, LogActivity, Revive, Visibility,
+use super::bulk::summarize_bulk;
+use super::command::{Archive, ContactOp, ContactUpsert, LogActivity, Revive};
+use super::decide::{check_op_against_policy, decide_contact, ContactDecision};
+use super::{
+    attribute_aspect, ActivityKind, Approval, Contact, ContactRecord, FormerEmployer, Visibility,
+    ACTIVATION, APPROVAL, EMPLOYER, PROFILE, STATUS, VISIBILITY,
 };
-use super::contact::{
-    attribute_aspect, check_op_against_policy, decide_contact, summarize_bulk, Approval, Contact,
-    ContactDecision, ContactRecord, FormerEmployer, ACTIVATION, APPROVAL, EMPLOYER, PROFILE,
-    STATUS, VISIBILITY,
-};
-use super::event::{to_cloud_event, EventDraft, EventType};
-use super::ids::{CommandId, Limits, TenantId};
-use super::outcome::{BulkItem, EntityKind, ErrorCode, Outcome, Rejection, ReplyError};
-use super::policy::TenantPolicy;
-use super::test_support::{at, id, ts, World, NOW};
-use super::ts::Ts;
-use super::user::User;
+use crate::domain::event::{to_cloud_event, EventDraft, EventType};
+use crate::domain::ids::{CommandId, Limits, TenantId};
+use crate::domain::outcome::{BulkItem, EntityKind, ErrorCode, Outcome, Rejection, ReplyError};
+use crate::domain::policy::TenantPolicy;
+use crate::domain::test_support::{at, id, ts, World, NOW};
+use crate::domain::ts::Ts;
+use crate::domain::user::User;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -1,15 +1,17 @@
 //! Unit tests of `decide_user`, `decide_role` and `decide_employer`
 //! (contract sections 3-5).
 
-use super::command::{EmployerUpsert, RoleUpsert, UserOp, UserUpsert};
-use super::event::EventType;
-use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
-use super::test_support::{id, ts, World, NOW};
-use super::ts::Ts;
-use super::user::{
-    decide_employer, decide_role, decide_user, Decision, Employer, Role, User, UserRecord, ACCESS,
-    PROFILE, ROLE,
+use super::command::{UserOp, UserUpsert};
+use super::decide::decide_user;
+use super::{User, UserRecord, ACCESS, PROFILE, ROLE};
+use crate::domain::directory::{
+    decide_employer, decide_role, Employer, EmployerUpsert, Role, RoleUpsert,
 };
+use crate::domain::event::EventType;
+use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
+use crate::domain::record::Decision;
+use crate::domain::test_support::{id, ts, World, NOW};
+use crate::domain::ts::Ts;
 use serde_json::{json, Value};
 
 use EventType::*;

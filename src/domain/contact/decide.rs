@@ -1,210 +1,18 @@
-//! Employer contacts: state, snapshot, derived flags and the decision for
-//! every `contact.*` command.
+//! The decision for every contact command: outcome, new state and events
+//! from the contact's current record (contract sections 3-5).
 
-use super::command::{ActivityKind, Archive, ContactOp, ContactUpsert, Revive, Visibility};
-use super::event::{EventDraft, EventType};
-use super::ids::EntityId;
-use super::outcome::{BulkItem, EntityKind, ErrorCode, Outcome, Rejection};
-use super::policy::TenantPolicy;
-use super::ts::Ts;
-use super::user::User;
-use super::{is_fresh, Ctx};
-use serde::{Deserialize, Serialize};
+use super::command::{Archive, ContactOp, ContactUpsert, LogActivity, Revive};
+use super::*;
+use crate::domain::event::{EventDraft, EventType};
+use crate::domain::ids::EntityId;
+use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
+use crate::domain::policy::TenantPolicy;
+use crate::domain::record::check_version;
+use crate::domain::ts::Ts;
+use crate::domain::user::User;
+use crate::domain::{is_fresh, Ctx};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-
-/// The reserved attribute that drives email suppression.
-pub const DO_NOT_EMAIL: &str = "do_not_email";
-
-/// Aspects of a contact (contract section 3); attributes are `attribute:NAME`.
-pub const PROFILE: &str = "profile";
-pub const ACTIVATION: &str = "activation";
-pub const STATUS: &str = "status";
-pub const EMPLOYER: &str = "employer";
-pub const VISIBILITY: &str = "visibility";
-pub const APPROVAL: &str = "approval";
-
-pub fn attribute_aspect(name: &str) -> String {
-    format!("attribute:{name}")
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Approval {
-    Approved,
-    Rejected,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct FormerEmployer {
-    pub employer_id: EntityId,
-    pub department: Option<String>,
-    pub from: Ts,
-    pub until: Ts,
-}
-
-/// Where the contact was before an archive moved it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EmployerMemo {
-    pub employer_id: Option<EntityId>,
-    pub department: Option<String>,
-}
-
-/// What an archive changed, so that revive can undo exactly that.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ArchiveMemo {
-    pub archived_at: Ts,
-    pub visibility: Visibility,
-    /// `do_not_email` before the archive; `None` when it was not set.
-    pub do_not_email: Option<Value>,
-    /// Set only when the archive moved the contact to another employer.
-    pub employer: Option<EmployerMemo>,
-    /// Users whose access this archive revoked.
-    pub revoked_users: Vec<EntityId>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Contact {
-    pub id: EntityId,
-    pub version: u64,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub title: Option<String>,
-    pub employer_id: Option<EntityId>,
-    pub department: Option<String>,
-    /// When the contact joined its current employer: a former employer's `from`.
-    pub employer_since: Ts,
-    pub active: bool,
-    pub status: String,
-    pub visibility: Visibility,
-    pub approval: Approval,
-    pub attributes: BTreeMap<String, Value>,
-    pub former_employers: Vec<FormerEmployer>,
-    /// Present while the contact is archived.
-    pub archive: Option<ArchiveMemo>,
-    /// Derived under the tenant policy in force when the contact last
-    /// changed, and stored, so that `contact show` prints what the events
-    /// said and a policy change never flips a flag silently.
-    pub email_suppressed: bool,
-    pub shown_on_employer: bool,
-    /// `issued_at` of the last command applied per aspect.
-    pub aspects: BTreeMap<String, Ts>,
-    pub created_at: Ts,
-    pub updated_at: Ts,
-}
-
-/// What the store holds under a contact id.
-// One record is loaded per command and never stored in bulk, so the
-// size difference between variants costs nothing worth a Box.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq)]
-pub enum ContactRecord {
-    Absent,
-    /// A tombstone: the delete's `issued_at` and version, no personal data.
-    Deleted {
-        at: Ts,
-        version: u64,
-    },
-    Live(Contact),
-}
-
-/// One entry of the activity trail.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Activity {
-    pub kind: ActivityKind,
-    pub body: String,
-    pub action_code: Option<String>,
-    /// The contact's employer when the activity was logged.
-    pub employer_id: Option<EntityId>,
-    pub occurred_at: Ts,
-}
-
-impl Contact {
-    /// Why the email is suppressed; empty when it is not (or there is no email).
-    pub fn suppression_reasons(&self, policy: &TenantPolicy) -> Vec<String> {
-        if self.email.is_none() {
-            return vec![];
-        }
-        let mut reasons = Vec::new();
-        if self.attributes.get(DO_NOT_EMAIL) == Some(&Value::Bool(true)) {
-            reasons.push(DO_NOT_EMAIL.to_owned());
-        }
-        if !self.active {
-            reasons.push("inactive".to_owned());
-        }
-        if self.approval == Approval::Rejected {
-            reasons.push("rejected".to_owned());
-        }
-        if policy.suppressing_statuses.contains(&self.status) {
-            reasons.push(format!("status:{}", self.status));
-        }
-        reasons
-    }
-
-    /// Recomputes the stored derived flags under `policy`.
-    pub fn refresh_derived(&mut self, policy: &TenantPolicy) {
-        self.email_suppressed = !self.suppression_reasons(policy).is_empty();
-        self.shown_on_employer = !policy.hiding_statuses.contains(&self.status);
-    }
-
-    /// The snapshot of contract section 5 (also what `contact show` prints).
-    pub fn snapshot(&self, tenant: &str) -> Value {
-        serde_json::to_value(ContactSnapshot {
-            id: self.id.clone(),
-            tenant: tenant.to_owned(),
-            version: self.version,
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-            email: self.email.clone(),
-            phone: self.phone.clone(),
-            title: self.title.clone(),
-            employer_id: self.employer_id.clone(),
-            department: self.department.clone(),
-            active: self.active,
-            status: self.status.clone(),
-            visibility: self.visibility,
-            approval: self.approval,
-            attributes: self.attributes.clone(),
-            email_suppressed: self.email_suppressed,
-            shown_on_employer: self.shown_on_employer,
-            archived: self.archive.is_some(),
-            former_employers: self.former_employers.clone(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-        .expect("a snapshot serialises")
-    }
-}
-
-/// The contact snapshot of contract section 5, in every contact event.
-#[derive(Serialize, schemars::JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct ContactSnapshot {
-    pub id: EntityId,
-    pub tenant: String,
-    pub version: u64,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub title: Option<String>,
-    pub employer_id: Option<EntityId>,
-    pub department: Option<String>,
-    pub active: bool,
-    pub status: String,
-    pub visibility: Visibility,
-    pub approval: Approval,
-    /// Custom attributes: name -> string, number or bool.
-    pub attributes: BTreeMap<String, Value>,
-    pub email_suppressed: bool,
-    pub shown_on_employer: bool,
-    pub archived: bool,
-    pub former_employers: Vec<FormerEmployer>,
-    pub created_at: Ts,
-    pub updated_at: Ts,
-}
 
 /// The decision about one contact command.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,19 +53,6 @@ impl ContactDecision {
     }
 }
 
-/// Commands a rejected (frozen) contact still accepts.
-fn allowed_while_frozen(op: &ContactOp) -> bool {
-    matches!(
-        op,
-        ContactOp::Approve { .. }
-            | ContactOp::Reject { .. }
-            | ContactOp::Delete
-            | ContactOp::LogActivity(_)
-            | ContactOp::Archive(_)
-            | ContactOp::Revive(_)
-    )
-}
-
 fn check_status(policy: &TenantPolicy, status: &str) -> Result<(), Rejection> {
     if policy.statuses.iter().any(|s| s == status) {
         Ok(())
@@ -281,7 +76,17 @@ pub fn check_op_against_policy(policy: &TenantPolicy, op: &ContactOp) -> Result<
             .status
             .as_deref()
             .map_or(Ok(()), |s| check_status(policy, s)),
-        _ => Ok(()),
+        ContactOp::Deactivate { .. }
+        | ContactOp::Reactivate { .. }
+        | ContactOp::ChangeEmployer { .. }
+        | ContactOp::SetVisibility { .. }
+        | ContactOp::SetAttributes { .. }
+        | ContactOp::Approve { .. }
+        | ContactOp::Reject { .. }
+        | ContactOp::Archive(_)
+        | ContactOp::Revive(_)
+        | ContactOp::LogActivity(_)
+        | ContactOp::Delete => Ok(()),
     }
 }
 
@@ -312,17 +117,17 @@ pub fn decide_contact(
         }
         (ContactRecord::Deleted { at, .. }, _) if ctx.issued_at < at.get() => {
             // Issued before the delete: superseded, like any older command.
-            check_version(expected_version, 0)?;
+            check_version(EntityKind::Contact, expected_version, 0)?;
             return Ok(ContactDecision::stale());
         }
         (ContactRecord::Deleted { .. } | ContactRecord::Absent, ContactOp::Upsert(u)) => {
-            check_version(expected_version, 0)?;
+            check_version(EntityKind::Contact, expected_version, 0)?;
             return create(ctx, id, u);
         }
         (ContactRecord::Deleted { .. } | ContactRecord::Absent, _) => return Err(not_found()),
     };
-    check_version(expected_version, contact.version)?;
-    if contact.approval == Approval::Rejected && !allowed_while_frozen(op) {
+    check_version(EntityKind::Contact, expected_version, contact.version)?;
+    if contact.approval == Approval::Rejected && !op.kind().allowed_while_frozen() {
         return Err(Rejection::new(
             ErrorCode::Frozen,
             format!(
@@ -396,44 +201,6 @@ pub fn decide_contact(
         ContactOp::Delete => return delete(ctx, contact),
     }
     Ok(w.finish())
-}
-
-/// The outcome of a non-atomic bulk from its items: applied if any contact
-/// changed, else unchanged, else stale. When every contact was refused,
-/// nothing happened, so the bulk itself is rejected (and dead-lettered, so it
-/// can be replayed once fixed). A filter that matched no contact is unchanged.
-pub fn summarize_bulk(items: &[BulkItem]) -> Result<Outcome, Rejection> {
-    let any = |o: Outcome| items.iter().any(|i| i.outcome == o);
-    if any(Outcome::Applied) {
-        Ok(Outcome::Applied)
-    } else if any(Outcome::Unchanged) {
-        Ok(Outcome::Unchanged)
-    } else if any(Outcome::Stale) {
-        Ok(Outcome::Stale)
-    } else if let Some((item, error)) = items.iter().find_map(|i| i.error.as_ref().map(|e| (i, e)))
-    {
-        Err(Rejection::new(
-            error.code,
-            format!(
-                "all {} contacts of the bulk were refused; first: contact `{}`: {}",
-                items.len(),
-                item.contact_id,
-                error.message
-            ),
-        ))
-    } else {
-        Ok(Outcome::Unchanged)
-    }
-}
-
-fn check_version(expected: Option<u64>, current: u64) -> Result<(), Rejection> {
-    match expected {
-        Some(e) if e != current => Err(Rejection::new(
-            ErrorCode::VersionConflict,
-            format!("expected version {e}, the contact is at version {current}"),
-        )),
-        _ => Ok(()),
-    }
 }
 
 fn base_data(ctx: &Ctx<'_>, mut extra: Map<String, Value>) -> Map<String, Value> {
@@ -885,7 +652,7 @@ impl<'a> Working<'a> {
         }
     }
 
-    fn log_activity(&mut self, a: &super::command::LogActivity) {
+    fn log_activity(&mut self, a: &LogActivity) {
         let activity = Activity {
             kind: a.kind,
             body: a.body.clone(),

@@ -1,0 +1,240 @@
+//! The directory: employers and roles, their upserts and decisions.
+
+use super::event::{EventDraft, EventType};
+use super::ids::{check_short, EntityId, Limits};
+use super::kinds::command_kinds;
+use super::outcome::{EntityKind, Outcome, Rejection};
+use super::payload::{payload_as, take_id};
+use super::record::{check_version, Decision};
+use super::ts::Ts;
+use super::Ctx;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+command_kinds! {
+    /// Employer and role commands.
+    pub enum DirectoryKind {
+        EmployerUpsert = "employer.upsert", id "employer_id", aspect "profile",
+            bulk false, frozen false, wire wire::EmployerUpsert;
+        RoleUpsert = "role.upsert", id "role_id", aspect "profile",
+            bulk false, frozen false, wire wire::RoleUpsert;
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmployerUpsert {
+    pub employer_id: EntityId,
+    pub name: String,
+    pub departments: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleUpsert {
+    pub role_id: EntityId,
+    pub name: String,
+    pub permissions: Vec<String>,
+}
+
+/// A decoded directory command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DirectoryCommand {
+    EmployerUpsert(EmployerUpsert),
+    RoleUpsert(RoleUpsert),
+}
+
+impl DirectoryCommand {
+    pub fn kind(&self) -> DirectoryKind {
+        match self {
+            DirectoryCommand::EmployerUpsert(_) => DirectoryKind::EmployerUpsert,
+            DirectoryCommand::RoleUpsert(_) => DirectoryKind::RoleUpsert,
+        }
+    }
+}
+
+/// Decodes a directory command's payload, entity id included.
+pub fn decode(
+    kind: DirectoryKind,
+    mut payload: Map<String, Value>,
+    limits: &Limits,
+) -> Result<DirectoryCommand, Rejection> {
+    Ok(match kind {
+        DirectoryKind::EmployerUpsert => {
+            let employer_id = take_id(&mut payload, kind.id_field(), limits)?;
+            let p: wire::EmployerUpsert = payload_as(payload)?;
+            check_short("payload.name", &p.name, limits.max_name_chars)?;
+            for d in p.departments.iter().flatten() {
+                check_short("payload.departments[]", d, limits.max_name_chars)?;
+            }
+            DirectoryCommand::EmployerUpsert(EmployerUpsert {
+                employer_id,
+                name: p.name,
+                departments: p.departments,
+            })
+        }
+        DirectoryKind::RoleUpsert => {
+            let role_id = take_id(&mut payload, kind.id_field(), limits)?;
+            let p: wire::RoleUpsert = payload_as(payload)?;
+            check_short("payload.name", &p.name, limits.max_name_chars)?;
+            for perm in &p.permissions {
+                check_short("payload.permissions[]", perm, limits.max_name_chars)?;
+            }
+            DirectoryCommand::RoleUpsert(RoleUpsert {
+                role_id,
+                name: p.name,
+                permissions: p.permissions,
+            })
+        }
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: EntityId,
+    pub version: u64,
+    pub name: String,
+    pub permissions: Vec<String>,
+    pub profile_at: Ts,
+}
+
+pub fn decide_role(
+    ctx: &Ctx<'_>,
+    current: Option<&Role>,
+    cmd: &RoleUpsert,
+    expected_version: Option<u64>,
+) -> Result<Decision<Role>, Rejection> {
+    check_version(
+        EntityKind::Role,
+        expected_version,
+        current.map_or(0, |r| r.version),
+    )?;
+    if let Some(r) = current {
+        if ctx.issued_at < r.profile_at.get() {
+            return Ok(Decision::stale());
+        }
+    }
+    let unchanged = current.is_some_and(|r| r.name == cmd.name && r.permissions == cmd.permissions);
+    let role = Role {
+        id: cmd.role_id.clone(),
+        version: current.map_or(0, |r| r.version) + u64::from(!unchanged),
+        name: cmd.name.clone(),
+        permissions: cmd.permissions.clone(),
+        profile_at: Ts(ctx.issued_at),
+    };
+    let events = if unchanged {
+        vec![]
+    } else {
+        let mut data = Map::new();
+        data.insert("role_id".into(), json!(role.id));
+        data.insert("name".into(), json!(role.name));
+        data.insert("permissions".into(), json!(role.permissions));
+        data.insert("actor".into(), json!(ctx.actor));
+        data.insert("issued_at".into(), json!(Ts(ctx.issued_at)));
+        vec![EventDraft {
+            event_type: EventType::RoleUpserted,
+            entity_kind: EntityKind::Role,
+            entity_id: role.id.to_string(),
+            version: role.version,
+            data,
+        }]
+    };
+    Ok(Decision {
+        outcome: if unchanged {
+            Outcome::Unchanged
+        } else {
+            Outcome::Applied
+        },
+        write: Some(role),
+        events,
+        ensure_employers: vec![],
+    })
+}
+
+/// An employer. One referenced before its upsert exists with no name and version 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Employer {
+    pub id: EntityId,
+    pub version: u64,
+    pub name: Option<String>,
+    pub departments: Vec<String>,
+    pub profile_at: Option<Ts>,
+}
+
+pub fn decide_employer(
+    ctx: &Ctx<'_>,
+    current: Option<&Employer>,
+    cmd: &EmployerUpsert,
+    expected_version: Option<u64>,
+) -> Result<Decision<Employer>, Rejection> {
+    check_version(
+        EntityKind::Employer,
+        expected_version,
+        current.map_or(0, |e| e.version),
+    )?;
+    if let Some(at) = current.and_then(|e| e.profile_at) {
+        if ctx.issued_at < at.get() {
+            return Ok(Decision::stale());
+        }
+    }
+    let departments = cmd
+        .departments
+        .clone()
+        .or_else(|| current.map(|e| e.departments.clone()))
+        .unwrap_or_default();
+    let unchanged = current.is_some_and(|e| {
+        e.name.as_deref() == Some(cmd.name.as_str()) && e.departments == departments
+    });
+    let employer = Employer {
+        id: cmd.employer_id.clone(),
+        version: current.map_or(0, |e| e.version) + u64::from(!unchanged),
+        name: Some(cmd.name.clone()),
+        departments,
+        profile_at: Some(Ts(ctx.issued_at)),
+    };
+    let events = if unchanged {
+        vec![]
+    } else {
+        let mut data = Map::new();
+        data.insert("employer_id".into(), json!(employer.id));
+        data.insert("name".into(), json!(employer.name));
+        data.insert("departments".into(), json!(employer.departments));
+        data.insert("actor".into(), json!(ctx.actor));
+        data.insert("issued_at".into(), json!(Ts(ctx.issued_at)));
+        vec![EventDraft {
+            event_type: EventType::EmployerUpserted,
+            entity_kind: EntityKind::Employer,
+            entity_id: employer.id.to_string(),
+            version: employer.version,
+            data,
+        }]
+    };
+    Ok(Decision {
+        outcome: if unchanged {
+            Outcome::Unchanged
+        } else {
+            Outcome::Applied
+        },
+        write: Some(employer),
+        events,
+        ensure_employers: vec![],
+    })
+}
+
+/// Wire shapes of the directory payloads, minus the entity id.
+pub mod wire {
+    use schemars::JsonSchema;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct EmployerUpsert {
+        pub name: String,
+        pub departments: Option<Vec<String>>,
+    }
+
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RoleUpsert {
+        pub name: String,
+        pub permissions: Vec<String>,
+    }
+}

@@ -1,0 +1,71 @@
+//! What the store holds under an entity id, and the checks every entity's
+//! decision shares.
+
+use super::event::EventDraft;
+use super::ids::EntityId;
+use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
+use super::ts::Ts;
+
+/// An entity's record: never seen, deleted (a tombstone), or live.
+// One record per entity of a batch; the size difference between variants
+// is not worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record<T> {
+    Absent,
+    /// A tombstone: the delete's `issued_at` and version, no personal data.
+    Deleted {
+        at: Ts,
+        version: u64,
+    },
+    Live(T),
+}
+
+impl<T> Record<T> {
+    pub fn live(&self) -> Option<&T> {
+        match self {
+            Record::Live(t) => Some(t),
+            Record::Deleted { .. } | Record::Absent => None,
+        }
+    }
+}
+
+/// `expected_version` must equal the entity's version (0 when it does not exist).
+pub fn check_version(
+    kind: EntityKind,
+    expected: Option<u64>,
+    current: u64,
+) -> Result<(), Rejection> {
+    match expected {
+        Some(e) if e != current => Err(Rejection::new(
+            ErrorCode::VersionConflict,
+            format!(
+                "expected version {e}, the {} is at version {current}",
+                kind.as_str()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The decision about one user, role or employer command.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision<T> {
+    pub outcome: Outcome,
+    /// The state to store; `None` when nothing is written (stale).
+    pub write: Option<T>,
+    pub events: Vec<EventDraft>,
+    /// Employers the command references; created without a name if missing.
+    pub ensure_employers: Vec<EntityId>,
+}
+
+impl<T> Decision<T> {
+    pub fn stale() -> Self {
+        Decision {
+            outcome: Outcome::Stale,
+            write: None,
+            events: vec![],
+            ensure_employers: vec![],
+        }
+    }
+}

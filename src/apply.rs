@@ -28,13 +28,15 @@ use crate::domain::outcome::{
     BulkItem, EntityKind, EntityRef, ErrorCode, Outcome, Rejection, Reply,
 };
 use crate::domain::policy::{Policies, Producers};
+use crate::domain::record::Decision;
 use crate::domain::user::command::UserOp;
 use crate::domain::user::decide::decide_user;
 use crate::domain::user::UserRecord;
 use crate::domain::Ctx;
-use crate::intake::{Inbound, ReadIds};
+use crate::intake::Inbound;
+use crate::store::entities::{self, DirectoryEntry};
 use crate::store::journal;
-use crate::store::{entities, StoreError};
+use crate::store::StoreError;
 
 /// Decoded and authorised, or refused before touching the database.
 #[derive(Debug, Clone)]
@@ -114,9 +116,6 @@ pub async fn apply_batch(
     now: OffsetDateTime,
     check_duplicates: bool,
 ) -> Result<BatchOutcome, StoreError> {
-    let Rules {
-        policies, limits, ..
-    } = *rules;
     let commands: Vec<&Command> = batch
         .iter()
         .filter_map(|(_, p)| match p {
@@ -124,22 +123,7 @@ pub async fn apply_batch(
             Prepared::Refused(_) => None,
         })
         .collect();
-    let mut uow = Uow {
-        conn,
-        contacts: HashMap::new(),
-        users: HashMap::new(),
-        dirty_contacts: BTreeSet::new(),
-        dirty_users: BTreeSet::new(),
-        contact_placeholders: Vec::new(),
-        user_placeholders: Vec::new(),
-        employers: BTreeSet::new(),
-        activities: Vec::new(),
-        outbox: Vec::new(),
-        inbox: Vec::new(),
-        seen: HashMap::new(),
-        undo: Vec::new(),
-        in_bulk: false,
-    };
+    let mut uow = Uow::new(conn);
     let processed = if check_duplicates {
         let keys: Vec<(String, String)> = commands
             .iter()
@@ -153,109 +137,22 @@ pub async fn apply_batch(
 
     let mut dispositions = Vec::with_capacity(batch.len());
     for (msg, prepared) in batch {
-        let refused = match prepared {
-            Prepared::Refused(f) => Some(f.clone()),
+        let disposition = match prepared {
+            Prepared::Refused(failure) => uow.dead_letter(msg, failure, rules).await?,
             Prepared::Command(cmd) => {
                 let key = (cmd.tenant.to_string(), cmd.command_id.to_string());
-                let first = processed.get(&key).or_else(|| uow.seen.get(&key)).cloned();
-                if let Some(first) = first {
-                    dispositions.push(Disposition::Ack {
+                match processed.get(&key).or_else(|| uow.seen.get(&key)) {
+                    Some(first) => Disposition::Ack {
                         reply: Reply {
                             duplicate: true,
-                            ..first
+                            ..first.clone()
                         },
-                    });
-                    continue;
-                }
-                let span = tracing::info_span!(
-                    "command",
-                    tenant = %cmd.tenant,
-                    command_id = %cmd.command_id,
-                    kind = cmd.type_name(),
-                    outcome = tracing::field::Empty,
-                );
-                let result = uow
-                    .command(cmd, policies, limits, now)
-                    .instrument(span.clone())
-                    .await;
-                if let Ok(Ok(reply)) = &result {
-                    span.record("outcome", reply.outcome.as_str());
-                    tracing::debug!(parent: &span, events = reply.events.len(), "command applied");
-                }
-                match result {
-                    Ok(Ok(reply)) => {
-                        uow.seen.insert(key, reply.clone());
-                        uow.inbox.push((
-                            cmd.tenant.to_string(),
-                            cmd.command_id.to_string(),
-                            cmd.type_name().to_owned(),
-                            reply.clone(),
-                        ));
-                        dispositions.push(Disposition::Ack { reply });
-                        None
-                    }
-                    Ok(Err(Decided::Rejected(rejection))) => Some(DecodeFailure {
-                        rejection,
-                        command_id: Some(cmd.command_id.to_string()),
-                        tenant: Some(cmd.tenant.to_string()),
-                        command_type: Some(cmd.type_name().to_owned()),
-                    }),
-                    Ok(Err(Decided::Panicked(message))) => {
-                        tracing::error!(
-                            tenant = %cmd.tenant,
-                            command_id = %cmd.command_id,
-                            kind = cmd.type_name(),
-                            panic = %message,
-                            "deciding the command panicked; requeueing"
-                        );
-                        dispositions.push(Disposition::Requeue);
-                        None
-                    }
-                    Err(e) => return Err(e),
+                    },
+                    None => uow.apply_one(msg, cmd, rules, now).await?,
                 }
             }
         };
-        if let Some(DecodeFailure {
-            rejection,
-            command_id,
-            tenant,
-            command_type,
-        }) = refused
-        {
-            let read = ReadIds {
-                tenant: tenant.clone(),
-                command_id: command_id.clone(),
-                command_type: command_type.clone(),
-            };
-            let dead = msg.dead_letter(
-                rejection.code.as_str(),
-                &rejection.message,
-                read,
-                rules.producers,
-                limits,
-            );
-            let id = journal::store_dead_letter(uow.conn, &dead).await?;
-            tracing::info!(
-                dead_letter = id,
-                code = rejection.code.as_str(),
-                tenant = tenant.as_deref(),
-                command_id = command_id.as_deref(),
-                kind = command_type.as_deref(),
-                "command rejected and dead-lettered"
-            );
-            dispositions.push(Disposition::Ack {
-                reply: Reply {
-                    command_id,
-                    tenant,
-                    outcome: Outcome::Rejected,
-                    duplicate: false,
-                    entity: None,
-                    events: vec![],
-                    error: Some(rejection.into()),
-                    items: None,
-                },
-            });
-        }
+        dispositions.push(disposition);
     }
     let events = uow.outbox.len();
     uow.finish().await?;
@@ -299,7 +196,98 @@ fn entity(kind: EntityKind, id: &EntityId, version: Option<u64>) -> EntityRef {
     }
 }
 
-impl Uow<'_> {
+impl<'c> Uow<'c> {
+    fn new(conn: &'c mut PgConnection) -> Self {
+        Uow {
+            conn,
+            contacts: HashMap::new(),
+            users: HashMap::new(),
+            dirty_contacts: BTreeSet::new(),
+            dirty_users: BTreeSet::new(),
+            contact_placeholders: Vec::new(),
+            user_placeholders: Vec::new(),
+            employers: BTreeSet::new(),
+            activities: Vec::new(),
+            outbox: Vec::new(),
+            inbox: Vec::new(),
+            seen: HashMap::new(),
+            undo: Vec::new(),
+            in_bulk: false,
+        }
+    }
+
+    /// Applies a command seen for the first time: its reply is recorded in
+    /// the inbox, or its rejection in the dead-letter store.
+    async fn apply_one(
+        &mut self,
+        msg: &Inbound,
+        cmd: &Command,
+        rules: &Rules<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Disposition, StoreError> {
+        let span = tracing::info_span!(
+            "command",
+            tenant = %cmd.tenant,
+            command_id = %cmd.command_id,
+            kind = cmd.type_name(),
+            outcome = tracing::field::Empty,
+        );
+        let result = self
+            .command(cmd, rules.policies, rules.limits, now)
+            .instrument(span.clone())
+            .await?;
+        match result {
+            Ok(reply) => {
+                span.record("outcome", reply.outcome.as_str());
+                tracing::debug!(parent: &span, events = reply.events.len(), "command applied");
+                let key = (cmd.tenant.to_string(), cmd.command_id.to_string());
+                self.seen.insert(key, reply.clone());
+                self.inbox.push((
+                    cmd.tenant.to_string(),
+                    cmd.command_id.to_string(),
+                    cmd.type_name().to_owned(),
+                    reply.clone(),
+                ));
+                Ok(Disposition::Ack { reply })
+            }
+            Err(Decided::Rejected(rejection)) => {
+                self.dead_letter(msg, &cmd.refused(rejection), rules).await
+            }
+            Err(Decided::Panicked(message)) => {
+                tracing::error!(
+                    tenant = %cmd.tenant,
+                    command_id = %cmd.command_id,
+                    kind = cmd.type_name(),
+                    panic = %message,
+                    "deciding the command panicked; requeueing"
+                );
+                Ok(Disposition::Requeue)
+            }
+        }
+    }
+
+    /// Stores a refused message's dead letter; its reply says why.
+    async fn dead_letter(
+        &mut self,
+        msg: &Inbound,
+        failure: &DecodeFailure,
+        rules: &Rules<'_>,
+    ) -> Result<Disposition, StoreError> {
+        let dead = msg.dead_letter(failure, rules.producers, rules.limits);
+        let id = journal::store_dead_letter(self.conn, &dead).await?;
+        tracing::info!(
+            dead_letter = id,
+            code = failure.rejection.code.as_str(),
+            tenant = failure.tenant.as_deref(),
+            command_id = failure.command_id.as_deref(),
+            kind = failure.command_type.as_deref(),
+            "command rejected and dead-lettered"
+        );
+        Ok(Disposition::Ack {
+            reply: failure.reply(),
+        })
+    }
+
     /// Locks and loads every contact and user the batch names directly,
     /// creating lock placeholders for the ones an upsert may create.
     async fn prefetch(&mut self, commands: &[&Command]) -> Result<(), StoreError> {
@@ -504,74 +492,30 @@ impl Uow<'_> {
                 )
                 .await?
                 .map(|(o, v)| (o, Some(entity(EntityKind::Contact, contact_id, v)), None)),
-            CommandBody::Bulk(bulk) => {
-                // A refused bulk must leave no trace. Its items may flush
-                // (archive reads linked users), so the database side is
-                // guarded by a savepoint taken when memory and database
-                // agree, and the memory side by the undo log.
-                self.flush().await?;
-                self.undo.clear();
-                sqlx::query("SAVEPOINT bulk")
-                    .execute(&mut *self.conn)
-                    .await?;
-                self.in_bulk = true;
-                let cp = self.checkpoint();
-                let r = self.bulk_command(&ctx, command_id, bulk, &mut drafts).await;
-                self.in_bulk = false;
-                let r = r?;
-                if r.is_err() {
-                    sqlx::query("ROLLBACK TO SAVEPOINT bulk")
-                        .execute(&mut *self.conn)
-                        .await?;
-                    self.rollback_to(cp);
-                    drafts.clear();
-                }
-                sqlx::query("RELEASE SAVEPOINT bulk")
-                    .execute(&mut *self.conn)
-                    .await?;
-                r.map(|(o, items)| (o, None, Some(items)))
-            }
+            CommandBody::Bulk(bulk) => self
+                .bulk_in_savepoint(&ctx, command_id, bulk, &mut drafts)
+                .await?
+                .map(|(o, items)| (o, None, Some(items))),
             CommandBody::User { user_id, op } => self
                 .user_command(&ctx, user_id, op, cmd.expected_version, &mut drafts)
                 .await?
                 .map(|(o, v)| (o, Some(entity(EntityKind::User, user_id, v)), None)),
-            CommandBody::Directory(DirectoryCommand::EmployerUpsert(u)) => {
-                self.flush().await?;
-                let current = entities::lock_employer(self.conn, tenant, &u.employer_id).await?;
-                match decide(|| decide_employer(&ctx, current.as_ref(), u, cmd.expected_version)) {
-                    Ok(d) => {
-                        if let Some(e) = &d.write {
-                            entities::save_employer(self.conn, tenant, e).await?;
-                        }
-                        let version = d.write.as_ref().or(current.as_ref()).map(|e| e.version);
-                        drafts.extend(d.events);
-                        Ok((
-                            d.outcome,
-                            Some(entity(EntityKind::Employer, &u.employer_id, version)),
-                            None,
-                        ))
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            CommandBody::Directory(DirectoryCommand::RoleUpsert(u)) => {
-                let current = entities::lock_role(self.conn, tenant, &u.role_id).await?;
-                match decide(|| decide_role(&ctx, current.as_ref(), u, cmd.expected_version)) {
-                    Ok(d) => {
-                        if let Some(r) = &d.write {
-                            entities::save_role(self.conn, tenant, r).await?;
-                        }
-                        let version = d.write.as_ref().or(current.as_ref()).map(|r| r.version);
-                        drafts.extend(d.events);
-                        Ok((
-                            d.outcome,
-                            Some(entity(EntityKind::Role, &u.role_id, version)),
-                            None,
-                        ))
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            CommandBody::Directory(DirectoryCommand::EmployerUpsert(u)) => self
+                .directory_command(
+                    &ctx,
+                    EntityKind::Employer,
+                    &u.employer_id,
+                    &mut drafts,
+                    |current| decide_employer(&ctx, current, u, cmd.expected_version),
+                )
+                .await?
+                .map(|(o, e)| (o, Some(e), None)),
+            CommandBody::Directory(DirectoryCommand::RoleUpsert(u)) => self
+                .directory_command(&ctx, EntityKind::Role, &u.role_id, &mut drafts, |current| {
+                    decide_role(&ctx, current, u, cmd.expected_version)
+                })
+                .await?
+                .map(|(o, e)| (o, Some(e), None)),
         };
         let (outcome, entity, items) = match decided {
             Ok(d) => d,
@@ -597,6 +541,65 @@ impl Uow<'_> {
             error: None,
             items,
         }))
+    }
+
+    /// A bulk under a savepoint: a refused bulk must leave no trace. Its
+    /// items may flush (archive reads linked users), so the database side
+    /// is guarded by a savepoint taken when memory and database agree, and
+    /// the memory side by the undo log.
+    async fn bulk_in_savepoint(
+        &mut self,
+        ctx: &Ctx<'_>,
+        command_id: &str,
+        bulk: &BulkCommand,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<Result<(Outcome, Vec<BulkItem>), Decided>, StoreError> {
+        self.flush().await?;
+        self.undo.clear();
+        sqlx::query("SAVEPOINT bulk")
+            .execute(&mut *self.conn)
+            .await?;
+        self.in_bulk = true;
+        let cp = self.checkpoint();
+        let r = self.bulk_command(ctx, command_id, bulk, drafts).await;
+        self.in_bulk = false;
+        let r = r?;
+        if r.is_err() {
+            sqlx::query("ROLLBACK TO SAVEPOINT bulk")
+                .execute(&mut *self.conn)
+                .await?;
+            self.rollback_to(cp);
+            drafts.clear();
+        }
+        sqlx::query("RELEASE SAVEPOINT bulk")
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(r)
+    }
+
+    /// An employer or role upsert: flush what is pending (employers
+    /// referenced earlier in the batch), lock the entry, decide, save.
+    async fn directory_command<T: DirectoryEntry>(
+        &mut self,
+        ctx: &Ctx<'_>,
+        kind: EntityKind,
+        id: &EntityId,
+        drafts: &mut Vec<EventDraft>,
+        decide_entry: impl FnOnce(Option<&T>) -> Result<Decision<T>, Rejection>,
+    ) -> Result<Result<(Outcome, EntityRef), Decided>, StoreError> {
+        self.flush().await?;
+        let tenant = ctx.tenant.as_str();
+        let current = entities::lock_entry::<T>(self.conn, tenant, id).await?;
+        let d = match decide(|| decide_entry(current.as_ref())) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(written) = &d.write {
+            entities::save_entry(self.conn, tenant, written).await?;
+        }
+        let version = d.write.as_ref().or(current.as_ref()).map(T::version);
+        drafts.extend(d.events);
+        Ok(Ok((d.outcome, entity(kind, id, version))))
     }
 
     async fn contact_command(

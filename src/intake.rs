@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::amqp;
 use crate::domain::admission::Arrival;
+use crate::domain::envelope::DecodeFailure;
 use crate::domain::ids::Limits;
 use crate::domain::policy::{Producers, ORIGINAL_USER_HEADER};
 use crate::store::journal::DeadLetter;
@@ -137,9 +138,7 @@ impl Inbound {
     /// the same way again.
     pub fn dead_letter(
         &self,
-        code: &str,
-        message: &str,
-        read: ReadIds,
+        failure: &DecodeFailure,
         producers: &Producers,
         limits: &Limits,
     ) -> DeadLetter {
@@ -162,21 +161,13 @@ impl Inbound {
             properties,
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
-            tenant: read.tenant,
-            command_id: read.command_id,
-            command_type: read.command_type,
-            code: code.to_owned(),
-            message: message.to_owned(),
+            tenant: failure.tenant.clone(),
+            command_id: failure.command_id.clone(),
+            command_type: failure.command_type.clone(),
+            code: failure.rejection.code.as_str().to_owned(),
+            message: failure.rejection.message.clone(),
         }
     }
-}
-
-/// Whatever ids could be read from a refused message.
-#[derive(Clone, Debug, Default)]
-pub struct ReadIds {
-    pub tenant: Option<String>,
-    pub command_id: Option<String>,
-    pub command_type: Option<String>,
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -192,7 +183,17 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::outcome::{ErrorCode, Rejection};
     use lapin::types::{FieldTable, LongString};
+
+    fn failure(code: ErrorCode) -> DecodeFailure {
+        DecodeFailure {
+            rejection: Rejection::new(code, "refused"),
+            command_id: None,
+            tenant: None,
+            command_type: None,
+        }
+    }
 
     fn limits() -> Limits {
         Limits {
@@ -217,9 +218,7 @@ mod tests {
         assert_eq!(msg.body_len, 150);
         assert_eq!(msg.body_sha256(), hex(&Sha256::digest(&body)));
         let d = msg.dead_letter(
-            "malformed",
-            "too big",
-            ReadIds::default(),
+            &failure(ErrorCode::Malformed),
             &Producers::default(),
             &limits(),
         );
@@ -240,9 +239,7 @@ mod tests {
         );
         assert_eq!(msg.body, body);
         let d = msg.dead_letter(
-            "invalid_command",
-            "bad",
-            ReadIds::default(),
+            &failure(ErrorCode::InvalidCommand),
             &Producers::default(),
             &limits(),
         );

@@ -29,10 +29,10 @@ use crate::amqp;
 use crate::apply::{apply_batch, BatchOutcome, Disposition, Prepared, Rules};
 use crate::domain::admission::admit;
 use crate::domain::ids::Limits;
-use crate::domain::outcome::Reply;
+use crate::domain::outcome::{Rejection, Reply};
 use crate::domain::policy::{Policies, Producers};
 use crate::domain::registry::CommandType;
-use crate::intake::{Inbound, ReadIds};
+use crate::intake::Inbound;
 use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
 
@@ -480,24 +480,19 @@ pub async fn drain_dead_letters(
 /// key from the `x-death` header, ids where the body is readable.
 fn poison_dead_letter(msg: &Inbound, producers: &Producers, limits: &Limits) -> DeadLetter {
     let death = death_of(&msg.properties);
-    let read = match admit(&msg.arrival(), limits, producers, OffsetDateTime::now_utc()) {
-        Ok(c) => ReadIds {
-            command_id: Some(c.command_id.to_string()),
-            tenant: Some(c.tenant.to_string()),
-            command_type: Some(c.type_name().to_owned()),
-        },
-        Err(f) => ReadIds {
-            command_id: f.command_id,
-            tenant: f.tenant,
-            command_type: f.command_type,
-        },
-    };
     let count = death["count"].as_i64().unwrap_or(0);
     let message = format!(
         "the broker dead-lettered this message after repeated failed deliveries ({} x-death count {count}); see the worker's error log",
         death["reason"].as_str().unwrap_or("delivery_limit")
     );
-    let mut dead = msg.dead_letter("poison", &message, read, producers, limits);
+    // Whatever ids the body yields; the code is the broker's verdict.
+    let read = match admit(&msg.arrival(), limits, producers, OffsetDateTime::now_utc()) {
+        Ok(c) => c.refused(Rejection::invalid(message.clone())),
+        Err(f) => f,
+    };
+    let mut dead = msg.dead_letter(&read, producers, limits);
+    dead.code = "poison".to_owned();
+    dead.message = message;
     if let Some(exchange) = death["exchange"].as_str() {
         dead.exchange = exchange.to_owned();
     }

@@ -48,12 +48,6 @@ pub fn admit(
         });
     }
     let cmd = decode(arrival.body, limits)?;
-    let refused = |rejection: Rejection| DecodeFailure {
-        rejection,
-        command_id: Some(cmd.command_id.to_string()),
-        tenant: Some(cmd.tenant.to_string()),
-        command_type: Some(cmd.type_name().to_owned()),
-    };
     let producer =
         producers.acting_producer(arrival.user_id, arrival.replayed, arrival.original_user);
     check_issued_at(&cmd, now, limits)
@@ -61,7 +55,7 @@ pub fn admit(
         .and_then(|()| {
             producers.authorise_command(producer, cmd.tenant.as_str(), &grants_needed(&cmd))
         })
-        .map_err(refused)?;
+        .map_err(|rejection| cmd.refused(rejection))?;
     Ok(cmd)
 }
 

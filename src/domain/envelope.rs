@@ -8,7 +8,7 @@ use super::contact::command::{self as contact_command, ContactOp};
 use super::directory::{self, DirectoryCommand};
 use super::ids::{check_short, CommandId, EntityId, Limits, TenantId};
 use super::json::{parse_strict, JsonError};
-use super::outcome::{ErrorCode, Rejection};
+use super::outcome::{ErrorCode, Outcome, Rejection, Reply};
 use super::payload::{parse_time, printable, required_str, take_id};
 use super::registry::CommandType;
 use super::user::command::{self as user_command, UserOp};
@@ -33,6 +33,16 @@ impl Command {
 
     pub fn command_type(&self) -> CommandType {
         self.body.command_type()
+    }
+
+    /// This command refused: its ids are kept for the dead-letter store.
+    pub fn refused(&self, rejection: Rejection) -> DecodeFailure {
+        DecodeFailure {
+            rejection,
+            command_id: Some(self.command_id.to_string()),
+            tenant: Some(self.tenant.to_string()),
+            command_type: Some(self.type_name().to_owned()),
+        }
     }
 }
 
@@ -63,6 +73,22 @@ pub struct DecodeFailure {
     pub command_id: Option<String>,
     pub tenant: Option<String>,
     pub command_type: Option<String>,
+}
+
+impl DecodeFailure {
+    /// The reply to a refused command.
+    pub fn reply(&self) -> Reply {
+        Reply {
+            command_id: self.command_id.clone(),
+            tenant: self.tenant.clone(),
+            outcome: Outcome::Rejected,
+            duplicate: false,
+            entity: None,
+            events: vec![],
+            error: Some(self.rejection.clone().into()),
+            items: None,
+        }
+    }
 }
 
 /// Decodes an AMQP body into a [`Command`].

@@ -3,11 +3,12 @@
 //! are serialised and their outbox rows follow the entity's versions.
 
 use super::StoreError;
-use crate::domain::contact::{Activity, Contact, ContactRecord};
+use crate::domain::contact::{Activity, Contact};
 use crate::domain::directory::{Employer, Role};
 use crate::domain::ids::EntityId;
+use crate::domain::record::Record;
 use crate::domain::ts::Ts;
-use crate::domain::user::{User, UserRecord};
+use crate::domain::user::User;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -43,6 +44,13 @@ impl Table {
         match self {
             Table::Contacts => "contact_id",
             Table::Users => "user_id",
+        }
+    }
+    /// The indexed column beside the state: a contact's employer, a user's contact.
+    fn link_column(self) -> &'static str {
+        match self {
+            Table::Contacts => "employer_id",
+            Table::Users => "contact_id",
         }
     }
 }
@@ -136,12 +144,42 @@ async fn lock_rows(
         .collect())
 }
 
-/// A record kept in one of the locked tables (contacts, users): how it
-/// reads from and writes to its row.
+/// An entity kept in one of the locked tables (contacts, users): its
+/// table, and the indexed column beside its state.
+pub trait RowEntity: serde::Serialize + DeserializeOwned {
+    const TABLE: Table;
+    /// Named in "stored ... is unreadable" errors.
+    const WHAT: &'static str;
+    fn version(&self) -> u64;
+    /// The value of [`Table::link_column`].
+    fn link(&self) -> Option<&EntityId>;
+}
+
+impl RowEntity for Contact {
+    const TABLE: Table = Table::Contacts;
+    const WHAT: &'static str = "contact";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn link(&self) -> Option<&EntityId> {
+        self.employer_id.as_ref()
+    }
+}
+
+impl RowEntity for User {
+    const TABLE: Table = Table::Users;
+    const WHAT: &'static str = "user";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn link(&self) -> Option<&EntityId> {
+        self.contact_id.as_ref()
+    }
+}
+
+/// How a record reads from and writes to its row.
 pub trait Stored: Sized {
     const TABLE: Table;
-    /// The indexed column beside the state: a contact's employer, a user's contact.
-    const LINK: &'static str;
     fn from_row(
         version: i64,
         deleted_at: Option<OffsetDateTime>,
@@ -150,9 +188,8 @@ pub trait Stored: Sized {
     fn to_row(&self) -> Written;
 }
 
-impl Stored for ContactRecord {
-    const TABLE: Table = Table::Contacts;
-    const LINK: &'static str = "employer_id";
+impl<T: RowEntity> Stored for Record<T> {
+    const TABLE: Table = T::TABLE;
 
     fn from_row(
         version: i64,
@@ -160,58 +197,25 @@ impl Stored for ContactRecord {
         state: Option<Value>,
     ) -> Result<Self, StoreError> {
         Ok(match (state, deleted_at) {
-            (Some(s), _) => ContactRecord::Live(parse("contact", s)?),
-            (None, Some(at)) => ContactRecord::Deleted {
+            (Some(s), _) => Record::Live(parse(T::WHAT, s)?),
+            (None, Some(at)) => Record::Deleted {
                 at: Ts(at),
                 version: version as u64,
             },
-            (None, None) => ContactRecord::Absent,
+            (None, None) => Record::Absent,
         })
     }
 
     fn to_row(&self) -> Written {
         match self {
-            ContactRecord::Live(c) => (
-                c.version as i64,
-                c.employer_id.as_ref().map(|e| e.as_str().to_owned()),
+            Record::Live(e) => (
+                e.version() as i64,
+                e.link().map(|l| l.as_str().to_owned()),
                 None,
-                Some(to_json(c)),
+                Some(to_json(e)),
             ),
-            ContactRecord::Deleted { at, version } => (*version as i64, None, Some(at.get()), None),
-            ContactRecord::Absent => (0, None, None, None),
-        }
-    }
-}
-
-impl Stored for UserRecord {
-    const TABLE: Table = Table::Users;
-    const LINK: &'static str = "contact_id";
-
-    fn from_row(
-        version: i64,
-        deleted_at: Option<OffsetDateTime>,
-        state: Option<Value>,
-    ) -> Result<Self, StoreError> {
-        Ok(match (state, deleted_at) {
-            (Some(s), _) => UserRecord::Live(parse("user", s)?),
-            (None, Some(at)) => UserRecord::Deleted {
-                at: Ts(at),
-                version: version as u64,
-            },
-            (None, None) => UserRecord::Absent,
-        })
-    }
-
-    fn to_row(&self) -> Written {
-        match self {
-            UserRecord::Live(u) => (
-                u.version as i64,
-                u.contact_id.as_ref().map(|c| c.as_str().to_owned()),
-                None,
-                Some(to_json(u)),
-            ),
-            UserRecord::Deleted { at, version } => (*version as i64, None, Some(at.get()), None),
-            UserRecord::Absent => (0, None, None, None),
+            Record::Deleted { at, version } => (*version as i64, None, Some(at.get()), None),
+            Record::Absent => (0, None, None, None),
         }
     }
 }
@@ -267,7 +271,7 @@ pub async fn save<R: Stored>(
          FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::jsonb[]) \
          AS u(t, i, v, l, d, s) WHERE x.tenant_id = u.t AND x.{id} = u.i",
         t = R::TABLE.name(),
-        link = R::LINK,
+        link = R::TABLE.link_column(),
         id = R::TABLE.id_column()
     ))
     .bind(tenants)
@@ -493,39 +497,6 @@ pub async fn employer_exists(
     .await?)
 }
 
-pub async fn lock_employer(
-    conn: &mut PgConnection,
-    tenant: &str,
-    id: &EntityId,
-) -> Result<Option<Employer>, StoreError> {
-    let state: Option<Value> = sqlx::query_scalar(
-        "SELECT state FROM employers WHERE tenant_id = $1 AND employer_id = $2 FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(id.as_str())
-    .fetch_optional(conn)
-    .await?;
-    state.map(|s| parse("employer", s)).transpose()
-}
-
-pub async fn save_employer(
-    conn: &mut PgConnection,
-    tenant: &str,
-    e: &Employer,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO employers (tenant_id, employer_id, version, state) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (tenant_id, employer_id) DO UPDATE SET version = $3, state = $4",
-    )
-    .bind(tenant)
-    .bind(e.id.as_str())
-    .bind(e.version as i64)
-    .bind(Json(to_json(e)))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 pub async fn role_exists(
     conn: &mut PgConnection,
     tenant: &str,
@@ -540,30 +511,73 @@ pub async fn role_exists(
     .await?)
 }
 
-pub async fn lock_role(
+/// An employer or a role: one row of state per id, locked while decided.
+pub trait DirectoryEntry: serde::Serialize + DeserializeOwned {
+    const TABLE: &'static str;
+    const ID_COLUMN: &'static str;
+    /// Named in "stored ... is unreadable" errors.
+    const WHAT: &'static str;
+    fn id(&self) -> &EntityId;
+    fn version(&self) -> u64;
+}
+
+impl DirectoryEntry for Employer {
+    const TABLE: &'static str = "employers";
+    const ID_COLUMN: &'static str = "employer_id";
+    const WHAT: &'static str = "employer";
+    fn id(&self) -> &EntityId {
+        &self.id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl DirectoryEntry for Role {
+    const TABLE: &'static str = "roles";
+    const ID_COLUMN: &'static str = "role_id";
+    const WHAT: &'static str = "role";
+    fn id(&self) -> &EntityId {
+        &self.id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+/// Locks and reads an employer or role, if it exists.
+pub async fn lock_entry<T: DirectoryEntry>(
     conn: &mut PgConnection,
     tenant: &str,
     id: &EntityId,
-) -> Result<Option<Role>, StoreError> {
-    let state: Option<Value> = sqlx::query_scalar(
-        "SELECT state FROM roles WHERE tenant_id = $1 AND role_id = $2 FOR UPDATE",
-    )
+) -> Result<Option<T>, StoreError> {
+    let state: Option<Value> = sqlx::query_scalar(&format!(
+        "SELECT state FROM {} WHERE tenant_id = $1 AND {} = $2 FOR UPDATE",
+        T::TABLE,
+        T::ID_COLUMN
+    ))
     .bind(tenant)
     .bind(id.as_str())
     .fetch_optional(conn)
     .await?;
-    state.map(|s| parse("role", s)).transpose()
+    state.map(|s| parse(T::WHAT, s)).transpose()
 }
 
-pub async fn save_role(conn: &mut PgConnection, tenant: &str, r: &Role) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO roles (tenant_id, role_id, version, state) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (tenant_id, role_id) DO UPDATE SET version = $3, state = $4",
-    )
+pub async fn save_entry<T: DirectoryEntry>(
+    conn: &mut PgConnection,
+    tenant: &str,
+    entry: &T,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO {t} (tenant_id, {id}, version, state) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, {id}) DO UPDATE SET version = $3, state = $4",
+        t = T::TABLE,
+        id = T::ID_COLUMN
+    ))
     .bind(tenant)
-    .bind(r.id.as_str())
-    .bind(r.version as i64)
-    .bind(Json(to_json(r)))
+    .bind(entry.id().as_str())
+    .bind(entry.version() as i64)
+    .bind(Json(to_json(entry)))
     .execute(conn)
     .await?;
     Ok(())

@@ -238,3 +238,7 @@ pub mod wire {
         pub permissions: Vec<String>,
     }
 }
+
+#[cfg(test)]
+#[path = "directory_tests.rs"]
+mod tests;

@@ -260,5 +260,5 @@ fn decode_body(
     })
 }
 #[cfg(test)]
-#[path = "envelope_tests.rs"]
+#[path = "envelope_tests/mod.rs"]
 mod tests;

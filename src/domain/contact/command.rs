@@ -171,40 +171,7 @@ pub fn decode(
 ) -> Result<ContactOp, Rejection> {
     let reason = |payload| payload::reason(payload, limits);
     Ok(match kind {
-        ContactKind::Upsert => {
-            let p: wire::ContactUpsert = payload_as(payload)?;
-            for (field, v) in [
-                ("payload.first_name", &p.first_name),
-                ("payload.last_name", &p.last_name),
-                ("payload.phone", &p.phone),
-                ("payload.title", &p.title),
-                ("payload.department", &p.department),
-            ] {
-                opt_short(field, v, limits)?;
-            }
-            if let Some(e) = &p.email {
-                check_email(e, limits)?;
-            }
-            if let Some(s) = &p.status {
-                check_short("payload.status", s, limits.max_name_chars)?;
-            }
-            let attributes = match p.attributes {
-                Some(a) => check_attributes(a, limits)?,
-                None => BTreeMap::new(),
-            };
-            ContactOp::Upsert(Box::new(ContactUpsert {
-                first_name: p.first_name,
-                last_name: p.last_name,
-                email: p.email,
-                phone: p.phone,
-                title: p.title,
-                employer_id: opt_id("payload.employer_id", p.employer_id, limits)?,
-                department: p.department,
-                status: p.status,
-                visibility: p.visibility,
-                attributes,
-            }))
-        }
+        ContactKind::Upsert => upsert(payload_as(payload)?, limits)?,
         ContactKind::Deactivate => ContactOp::Deactivate {
             reason: reason(payload)?,
         },
@@ -222,22 +189,7 @@ pub fn decode(
             check_short("payload.status", &p.status, limits.max_name_chars)?;
             ContactOp::ChangeStatus { status: p.status }
         }
-        ContactKind::ChangeEmployer => {
-            let p: wire::ChangeEmployer = payload_as(payload)?;
-            let employer_id = match p.employer_id {
-                None => {
-                    return Err(Rejection::invalid(
-                        "missing field `payload.employer_id` (null removes the employer)",
-                    ))
-                }
-                Some(id) => opt_id("payload.employer_id", id, limits)?,
-            };
-            opt_short("payload.department", &p.department, limits)?;
-            ContactOp::ChangeEmployer {
-                employer_id,
-                department: p.department,
-            }
-        }
+        ContactKind::ChangeEmployer => change_employer(payload_as(payload)?, limits)?,
         ContactKind::SetVisibility => {
             let p: wire::SetVisibility = payload_as(payload)?;
             ContactOp::SetVisibility {
@@ -254,17 +206,7 @@ pub fn decode(
             }
             ContactOp::SetAttributes { attributes }
         }
-        ContactKind::Archive => {
-            let p: wire::Archive = payload_as(payload)?;
-            opt_short("payload.reason", &p.reason, limits)?;
-            ContactOp::Archive(Archive {
-                reason: p.reason,
-                employer_id: opt_id("payload.employer_id", p.employer_id, limits)?,
-                suppress_email: p.suppress_email.unwrap_or(true),
-                visibility: p.visibility.unwrap_or(Visibility::Advisors),
-                revoke_user_access: p.revoke_user_access.unwrap_or(false),
-            })
-        }
+        ContactKind::Archive => archive(payload_as(payload)?, limits)?,
         ContactKind::Revive => {
             let p: wire::Revive = payload_as(payload)?;
             ContactOp::Revive(Revive {
@@ -273,34 +215,96 @@ pub fn decode(
                 restore_email: p.restore_email.unwrap_or(true),
             })
         }
-        ContactKind::LogActivity => {
-            let p: wire::LogActivity = payload_as(payload)?;
-            if p.body.len() > limits.max_activity_body_bytes {
-                return Err(Rejection::invalid(format!(
-                    "payload.body must be at most {} bytes",
-                    limits.max_activity_body_bytes
-                )));
-            }
-            if p.body.contains('\0') {
-                return Err(Rejection::invalid("payload.body must not contain NUL"));
-            }
-            opt_short("payload.action_code", &p.action_code, limits)?;
-            let occurred_at = match &p.occurred_at {
-                Some(s) => Some(parse_time("payload.occurred_at", s)?),
-                None => None,
-            };
-            ContactOp::LogActivity(LogActivity {
-                kind: p.kind,
-                body: p.body,
-                action_code: p.action_code,
-                occurred_at,
-            })
-        }
+        ContactKind::LogActivity => log_activity(payload_as(payload)?, limits)?,
         ContactKind::Delete => {
             payload::empty(payload)?;
             ContactOp::Delete
         }
     })
+}
+
+fn upsert(p: wire::ContactUpsert, limits: &Limits) -> Result<ContactOp, Rejection> {
+    for (field, v) in [
+        ("payload.first_name", &p.first_name),
+        ("payload.last_name", &p.last_name),
+        ("payload.phone", &p.phone),
+        ("payload.title", &p.title),
+        ("payload.department", &p.department),
+    ] {
+        opt_short(field, v, limits)?;
+    }
+    if let Some(e) = &p.email {
+        check_email(e, limits)?;
+    }
+    if let Some(s) = &p.status {
+        check_short("payload.status", s, limits.max_name_chars)?;
+    }
+    let attributes = match p.attributes {
+        Some(a) => check_attributes(a, limits)?,
+        None => BTreeMap::new(),
+    };
+    Ok(ContactOp::Upsert(Box::new(ContactUpsert {
+        first_name: p.first_name,
+        last_name: p.last_name,
+        email: p.email,
+        phone: p.phone,
+        title: p.title,
+        employer_id: opt_id("payload.employer_id", p.employer_id, limits)?,
+        department: p.department,
+        status: p.status,
+        visibility: p.visibility,
+        attributes,
+    })))
+}
+
+fn change_employer(p: wire::ChangeEmployer, limits: &Limits) -> Result<ContactOp, Rejection> {
+    let employer_id = match p.employer_id {
+        None => {
+            return Err(Rejection::invalid(
+                "missing field `payload.employer_id` (null removes the employer)",
+            ))
+        }
+        Some(id) => opt_id("payload.employer_id", id, limits)?,
+    };
+    opt_short("payload.department", &p.department, limits)?;
+    Ok(ContactOp::ChangeEmployer {
+        employer_id,
+        department: p.department,
+    })
+}
+
+fn archive(p: wire::Archive, limits: &Limits) -> Result<ContactOp, Rejection> {
+    opt_short("payload.reason", &p.reason, limits)?;
+    Ok(ContactOp::Archive(Archive {
+        reason: p.reason,
+        employer_id: opt_id("payload.employer_id", p.employer_id, limits)?,
+        suppress_email: p.suppress_email.unwrap_or(true),
+        visibility: p.visibility.unwrap_or(Visibility::Advisors),
+        revoke_user_access: p.revoke_user_access.unwrap_or(false),
+    }))
+}
+
+fn log_activity(p: wire::LogActivity, limits: &Limits) -> Result<ContactOp, Rejection> {
+    if p.body.len() > limits.max_activity_body_bytes {
+        return Err(Rejection::invalid(format!(
+            "payload.body must be at most {} bytes",
+            limits.max_activity_body_bytes
+        )));
+    }
+    if p.body.contains('\0') {
+        return Err(Rejection::invalid("payload.body must not contain NUL"));
+    }
+    opt_short("payload.action_code", &p.action_code, limits)?;
+    let occurred_at = match &p.occurred_at {
+        Some(s) => Some(parse_time("payload.occurred_at", s)?),
+        None => None,
+    };
+    Ok(ContactOp::LogActivity(LogActivity {
+        kind: p.kind,
+        body: p.body,
+        action_code: p.action_code,
+        occurred_at,
+    }))
 }
 
 fn check_attributes(

@@ -135,71 +135,11 @@ pub fn decide_contact(
             ),
         ));
     }
-    let mut w = Working::new(ctx, contact);
-    match op {
-        ContactOp::Upsert(u) => w.upsert(u)?,
-        ContactOp::Deactivate { reason } | ContactOp::Reactivate { reason } => {
-            if w.fresh(ACTIVATION) {
-                let active = matches!(op, ContactOp::Reactivate { .. });
-                w.set_active(active, reason.as_deref());
-            }
-        }
-        ContactOp::ChangeStatus { status } => {
-            if w.fresh(STATUS) {
-                w.set_status(status);
-            }
-        }
-        ContactOp::ChangeEmployer {
-            employer_id,
-            department,
-        } => {
-            if w.fresh(EMPLOYER) {
-                w.set_employer(employer_id.clone(), department.clone());
-            }
-        }
-        ContactOp::SetVisibility { visibility } => {
-            if w.fresh(VISIBILITY) {
-                w.set_visibility(*visibility);
-            }
-        }
-        ContactOp::SetAttributes { attributes } => {
-            let fresh: BTreeMap<String, Option<Value>> = attributes
-                .iter()
-                .filter(|(name, _)| w.fresh(&attribute_aspect(name)))
-                .map(|(n, v)| (n.clone(), v.clone()))
-                .collect();
-            w.set_attributes(&fresh);
-            w.check_attribute_limit()?;
-        }
-        ContactOp::Approve { reason } | ContactOp::Reject { reason } => {
-            if w.fresh(APPROVAL) {
-                let approval = if matches!(op, ContactOp::Approve { .. }) {
-                    Approval::Approved
-                } else {
-                    Approval::Rejected
-                };
-                w.set_approval(approval, reason.as_deref());
-            }
-        }
-        ContactOp::Archive(a) => {
-            if w.fresh(ACTIVATION) && w.next.archive.is_none() {
-                w.archive(a, linked_users);
-            }
-        }
-        ContactOp::Revive(r) => {
-            if w.fresh(ACTIVATION) {
-                if w.next.archive.is_none() {
-                    return Err(Rejection::new(
-                        ErrorCode::InvalidTransition,
-                        format!("contact `{id}` is not archived, so it cannot be revived"),
-                    ));
-                }
-                w.revive(r, linked_users);
-            }
-        }
-        ContactOp::LogActivity(a) => w.log_activity(a),
-        ContactOp::Delete => return delete(ctx, contact),
+    if let ContactOp::Delete = op {
+        return delete(ctx, contact);
     }
+    let mut w = Working::new(ctx, contact);
+    w.apply(id, op, linked_users)?;
     Ok(w.finish())
 }
 
@@ -364,6 +304,81 @@ impl<'a> Working<'a> {
             ensure_employers: vec![],
             activity: None,
         }
+    }
+
+    /// Applies one command (delete aside, which replaces the contact).
+    fn apply(
+        &mut self,
+        id: &EntityId,
+        op: &ContactOp,
+        linked_users: &[User],
+    ) -> Result<(), Rejection> {
+        match op {
+            ContactOp::Upsert(u) => self.upsert(u)?,
+            ContactOp::Deactivate { reason } | ContactOp::Reactivate { reason } => {
+                if self.fresh(ACTIVATION) {
+                    let active = matches!(op, ContactOp::Reactivate { .. });
+                    self.set_active(active, reason.as_deref());
+                }
+            }
+            ContactOp::ChangeStatus { status } => {
+                if self.fresh(STATUS) {
+                    self.set_status(status);
+                }
+            }
+            ContactOp::ChangeEmployer {
+                employer_id,
+                department,
+            } => {
+                if self.fresh(EMPLOYER) {
+                    self.set_employer(employer_id.clone(), department.clone());
+                }
+            }
+            ContactOp::SetVisibility { visibility } => {
+                if self.fresh(VISIBILITY) {
+                    self.set_visibility(*visibility);
+                }
+            }
+            ContactOp::SetAttributes { attributes } => {
+                let fresh: BTreeMap<String, Option<Value>> = attributes
+                    .iter()
+                    .filter(|(name, _)| self.fresh(&attribute_aspect(name)))
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect();
+                self.set_attributes(&fresh);
+                self.check_attribute_limit()?;
+            }
+            ContactOp::Approve { reason } | ContactOp::Reject { reason } => {
+                if self.fresh(APPROVAL) {
+                    let approval = if matches!(op, ContactOp::Approve { .. }) {
+                        Approval::Approved
+                    } else {
+                        Approval::Rejected
+                    };
+                    self.set_approval(approval, reason.as_deref());
+                }
+            }
+            ContactOp::Archive(a) => {
+                if self.fresh(ACTIVATION) && self.next.archive.is_none() {
+                    self.archive(a, linked_users);
+                }
+            }
+            ContactOp::Revive(r) => {
+                if self.fresh(ACTIVATION) {
+                    if self.next.archive.is_none() {
+                        return Err(Rejection::new(
+                            ErrorCode::InvalidTransition,
+                            format!("contact `{id}` is not archived, so it cannot be revived"),
+                        ));
+                    }
+                    self.revive(r, linked_users);
+                }
+            }
+            ContactOp::LogActivity(a) => self.log_activity(a),
+            // Decided by `delete` before any working copy exists.
+            ContactOp::Delete => {}
+        }
+        Ok(())
     }
 
     /// Judges one aspect against the state before the command; a fresh one

@@ -39,6 +39,8 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Runs the worker until `shutdown` resolves, then drains within the
 /// configured timeout. `on_listening` receives the bound HTTP address
 /// (useful with port 0).
+// The process's whole task tree, in start order, in one place: longer
+// than most functions, kept together so the order can be read at once.
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,

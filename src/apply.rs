@@ -517,10 +517,21 @@ impl<'c> Uow<'c> {
                 .await?
                 .map(|(o, e)| (o, Some(e), None)),
         };
-        let (outcome, entity, items) = match decided {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(e)),
-        };
+        Ok(decided.map(|(outcome, entity, items)| {
+            self.recorded(cmd, now, drafts, outcome, entity, items)
+        }))
+    }
+
+    /// Turns a command's decided events into outbox rows and its reply.
+    fn recorded(
+        &mut self,
+        cmd: &Command,
+        now: OffsetDateTime,
+        drafts: Vec<EventDraft>,
+        outcome: Outcome,
+        entity: Option<EntityRef>,
+        items: Option<Vec<BulkItem>>,
+    ) -> Reply {
         let first_event = self.outbox.len();
         self.outbox.extend(
             drafts
@@ -528,9 +539,9 @@ impl<'c> Uow<'c> {
                 .enumerate()
                 .map(|(seq, d)| to_cloud_event(&cmd.tenant, &cmd.command_id, seq, d, now)),
         );
-        Ok(Ok(Reply {
-            command_id: Some(command_id.to_owned()),
-            tenant: Some(tenant.to_owned()),
+        Reply {
+            command_id: Some(cmd.command_id.to_string()),
+            tenant: Some(cmd.tenant.to_string()),
             outcome,
             duplicate: false,
             entity,
@@ -540,7 +551,7 @@ impl<'c> Uow<'c> {
                 .collect(),
             error: None,
             items,
-        }))
+        }
     }
 
     /// A bulk under a savepoint: a refused bulk must leave no trace. Its

@@ -217,23 +217,7 @@ impl Settings {
                 "must be 1-100 lowercase letters, digits, '.', '_' or '-'",
             );
         }
-        let schema = &self.database.schema;
-        let schema_ok = schema.len() <= 63
-            && schema
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-            && schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && !schema.starts_with("pg_")
-            && schema != "public";
-        if !schema_ok {
-            return invalid(
-                "database.schema",
-                "must be a lowercase identifier (letters, digits, '_'), not public or pg_*",
-            );
-        }
+        self.validate_schema()?;
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch", "must be at least 1");
         }
@@ -255,6 +239,35 @@ impl Settings {
         if self.http_listen().is_err() {
             return invalid("http.listen", "must be host:port, like 127.0.0.1:9464");
         }
+        self.validate_urls()
+    }
+
+    /// `database.schema` is interpolated into SQL: an identifier, never public.
+    fn validate_schema(&self) -> Result<(), ConfigError> {
+        let schema = &self.database.schema;
+        let schema_ok = schema.len() <= 63
+            && schema
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !schema.starts_with("pg_")
+            && schema != "public";
+        if !schema_ok {
+            return Err(ConfigError::Invalid {
+                key: "database.schema",
+                message:
+                    "must be a lowercase identifier (letters, digits, '_'), not public or pg_*"
+                        .to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Database and broker URLs: the right scheme and a host.
+    fn validate_urls(&self) -> Result<(), ConfigError> {
         for (key, url, schemes) in [
             (
                 "database.url",

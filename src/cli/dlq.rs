@@ -320,15 +320,13 @@ pub async fn replay(
     // Only part of a cut body was kept: replaying it would send another message.
     let (rows, cut): (Vec<DeadLetterRow>, Vec<DeadLetterRow>) =
         rows.into_iter().partition(|r| !r.truncated());
-    let cut_refusal = (!cut.is_empty()).then(|| {
+    if !cut.is_empty() && (!filter.ids.is_empty() || rows.is_empty()) {
         let ids: Vec<String> = cut.iter().map(|r| r.id.to_string()).collect();
-        CliError::Refused(format!(
+        return Err(CliError::Refused(format!(
             "dead letter(s) {} cannot be replayed: only the first bytes of their oversize body were kept",
             ids.join(", ")
         ))
-    });
-    if let Some(refusal) = cut_refusal.filter(|_| !filter.ids.is_empty() || rows.is_empty()) {
-        return Err(refusal.into());
+        .into());
     }
     if dry_run {
         for r in &rows {
@@ -344,7 +342,21 @@ pub async fn replay(
         println!("dry run: {} dead letter(s) would be replayed", rows.len());
         return Ok(());
     }
-    let names = Names::new(&settings.amqp.prefix);
+    let user = replaying_user(settings)?;
+    let replayed = publish_rows(settings, pool, &rows, &user).await?;
+    println!("{replayed} dead letter(s) replayed");
+    match cut.len() {
+        0 => Ok(()),
+        n => Err(CliError::Refused(format!(
+            "{n} dead letter(s) with a cut body were skipped: they cannot be replayed"
+        ))
+        .into()),
+    }
+}
+
+/// The AMQP user a replay connects as, which must be granted `replay`
+/// when producer authorisation is on.
+fn replaying_user(settings: &Settings) -> Result<String, CliError> {
     let user = url::Url::parse(settings.amqp.url.expose_secret())
         .map(|u| u.username().to_owned())
         .unwrap_or_default();
@@ -356,9 +368,20 @@ pub async fn replay(
     if !settings.producers().may_replay(Some(&user)) {
         return Err(CliError::Failed(format!(
             "AMQP user `{user}` may not replay: producer authorisation is on and [producers.{user}] does not grant `replay = true`"
-        ))
-        .into());
+        )));
     }
+    Ok(user)
+}
+
+/// Republishes rows with confirms, marking each replayed once confirmed;
+/// returns how many were.
+async fn publish_rows(
+    settings: &Settings,
+    pool: &PgPool,
+    rows: &[DeadLetterRow],
+    user: &str,
+) -> anyhow::Result<usize> {
+    let names = Names::new(&settings.amqp.prefix);
     let conn = amqp::connect(&settings.amqp, "dlq-replay").await?;
     let ch = amqp::confirm_channel(&conn).await?;
     // A progress bar only when the list would not fit on a screen.
@@ -371,8 +394,8 @@ pub async fn replay(
         b
     });
     let mut replayed = 0usize;
-    for r in &rows {
-        let props = replay_properties(&r.properties, r.replay_count, &user, r.user_id.as_deref());
+    for r in rows {
+        let props = replay_properties(&r.properties, r.replay_count, user, r.user_id.as_deref());
         let confirm = ch
             .basic_publish(
                 names.commands.as_str().into(),
@@ -406,15 +429,8 @@ pub async fn replay(
     if let Some(b) = bar {
         b.finish();
     }
-    println!("{replayed} dead letter(s) replayed");
     let _ = conn.close(200, "done".into()).await;
-    match cut.len() {
-        0 => Ok(()),
-        n => Err(CliError::Refused(format!(
-            "{n} dead letter(s) with a cut body were skipped: they cannot be replayed"
-        ))
-        .into()),
-    }
+    Ok(replayed)
 }
 
 pub async fn purge(

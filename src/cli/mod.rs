@@ -250,6 +250,33 @@ pub async fn user_show(settings: &Settings, tenant: &str, id: &str) -> anyhow::R
 }
 
 /// Publishes a command with confirms and `mandatory`; with `wait`, prints the reply.
+/// An exclusive queue for the reply, and a consumer on it.
+async fn reply_queue(ch: &lapin::Channel) -> lapin::Result<(String, lapin::Consumer)> {
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((q.name().as_str().to_owned(), consumer))
+}
+
 pub async fn publish(
     settings: &Settings,
     file: Option<PathBuf>,
@@ -280,30 +307,9 @@ pub async fn publish(
     let mut props = amqp::json_properties().with_correlation_id(command_id.into());
     let mut replies = None;
     if wait {
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        props = props.with_reply_to(q.name().clone());
-        replies = Some(
-            ch.basic_consume(
-                q.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?,
-        );
+        let (queue, consumer) = reply_queue(&ch).await?;
+        props = props.with_reply_to(queue.into());
+        replies = Some(consumer);
     }
     let confirm = ch
         .basic_publish(

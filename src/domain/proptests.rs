@@ -90,6 +90,7 @@ fn maybe_id() -> impl Strategy<Value = Option<EntityId>> {
     )
 }
 
+// One arm per contact command: long because the list is, not because of logic.
 fn contact_op() -> impl Strategy<Value = ContactOp> {
     let status = prop::sample::select(vec!["A", "B", "D", "N", "ZZ"]).prop_map(str::to_owned);
     let attrs = prop::collection::btree_map(

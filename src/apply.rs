@@ -98,6 +98,24 @@ enum Undo {
     User(Key, Option<Box<UserRecord>>, bool),
 }
 
+/// Undoes one cache write: the old record back (or none), and the key
+/// clean again if the write made it dirty.
+fn restore<R>(
+    cache: &mut HashMap<Key, R>,
+    dirty: &mut BTreeSet<Key>,
+    key: Key,
+    old: Option<Box<R>>,
+    was_dirty: bool,
+) {
+    if !was_dirty {
+        dirty.remove(&key);
+    }
+    match old {
+        Some(r) => cache.insert(key, *r),
+        None => cache.remove(&key),
+    };
+}
+
 /// Buffer lengths and undo position at a point in the batch.
 struct Checkpoint {
     undo: usize,
@@ -378,23 +396,15 @@ impl<'c> Uow<'c> {
     fn rollback_to(&mut self, cp: Checkpoint) {
         while self.undo.len() > cp.undo {
             match self.undo.pop() {
-                Some(Undo::Contact(key, old, was_dirty)) => {
-                    if !was_dirty {
-                        self.dirty_contacts.remove(&key);
-                    }
-                    match old {
-                        Some(r) => self.contacts.insert(key, *r),
-                        None => self.contacts.remove(&key),
-                    };
-                }
+                Some(Undo::Contact(key, old, was_dirty)) => restore(
+                    &mut self.contacts,
+                    &mut self.dirty_contacts,
+                    key,
+                    old,
+                    was_dirty,
+                ),
                 Some(Undo::User(key, old, was_dirty)) => {
-                    if !was_dirty {
-                        self.dirty_users.remove(&key);
-                    }
-                    match old {
-                        Some(r) => self.users.insert(key, *r),
-                        None => self.users.remove(&key),
-                    };
+                    restore(&mut self.users, &mut self.dirty_users, key, old, was_dirty)
                 }
                 None => break,
             }

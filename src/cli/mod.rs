@@ -15,6 +15,8 @@ use serde_json::Value;
 
 use crate::amqp::{self, Names};
 use crate::config::Settings;
+use crate::domain::contact::Contact;
+use crate::domain::user::User;
 use crate::store::{self, entities};
 
 #[derive(Debug, Parser)]
@@ -227,7 +229,7 @@ pub async fn contact_show(
 ) -> anyhow::Result<()> {
     let pool = store::connect(settings).await?;
     let mut conn = pool.acquire().await?;
-    let Some(contact) = entities::find_contact(&mut conn, tenant, id).await? else {
+    let Some(contact) = entities::find::<Contact>(&mut conn, tenant, id).await? else {
         return Err(CliError::NotFound(format!("no contact `{id}` in tenant `{tenant}`")).into());
     };
     let mut snapshot = contact.snapshot(tenant);
@@ -242,7 +244,7 @@ pub async fn contact_show(
 pub async fn user_show(settings: &Settings, tenant: &str, id: &str) -> anyhow::Result<()> {
     let pool = store::connect(settings).await?;
     let mut conn = pool.acquire().await?;
-    let Some(user) = entities::find_user(&mut conn, tenant, id).await? else {
+    let Some(user) = entities::find::<User>(&mut conn, tenant, id).await? else {
         return Err(CliError::NotFound(format!("no user `{id}` in tenant `{tenant}`")).into());
     };
     println!("{}", serde_json::to_string_pretty(&user.snapshot(tenant))?);

@@ -336,18 +336,22 @@ pub async fn insert_activities(
 }
 
 /// Reads a live contact without locking (for `contact show`).
-pub async fn find_contact(
+/// The live contact or user under `id`, unlocked (for `show`).
+pub async fn find<T: RowEntity>(
     conn: &mut PgConnection,
     tenant: &str,
     id: &str,
-) -> Result<Option<Contact>, StoreError> {
-    let state: Option<Option<Value>> =
-        sqlx::query_scalar("SELECT state FROM contacts WHERE tenant_id = $1 AND contact_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-    state.flatten().map(|s| parse("contact", s)).transpose()
+) -> Result<Option<T>, StoreError> {
+    let state: Option<Option<Value>> = sqlx::query_scalar(&format!(
+        "SELECT state FROM {} WHERE tenant_id = $1 AND {} = $2",
+        T::TABLE.name(),
+        T::TABLE.id_column()
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    state.flatten().map(|s| parse(T::WHAT, s)).transpose()
 }
 
 /// Live contacts whose current employer is `employer`, for a bulk filter.
@@ -436,20 +440,6 @@ pub async fn lock_users_of_contact(
     .fetch_all(conn)
     .await?;
     states.into_iter().map(|s| parse("user", s)).collect()
-}
-
-pub async fn find_user(
-    conn: &mut PgConnection,
-    tenant: &str,
-    id: &str,
-) -> Result<Option<User>, StoreError> {
-    let state: Option<Option<Value>> =
-        sqlx::query_scalar("SELECT state FROM users WHERE tenant_id = $1 AND user_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-    state.flatten().map(|s| parse("user", s)).transpose()
 }
 
 /// Creates employers referenced before their upsert, with no name.

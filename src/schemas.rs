@@ -1,5 +1,5 @@
 //! JSON Schemas (draft 2020-12) of the published contract: every command,
-//! the reply and every event. Payloads, the reply and the snapshots come
+//! the reply and every event. Payloads, the reply and the event data come
 //! from the Rust types the worker uses (schemars), so they cannot drift;
 //! `deploy/schemas/` holds the generated files (`lifecycle-worker schemas
 //! --out deploy/schemas`) and a test checks they are current.
@@ -11,17 +11,14 @@
 
 use std::collections::BTreeMap;
 
+use schemars::generate::SchemaSettings;
 use schemars::transform::{transform_subschemas, Transform};
 use schemars::{Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use crate::domain::contact::ContactSnapshot;
-use crate::domain::contact::{ActivityKind, Visibility};
 use crate::domain::event::EventType;
 use crate::domain::outcome::Reply;
 use crate::domain::registry::CommandType;
-use crate::domain::ts::Ts;
-use crate::domain::user::UserSnapshot;
 
 const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 
@@ -36,7 +33,7 @@ pub fn all() -> BTreeMap<String, Value> {
         .to_value();
     reply["$id"] = json!("reply.json");
     out.insert("reply.json".to_owned(), reply);
-    for t in EventType::ALL {
+    for &t in EventType::ALL {
         out.insert(format!("events/{}.json", t.type_name()), event(t));
     }
     for schema in out.values_mut() {
@@ -194,10 +191,6 @@ fn split_type_union(obj: &mut Map<String, Value>) {
     }
 }
 
-fn nullable_string() -> Value {
-    json!({"type": ["string", "null"]})
-}
-
 fn with_defs(mut doc: Value, mut gen: SchemaGenerator) -> Value {
     let defs: Map<String, Value> = gen.take_definitions(true);
     if !defs.is_empty() {
@@ -238,113 +231,15 @@ fn command(t: CommandType) -> Value {
     )
 }
 
-/// The fields an event type adds to `data`, all present in every such event.
-fn extras(t: EventType, gen: &mut SchemaGenerator) -> Vec<(&'static str, Value)> {
-    let string = || json!({"type": "string"});
-    let strings = || json!({"type": "array", "items": {"type": "string"}});
-    let place = || {
-        json!({"type": "object", "additionalProperties": false,
-               "required": ["employer_id", "department"],
-               "properties": {"employer_id": nullable_string(), "department": nullable_string()}})
-    };
-    match t {
-        EventType::ContactCreated | EventType::UserCreated => vec![],
-        EventType::ContactUpdated | EventType::UserUpdated => vec![("changed", strings())],
-        EventType::ContactDeactivated
-        | EventType::ContactReactivated
-        | EventType::ContactApproved
-        | EventType::ContactRejected
-        | EventType::ContactArchived
-        | EventType::ContactRevived
-        | EventType::UserAccessRevoked
-        | EventType::UserAccessRestored => vec![("reason", nullable_string())],
-        EventType::ContactStatusChanged => vec![("from", string()), ("to", string())],
-        EventType::ContactEmployerChanged => vec![("from", place()), ("to", place())],
-        EventType::ContactVisibilityChanged => {
-            let v = gen.subschema_for::<Visibility>().to_value();
-            vec![("from", v.clone()), ("to", v)]
-        }
-        EventType::ContactAttributesChanged => vec![(
-            "changed",
-            json!({"type": "object", "additionalProperties": {
-                "type": "object", "additionalProperties": false, "required": ["from", "to"],
-                "properties": {"from": {"type": ["string", "number", "boolean", "null"]},
-                               "to": {"type": ["string", "number", "boolean", "null"]}}}}),
-        )],
-        EventType::ContactActivityLogged => vec![
-            ("kind", gen.subschema_for::<ActivityKind>().to_value()),
-            ("action_code", nullable_string()),
-            ("employer_id", nullable_string()),
-        ],
-        EventType::ContactDeleted => vec![("contact_id", string()), ("email", nullable_string())],
-        EventType::ContactEmailSuppressed => vec![("email", string()), ("reasons", strings())],
-        EventType::ContactEmailUnsuppressed => vec![("email", nullable_string())],
-        EventType::EmployerUpserted => vec![
-            ("employer_id", string()),
-            ("name", nullable_string()),
-            ("departments", strings()),
-        ],
-        EventType::RoleUpserted => vec![
-            ("role_id", string()),
-            ("name", string()),
-            ("permissions", strings()),
-        ],
-        EventType::UserRoleChanged => vec![("from", nullable_string()), ("to", string())],
-        EventType::UserDeleted => vec![("user_id", string()), ("email", string())],
-    }
-}
-
-/// Which snapshot an event carries in `data`, and whether always.
-fn snapshot(t: EventType, gen: &mut SchemaGenerator) -> Option<(&'static str, Value, bool)> {
-    let contact = |gen: &mut SchemaGenerator| gen.subschema_for::<ContactSnapshot>().to_value();
-    let user = |gen: &mut SchemaGenerator| gen.subschema_for::<UserSnapshot>().to_value();
-    match t {
-        EventType::ContactDeleted
-        | EventType::UserDeleted
-        | EventType::EmployerUpserted
-        | EventType::RoleUpserted => None,
-        // Absent when the suppression comes with a delete.
-        EventType::ContactEmailSuppressed => Some(("contact", contact(gen), false)),
-        EventType::UserCreated
-        | EventType::UserUpdated
-        | EventType::UserAccessRevoked
-        | EventType::UserAccessRestored
-        | EventType::UserRoleChanged => Some(("user", user(gen), true)),
-        EventType::ContactCreated
-        | EventType::ContactUpdated
-        | EventType::ContactDeactivated
-        | EventType::ContactReactivated
-        | EventType::ContactStatusChanged
-        | EventType::ContactEmployerChanged
-        | EventType::ContactVisibilityChanged
-        | EventType::ContactAttributesChanged
-        | EventType::ContactApproved
-        | EventType::ContactRejected
-        | EventType::ContactArchived
-        | EventType::ContactRevived
-        | EventType::ContactActivityLogged
-        | EventType::ContactEmailUnsuppressed => Some(("contact", contact(gen), true)),
-    }
-}
-
 /// A CloudEvent 1.0 in structured mode (contract section 5).
 fn event(t: EventType) -> Value {
-    let mut gen = SchemaGenerator::default();
-    let mut properties = Map::new();
-    let mut required = vec![json!("actor"), json!("issued_at")];
-    properties.insert("actor".into(), nullable_string());
-    properties.insert("issued_at".into(), gen.subschema_for::<Ts>().to_value());
-    for (name, schema) in extras(t, &mut gen) {
-        properties.insert(name.into(), schema);
-        required.push(json!(name));
-    }
-    if let Some((name, schema, always)) = snapshot(t, &mut gen) {
-        properties.insert(name.into(), schema);
-        if always {
-            required.push(json!(name));
-        }
-    }
-    let kind = t.routing_name().split('.').next().unwrap_or("contact");
+    // What the worker serialises, so a field is required unless it is
+    // skipped when empty: every `Option` field of an event is written, as null.
+    let mut gen = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator();
+    let data = t.data_schema(&mut gen).to_value();
+    let kind = t.entity_kind().as_str();
     with_defs(
         json!({
             "$schema": DIALECT,
@@ -365,8 +260,7 @@ fn event(t: EventType) -> Value {
                 "tenant": {"type": "string"},
                 "commandid": {"type": "string"},
                 "entityversion": {"type": "integer", "minimum": 0},
-                "data": {"type": "object", "additionalProperties": false,
-                         "required": required, "properties": properties},
+                "data": data,
             },
         }),
         gen,
@@ -409,7 +303,7 @@ pub fn asyncapi() -> Value {
     );
     let mut event_refs = Map::new();
     let mut event_ops = Vec::new();
-    for t in EventType::ALL {
+    for &t in EventType::ALL {
         let name = t.type_name();
         messages.insert(name.into(), json!({
             "name": name,

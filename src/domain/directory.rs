@@ -1,6 +1,6 @@
 //! The directory: employers and roles, their upserts and decisions.
 
-use super::event::{EventDraft, EventType};
+use super::event::{self, EventData, EventDraft};
 use super::ids::{check_short, EntityId, Limits};
 use super::kinds::command_kinds;
 use super::outcome::{EntityKind, Outcome, Rejection};
@@ -9,7 +9,7 @@ use super::record::{check_version, Decision};
 use super::ts::Ts;
 use super::Ctx;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 command_kinds! {
     /// Employer and role commands.
@@ -123,19 +123,12 @@ pub fn decide_role(
     let events = if unchanged {
         vec![]
     } else {
-        let mut data = Map::new();
-        data.insert("role_id".into(), json!(role.id));
-        data.insert("name".into(), json!(role.name));
-        data.insert("permissions".into(), json!(role.permissions));
-        data.insert("actor".into(), json!(ctx.actor));
-        data.insert("issued_at".into(), json!(Ts(ctx.issued_at)));
-        vec![EventDraft {
-            event_type: EventType::RoleUpserted,
-            entity_kind: EntityKind::Role,
-            entity_id: role.id.to_string(),
-            version: role.version,
-            data,
-        }]
+        let data = EventData::RoleUpserted(event::RoleUpserted {
+            role_id: role.id.clone(),
+            name: role.name.clone(),
+            permissions: role.permissions.clone(),
+        });
+        vec![EventDraft::new(ctx, &role.id, role.version, data)]
     };
     Ok(Decision {
         outcome: if unchanged {
@@ -193,19 +186,12 @@ pub fn decide_employer(
     let events = if unchanged {
         vec![]
     } else {
-        let mut data = Map::new();
-        data.insert("employer_id".into(), json!(employer.id));
-        data.insert("name".into(), json!(employer.name));
-        data.insert("departments".into(), json!(employer.departments));
-        data.insert("actor".into(), json!(ctx.actor));
-        data.insert("issued_at".into(), json!(Ts(ctx.issued_at)));
-        vec![EventDraft {
-            event_type: EventType::EmployerUpserted,
-            entity_kind: EntityKind::Employer,
-            entity_id: employer.id.to_string(),
-            version: employer.version,
-            data,
-        }]
+        let data = EventData::EmployerUpserted(event::EmployerUpserted {
+            employer_id: employer.id.clone(),
+            name: cmd.name.clone(),
+            departments: employer.departments.clone(),
+        });
+        vec![EventDraft::new(ctx, &employer.id, employer.version, data)]
     };
     Ok(Decision {
         outcome: if unchanged {

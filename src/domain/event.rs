@@ -1,129 +1,289 @@
-//! Change events (contract section 5): what the domain emits, and their
+//! Change events (contract section 5): every event type with its routing
+//! name and the typed shape of its `data`, declared once in
+//! [`event_types!`]; what the domain emits ([`EventDraft`]) and its
 //! CloudEvents 1.0 form as written to the outbox.
 
-use super::ids::{CommandId, TenantId};
+use std::collections::BTreeMap;
+
+use super::contact::{ActivityKind, ContactSnapshot, Visibility};
+use super::ids::{CommandId, EntityId, TenantId};
+use super::kinds::inline;
 use super::outcome::EntityKind;
+use super::ts::Ts;
+use super::user::UserSnapshot;
+use super::Ctx;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Every event type of the contract, with its routing name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum EventType {
-    ContactCreated,
-    ContactUpdated,
-    ContactDeactivated,
-    ContactReactivated,
-    ContactStatusChanged,
-    ContactEmployerChanged,
-    ContactVisibilityChanged,
-    ContactAttributesChanged,
-    ContactApproved,
-    ContactRejected,
-    ContactArchived,
-    ContactRevived,
-    ContactActivityLogged,
-    ContactDeleted,
-    ContactEmailSuppressed,
-    ContactEmailUnsuppressed,
-    EmployerUpserted,
-    RoleUpserted,
-    UserCreated,
-    UserUpdated,
-    UserAccessRevoked,
-    UserAccessRestored,
-    UserRoleChanged,
-    UserDeleted,
+/// Declares the event types, once each:
+///
+/// ```text
+/// event_types! {
+///     ContactDeactivated = "contact.deactivated", entity Contact, data OnContact<Reason>;
+/// }
+/// ```
+///
+/// The name is the CloudEvents `type`; the literal is the routing name (the
+/// routing key is `{tenant}.{routing name}`); `entity` is the kind of entity
+/// the event is about (its `subject`); `data` is the type of the event's own
+/// fields, which [`Data`] completes with `actor` and `issued_at`. From this
+/// come [`EventType`] and [`EventData`], whose variant an emit site builds,
+/// and the published schema: a new event type is one line here (and a data
+/// type, unless an existing shape fits) plus its emit site.
+macro_rules! event_types {
+    ( $( $variant:ident = $routing:literal, entity $entity:ident, data $data:ty; )+ ) => {
+        /// Every event type of the contract.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum EventType {
+            $( $variant, )+
+        }
+
+        impl EventType {
+            pub const ALL: &'static [EventType] = &[$( EventType::$variant, )+];
+
+            /// The CloudEvents `type`.
+            pub fn type_name(self) -> &'static str {
+                match self { $( EventType::$variant => stringify!($variant), )+ }
+            }
+
+            /// The second half of the event routing key `{tenant}.{routing name}`.
+            pub fn routing_name(self) -> &'static str {
+                match self { $( EventType::$variant => $routing, )+ }
+            }
+
+            /// What the event is about: the first half of its `subject`.
+            pub fn entity_kind(self) -> EntityKind {
+                match self { $( EventType::$variant => EntityKind::$entity, )+ }
+            }
+
+            /// The JSON Schema of the event's `data`, from its type.
+            pub fn data_schema(self, gen: &mut SchemaGenerator) -> Schema {
+                match self { $( EventType::$variant => inline::<Data<'static, $data>>(gen), )+ }
+            }
+        }
+
+        /// An event's own fields, by type: what an emit site builds.
+        #[derive(Debug)]
+        pub enum EventData {
+            $( $variant($data), )+
+        }
+
+        impl EventData {
+            pub fn event_type(&self) -> EventType {
+                match self { $( EventData::$variant(_) => EventType::$variant, )+ }
+            }
+
+            /// The `data` object: the command's `actor` and `issued_at`, then the type's fields.
+            fn into_object(self, ctx: &Ctx<'_>) -> Map<String, Value> {
+                match self { $( EventData::$variant(data) => object(ctx, data), )+ }
+            }
+        }
+    };
 }
 
-impl EventType {
-    pub const ALL: [EventType; 24] = [
-        EventType::ContactCreated,
-        EventType::ContactUpdated,
-        EventType::ContactDeactivated,
-        EventType::ContactReactivated,
-        EventType::ContactStatusChanged,
-        EventType::ContactEmployerChanged,
-        EventType::ContactVisibilityChanged,
-        EventType::ContactAttributesChanged,
-        EventType::ContactApproved,
-        EventType::ContactRejected,
-        EventType::ContactArchived,
-        EventType::ContactRevived,
-        EventType::ContactActivityLogged,
-        EventType::ContactDeleted,
-        EventType::ContactEmailSuppressed,
-        EventType::ContactEmailUnsuppressed,
-        EventType::EmployerUpserted,
-        EventType::RoleUpserted,
-        EventType::UserCreated,
-        EventType::UserUpdated,
-        EventType::UserAccessRevoked,
-        EventType::UserAccessRestored,
-        EventType::UserRoleChanged,
-        EventType::UserDeleted,
-    ];
+event_types! {
+    ContactCreated = "contact.created", entity Contact, data OnContact<Created>;
+    ContactUpdated = "contact.updated", entity Contact, data OnContact<Changed<ContactField>>;
+    ContactDeactivated = "contact.deactivated", entity Contact, data OnContact<Reason>;
+    ContactReactivated = "contact.reactivated", entity Contact, data OnContact<Reason>;
+    ContactStatusChanged = "contact.status_changed", entity Contact,
+        data OnContact<FromTo<String>>;
+    ContactEmployerChanged = "contact.employer_changed", entity Contact,
+        data OnContact<FromTo<Placement>>;
+    ContactVisibilityChanged = "contact.visibility_changed", entity Contact,
+        data OnContact<FromTo<Visibility>>;
+    ContactAttributesChanged = "contact.attributes_changed", entity Contact,
+        data OnContact<AttributesChanged>;
+    ContactApproved = "contact.approved", entity Contact, data OnContact<Reason>;
+    ContactRejected = "contact.rejected", entity Contact, data OnContact<Reason>;
+    ContactArchived = "contact.archived", entity Contact, data OnContact<Reason>;
+    ContactRevived = "contact.revived", entity Contact, data OnContact<Reason>;
+    ContactActivityLogged = "contact.activity_logged", entity Contact,
+        data OnContact<ActivityLogged>;
+    ContactDeleted = "contact.deleted", entity Contact, data ContactDeleted;
+    ContactEmailSuppressed = "contact.email_suppressed", entity Contact, data EmailSuppressed;
+    ContactEmailUnsuppressed = "contact.email_unsuppressed", entity Contact,
+        data OnContact<EmailUnsuppressed>;
+    EmployerUpserted = "employer.upserted", entity Employer, data EmployerUpserted;
+    RoleUpserted = "role.upserted", entity Role, data RoleUpserted;
+    UserCreated = "user.created", entity User, data OnUser<Created>;
+    UserUpdated = "user.updated", entity User, data OnUser<Changed<UserField>>;
+    UserAccessRevoked = "user.access_revoked", entity User, data OnUser<Reason>;
+    UserAccessRestored = "user.access_restored", entity User, data OnUser<Reason>;
+    UserRoleChanged = "user.role_changed", entity User,
+        data OnUser<FromTo<Option<EntityId>, EntityId>>;
+    UserDeleted = "user.deleted", entity User, data UserDeleted;
+}
 
-    pub fn type_name(self) -> &'static str {
-        match self {
-            EventType::ContactCreated => "ContactCreated",
-            EventType::ContactUpdated => "ContactUpdated",
-            EventType::ContactDeactivated => "ContactDeactivated",
-            EventType::ContactReactivated => "ContactReactivated",
-            EventType::ContactStatusChanged => "ContactStatusChanged",
-            EventType::ContactEmployerChanged => "ContactEmployerChanged",
-            EventType::ContactVisibilityChanged => "ContactVisibilityChanged",
-            EventType::ContactAttributesChanged => "ContactAttributesChanged",
-            EventType::ContactApproved => "ContactApproved",
-            EventType::ContactRejected => "ContactRejected",
-            EventType::ContactArchived => "ContactArchived",
-            EventType::ContactRevived => "ContactRevived",
-            EventType::ContactActivityLogged => "ContactActivityLogged",
-            EventType::ContactDeleted => "ContactDeleted",
-            EventType::ContactEmailSuppressed => "ContactEmailSuppressed",
-            EventType::ContactEmailUnsuppressed => "ContactEmailUnsuppressed",
-            EventType::EmployerUpserted => "EmployerUpserted",
-            EventType::RoleUpserted => "RoleUpserted",
-            EventType::UserCreated => "UserCreated",
-            EventType::UserUpdated => "UserUpdated",
-            EventType::UserAccessRevoked => "UserAccessRevoked",
-            EventType::UserAccessRestored => "UserAccessRestored",
-            EventType::UserRoleChanged => "UserRoleChanged",
-            EventType::UserDeleted => "UserDeleted",
-        }
-    }
+/// The event's data: the `actor` and `issued_at` of the command that caused
+/// it, then the fields of its type.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Data<'a, T> {
+    pub actor: Option<&'a str>,
+    pub issued_at: Ts,
+    #[serde(flatten)]
+    pub data: T,
+}
 
-    /// The second half of the event routing key `{tenant}.{routing name}`.
-    pub fn routing_name(self) -> &'static str {
-        match self {
-            EventType::ContactCreated => "contact.created",
-            EventType::ContactUpdated => "contact.updated",
-            EventType::ContactDeactivated => "contact.deactivated",
-            EventType::ContactReactivated => "contact.reactivated",
-            EventType::ContactStatusChanged => "contact.status_changed",
-            EventType::ContactEmployerChanged => "contact.employer_changed",
-            EventType::ContactVisibilityChanged => "contact.visibility_changed",
-            EventType::ContactAttributesChanged => "contact.attributes_changed",
-            EventType::ContactApproved => "contact.approved",
-            EventType::ContactRejected => "contact.rejected",
-            EventType::ContactArchived => "contact.archived",
-            EventType::ContactRevived => "contact.revived",
-            EventType::ContactActivityLogged => "contact.activity_logged",
-            EventType::ContactDeleted => "contact.deleted",
-            EventType::ContactEmailSuppressed => "contact.email_suppressed",
-            EventType::ContactEmailUnsuppressed => "contact.email_unsuppressed",
-            EventType::EmployerUpserted => "employer.upserted",
-            EventType::RoleUpserted => "role.upserted",
-            EventType::UserCreated => "user.created",
-            EventType::UserUpdated => "user.updated",
-            EventType::UserAccessRevoked => "user.access_revoked",
-            EventType::UserAccessRestored => "user.access_restored",
-            EventType::UserRoleChanged => "user.role_changed",
-            EventType::UserDeleted => "user.deleted",
-        }
+fn object<T: Serialize>(ctx: &Ctx<'_>, data: T) -> Map<String, Value> {
+    let data = Data {
+        actor: ctx.actor,
+        issued_at: Ts(ctx.issued_at),
+        data,
+    };
+    match serde_json::to_value(&data) {
+        Ok(Value::Object(object)) => object,
+        // Structs of strings, numbers and string-keyed maps: always an object.
+        other => unreachable!("event data serialise to an object, not {other:?}"),
     }
+}
+
+/// An event about a contact: its type's fields and the contact's snapshot
+/// after the command.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OnContact<T> {
+    #[serde(flatten)]
+    pub change: T,
+    pub contact: ContactSnapshot,
+}
+
+/// An event about a user: its type's fields and the user's snapshot after
+/// the command.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OnUser<T> {
+    #[serde(flatten)]
+    pub change: T,
+    pub user: UserSnapshot,
+}
+
+/// No fields besides the snapshot.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Created {}
+
+/// The reason the command gave, null when it gave none.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Reason {
+    pub reason: Option<String>,
+}
+
+/// The fields an upsert changed.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Changed<F> {
+    pub changed: Vec<F>,
+}
+
+/// A contact's profile fields, as `ContactUpdated` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactField {
+    FirstName,
+    LastName,
+    Email,
+    Phone,
+    Title,
+}
+
+/// A user's profile fields, as `UserUpdated` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserField {
+    Email,
+    Name,
+    EmployerId,
+    ContactId,
+}
+
+/// A value before and after the command.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FromTo<F, T = F> {
+    pub from: F,
+    pub to: T,
+}
+
+/// Where a contact works.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Placement {
+    pub employer_id: Option<EntityId>,
+    pub department: Option<String>,
+}
+
+/// The attributes a command changed, by name.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AttributesChanged {
+    pub changed: BTreeMap<String, AttributeChange>,
+}
+
+/// One attribute before and after the command; null where it is not set.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct AttributeChange {
+    #[schemars(schema_with = "attribute_value")]
+    pub from: Option<Value>,
+    #[schemars(schema_with = "attribute_value")]
+    pub to: Option<Value>,
+}
+
+/// What an attribute may hold (see `check_attributes`); `Value` itself would
+/// say "anything".
+fn attribute_value(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": ["string", "number", "boolean", "null"]})
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ActivityLogged {
+    pub kind: ActivityKind,
+    pub action_code: Option<String>,
+    /// The contact's employer when the activity was logged.
+    pub employer_id: Option<EntityId>,
+}
+
+/// The ids and the email, so that mailing systems can erase it; no snapshot.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ContactDeleted {
+    pub contact_id: EntityId,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EmailSuppressed {
+    pub email: String,
+    pub reasons: Vec<String>,
+    /// Absent when the suppression comes with a delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "ContactSnapshot")]
+    pub contact: Option<ContactSnapshot>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EmailUnsuppressed {
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EmployerUpserted {
+    pub employer_id: EntityId,
+    pub name: String,
+    pub departments: Vec<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RoleUpserted {
+    pub role_id: EntityId,
+    pub name: String,
+    pub permissions: Vec<String>,
+}
+
+/// The ids and the email, so that mailing systems can erase it; no snapshot.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UserDeleted {
+    pub user_id: EntityId,
+    pub email: String,
 }
 
 /// An event as decided by the domain: which entity version it describes and
@@ -135,6 +295,21 @@ pub struct EventDraft {
     pub entity_id: String,
     pub version: u64,
     pub data: Map<String, Value>,
+}
+
+impl EventDraft {
+    /// The event `data` describes, about `entity_id` at `version`, caused by
+    /// the command of `ctx`.
+    pub fn new(ctx: &Ctx<'_>, entity_id: &EntityId, version: u64, data: EventData) -> EventDraft {
+        let event_type = data.event_type();
+        EventDraft {
+            event_type,
+            entity_kind: event_type.entity_kind(),
+            entity_id: entity_id.to_string(),
+            version,
+            data: data.into_object(ctx),
+        }
+    }
 }
 
 /// An event ready for the outbox: a CloudEvent in structured JSON mode.
@@ -213,6 +388,16 @@ mod tests {
         assert_ne!(event_id(&t, &c, 0), event_id(&t, &c, 1));
         let other = TenantId::parse("globex").unwrap();
         assert_ne!(event_id(&t, &c, 0), event_id(&other, &c, 0));
+    }
+
+    #[test]
+    fn routing_names_are_distinct_and_start_with_the_entity_kind() {
+        let mut seen = std::collections::BTreeSet::new();
+        for &t in EventType::ALL {
+            assert!(seen.insert(t.routing_name()), "{t:?}");
+            let (kind, _) = t.routing_name().split_once('.').unwrap();
+            assert_eq!(kind, t.entity_kind().as_str(), "{t:?}");
+        }
     }
 
     #[test]

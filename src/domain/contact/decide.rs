@@ -3,7 +3,11 @@
 
 use super::command::{Archive, ContactOp, ContactUpsert, LogActivity, Revive};
 use super::*;
-use crate::domain::event::{EventDraft, EventType};
+use crate::domain::event::{
+    ActivityLogged, AttributeChange, AttributesChanged, Changed, ContactDeleted, ContactField,
+    Created, EmailSuppressed, EmailUnsuppressed, EventData, EventDraft, FromTo, OnContact,
+    Placement, Reason,
+};
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use crate::domain::policy::TenantPolicy;
@@ -11,7 +15,7 @@ use crate::domain::record::check_version;
 use crate::domain::ts::Ts;
 use crate::domain::user::User;
 use crate::domain::{is_fresh, Ctx};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The decision about one contact command.
@@ -143,12 +147,6 @@ pub fn decide_contact(
     Ok(w.finish())
 }
 
-fn base_data(ctx: &Ctx<'_>, mut extra: Map<String, Value>) -> Map<String, Value> {
-    extra.insert("actor".into(), json!(ctx.actor));
-    extra.insert("issued_at".into(), json!(Ts(ctx.issued_at)));
-    extra
-}
-
 fn delete(ctx: &Ctx<'_>, contact: &Contact) -> Result<ContactDecision, Rejection> {
     if !ctx.policy.allow_contact_delete {
         return Err(Rejection::new(
@@ -160,26 +158,21 @@ fn delete(ctx: &Ctx<'_>, contact: &Contact) -> Result<ContactDecision, Rejection
         ));
     }
     let version = contact.version + 1;
-    let draft = |t: EventType, extra: Map<String, Value>| EventDraft {
-        event_type: t,
-        entity_kind: EntityKind::Contact,
-        entity_id: contact.id.to_string(),
-        version,
-        data: base_data(ctx, extra),
-    };
+    let draft = |data| EventDraft::new(ctx, &contact.id, version, data);
     let mut events = Vec::new();
     if let Some(email) = &contact.email {
         if !contact.email_suppressed {
-            let mut extra = Map::new();
-            extra.insert("email".into(), json!(email));
-            extra.insert("reasons".into(), json!(["deleted"]));
-            events.push(draft(EventType::ContactEmailSuppressed, extra));
+            events.push(draft(EventData::ContactEmailSuppressed(EmailSuppressed {
+                email: email.clone(),
+                reasons: vec!["deleted".to_owned()],
+                contact: None,
+            })));
         }
     }
-    let mut extra = Map::new();
-    extra.insert("contact_id".into(), json!(contact.id));
-    extra.insert("email".into(), json!(contact.email));
-    events.push(draft(EventType::ContactDeleted, extra));
+    events.push(draft(EventData::ContactDeleted(ContactDeleted {
+        contact_id: contact.id.clone(),
+        email: contact.email.clone(),
+    })));
     Ok(ContactDecision {
         outcome: Outcome::Applied,
         write: Some(ContactRecord::Deleted {
@@ -244,24 +237,20 @@ fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDeci
         updated_at: Ts(ctx.now),
     };
     contact.refresh_derived(ctx.policy);
-    let snapshot = contact.snapshot(ctx.tenant.as_str());
-    let draft = |t: EventType, mut extra: Map<String, Value>| {
-        extra.insert("contact".into(), snapshot.clone());
-        EventDraft {
-            event_type: t,
-            entity_kind: EntityKind::Contact,
-            entity_id: id.to_string(),
-            version: 1,
-            data: base_data(ctx, extra),
-        }
-    };
-    let mut events = vec![draft(EventType::ContactCreated, Map::new())];
+    let snapshot = ContactSnapshot::of(&contact, ctx.tenant.as_str());
+    let draft = |data| EventDraft::new(ctx, id, 1, data);
+    let mut events = vec![draft(EventData::ContactCreated(OnContact {
+        change: Created {},
+        contact: snapshot.clone(),
+    }))];
     let reasons = contact.suppression_reasons(ctx.policy);
-    if !reasons.is_empty() {
-        let mut extra = Map::new();
-        extra.insert("email".into(), json!(contact.email));
-        extra.insert("reasons".into(), json!(reasons));
-        events.push(draft(EventType::ContactEmailSuppressed, extra));
+    // Reasons exist only for a contact with an email.
+    if let Some(email) = contact.email.clone().filter(|_| !reasons.is_empty()) {
+        events.push(draft(EventData::ContactEmailSuppressed(EmailSuppressed {
+            email,
+            reasons,
+            contact: Some(snapshot),
+        })));
     }
     Ok(ContactDecision {
         outcome: Outcome::Applied,
@@ -274,14 +263,17 @@ fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDeci
     })
 }
 
+/// A contact event waiting for the snapshot after the command.
+type Pending = Box<dyn FnOnce(ContactSnapshot) -> EventData>;
+
 /// A contact being changed by one command: collects the changes and the
 /// events, then settles version, suppression and outcome in [`Working::finish`].
 struct Working<'a> {
     ctx: &'a Ctx<'a>,
     before: &'a Contact,
     next: Contact,
-    /// Contact events, completed with version and snapshot at the end.
-    pending: Vec<(EventType, Map<String, Value>)>,
+    /// Contact events, completed with the snapshot in [`Working::finish`].
+    pending: Vec<Pending>,
     fresh_any: bool,
     changed: bool,
     users: Vec<User>,
@@ -402,9 +394,13 @@ impl<'a> Working<'a> {
         }
     }
 
-    fn emit(&mut self, t: EventType, extra: Map<String, Value>) {
+    /// Records a contact event; `variant` says which, and makes it carry the
+    /// snapshot, known once the whole command is applied.
+    fn emit<T: 'static>(&mut self, variant: fn(OnContact<T>) -> EventData, change: T) {
         self.changed = true;
-        self.pending.push((t, extra));
+        self.pending.push(Box::new(move |contact| {
+            variant(OnContact { change, contact })
+        }));
     }
 
     fn set_active(&mut self, active: bool, reason: Option<&str>) {
@@ -412,14 +408,13 @@ impl<'a> Working<'a> {
             return;
         }
         self.next.active = active;
-        let mut extra = Map::new();
-        extra.insert("reason".into(), json!(reason));
-        let t = if active {
-            EventType::ContactReactivated
+        let variant = if active {
+            EventData::ContactReactivated
         } else {
-            EventType::ContactDeactivated
+            EventData::ContactDeactivated
         };
-        self.emit(t, extra);
+        let reason = reason.map(str::to_owned);
+        self.emit(variant, Reason { reason });
     }
 
     fn set_status(&mut self, status: &str) {
@@ -427,10 +422,8 @@ impl<'a> Working<'a> {
             return;
         }
         let from = std::mem::replace(&mut self.next.status, status.to_owned());
-        let mut extra = Map::new();
-        extra.insert("from".into(), json!(from));
-        extra.insert("to".into(), json!(status));
-        self.emit(EventType::ContactStatusChanged, extra);
+        let to = status.to_owned();
+        self.emit(EventData::ContactStatusChanged, FromTo { from, to });
     }
 
     fn set_visibility(&mut self, visibility: Visibility) {
@@ -438,10 +431,8 @@ impl<'a> Working<'a> {
             return;
         }
         let from = std::mem::replace(&mut self.next.visibility, visibility);
-        let mut extra = Map::new();
-        extra.insert("from".into(), json!(from));
-        extra.insert("to".into(), json!(visibility));
-        self.emit(EventType::ContactVisibilityChanged, extra);
+        let to = visibility;
+        self.emit(EventData::ContactVisibilityChanged, FromTo { from, to });
     }
 
     fn set_approval(&mut self, approval: Approval, reason: Option<&str>) {
@@ -449,13 +440,12 @@ impl<'a> Working<'a> {
             return;
         }
         self.next.approval = approval;
-        let mut extra = Map::new();
-        extra.insert("reason".into(), json!(reason));
-        let t = match approval {
-            Approval::Approved => EventType::ContactApproved,
-            Approval::Rejected => EventType::ContactRejected,
+        let variant = match approval {
+            Approval::Approved => EventData::ContactApproved,
+            Approval::Rejected => EventData::ContactRejected,
         };
-        self.emit(t, extra);
+        let reason = reason.map(str::to_owned);
+        self.emit(variant, Reason { reason });
     }
 
     /// Moves the contact; the employer it leaves becomes a former employer.
@@ -463,8 +453,7 @@ impl<'a> Working<'a> {
         if self.next.employer_id == employer_id && self.next.department == department {
             return;
         }
-        let from =
-            json!({"employer_id": self.next.employer_id, "department": self.next.department});
+        let from = self.placement();
         if self.next.employer_id != employer_id {
             if let Some(old) = self.next.employer_id.take() {
                 self.next.former_employers.push(FormerEmployer {
@@ -479,16 +468,20 @@ impl<'a> Working<'a> {
         }
         self.next.employer_id = employer_id;
         self.next.department = department;
-        let to = json!({"employer_id": self.next.employer_id, "department": self.next.department});
-        let mut extra = Map::new();
-        extra.insert("from".into(), from);
-        extra.insert("to".into(), to);
-        self.emit(EventType::ContactEmployerChanged, extra);
+        let to = self.placement();
+        self.emit(EventData::ContactEmployerChanged, FromTo { from, to });
+    }
+
+    fn placement(&self) -> Placement {
+        Placement {
+            employer_id: self.next.employer_id.clone(),
+            department: self.next.department.clone(),
+        }
     }
 
     /// Applies attribute changes (already judged fresh); one event lists them all.
     fn set_attributes(&mut self, changes: &BTreeMap<String, Option<Value>>) {
-        let mut changed = Map::new();
+        let mut changed = BTreeMap::new();
         for (name, value) in changes {
             let from = self.next.attributes.get(name).cloned();
             if from == *value {
@@ -498,12 +491,12 @@ impl<'a> Working<'a> {
                 Some(v) => self.next.attributes.insert(name.clone(), v.clone()),
                 None => self.next.attributes.remove(name),
             };
-            changed.insert(name.clone(), json!({"from": from, "to": value}));
+            let to = value.clone();
+            changed.insert(name.clone(), AttributeChange { from, to });
         }
         if !changed.is_empty() {
-            let mut extra = Map::new();
-            extra.insert("changed".into(), Value::Object(changed));
-            self.emit(EventType::ContactAttributesChanged, extra);
+            let changed = AttributesChanged { changed };
+            self.emit(EventData::ContactAttributesChanged, changed);
         }
     }
 
@@ -533,11 +526,19 @@ impl<'a> Working<'a> {
         if (profile_given || !anything_given) && self.fresh(PROFILE) {
             let mut changed = Vec::new();
             let fields = [
-                ("first_name", &u.first_name, &mut self.next.first_name),
-                ("last_name", &u.last_name, &mut self.next.last_name),
-                ("email", &u.email, &mut self.next.email),
-                ("phone", &u.phone, &mut self.next.phone),
-                ("title", &u.title, &mut self.next.title),
+                (
+                    ContactField::FirstName,
+                    &u.first_name,
+                    &mut self.next.first_name,
+                ),
+                (
+                    ContactField::LastName,
+                    &u.last_name,
+                    &mut self.next.last_name,
+                ),
+                (ContactField::Email, &u.email, &mut self.next.email),
+                (ContactField::Phone, &u.phone, &mut self.next.phone),
+                (ContactField::Title, &u.title, &mut self.next.title),
             ];
             for (name, given, slot) in fields {
                 if given.is_some() && given != slot {
@@ -546,9 +547,7 @@ impl<'a> Working<'a> {
                 }
             }
             if !changed.is_empty() {
-                let mut extra = Map::new();
-                extra.insert("changed".into(), json!(changed));
-                self.emit(EventType::ContactUpdated, extra);
+                self.emit(EventData::ContactUpdated, Changed { changed });
             }
         }
         if employer_given && self.fresh(EMPLOYER) {
@@ -591,9 +590,8 @@ impl<'a> Working<'a> {
             employer: None,
             revoked_users: vec![],
         };
-        let mut extra = Map::new();
-        extra.insert("reason".into(), json!(a.reason));
-        self.emit(EventType::ContactArchived, extra);
+        let reason = a.reason.clone();
+        self.emit(EventData::ContactArchived, Reason { reason });
         self.set_active(false, a.reason.as_deref());
         self.advance(VISIBILITY);
         self.set_visibility(a.visibility);
@@ -631,9 +629,7 @@ impl<'a> Working<'a> {
         let Some(memo) = self.next.archive.take() else {
             return;
         };
-        let mut extra = Map::new();
-        extra.insert("reason".into(), Value::Null);
-        self.emit(EventType::ContactRevived, extra);
+        self.emit(EventData::ContactRevived, Reason { reason: None });
         self.set_active(true, None);
         self.advance(VISIBILITY);
         self.set_visibility(r.visibility.unwrap_or(memo.visibility));
@@ -675,11 +671,12 @@ impl<'a> Working<'a> {
             employer_id: self.next.employer_id.clone(),
             occurred_at: Ts(a.occurred_at.unwrap_or(self.ctx.issued_at)),
         };
-        let mut extra = Map::new();
-        extra.insert("kind".into(), json!(a.kind));
-        extra.insert("action_code".into(), json!(a.action_code));
-        extra.insert("employer_id".into(), json!(activity.employer_id));
-        self.emit(EventType::ContactActivityLogged, extra);
+        let logged = ActivityLogged {
+            kind: a.kind,
+            action_code: a.action_code.clone(),
+            employer_id: activity.employer_id.clone(),
+        };
+        self.emit(EventData::ContactActivityLogged, logged);
         self.activity = Some(activity);
         if let (ActivityKind::Message, Some(code)) = (a.kind, &a.action_code) {
             let code_lc = code.to_lowercase();
@@ -717,35 +714,29 @@ impl<'a> Working<'a> {
         self.next.refresh_derived(ctx.policy);
         let was = self.before.email_suppressed;
         let now = self.next.suppression_reasons(ctx.policy);
-        if !was && self.next.email_suppressed {
-            let mut extra = Map::new();
-            extra.insert("email".into(), json!(self.next.email));
-            extra.insert("reasons".into(), json!(now));
-            self.pending
-                .push((EventType::ContactEmailSuppressed, extra));
+        // A suppressed contact has an email: there are no reasons without one.
+        let email = self.next.email.clone();
+        if let (false, true, Some(email)) = (was, self.next.email_suppressed, email) {
+            self.pending.push(Box::new(move |contact| {
+                EventData::ContactEmailSuppressed(EmailSuppressed {
+                    email,
+                    reasons: now,
+                    contact: Some(contact),
+                })
+            }));
         } else if was && !self.next.email_suppressed {
-            let mut extra = Map::new();
-            extra.insert(
-                "email".into(),
-                json!(self.next.email.as_ref().or(self.before.email.as_ref())),
+            let email = self.next.email.clone().or(self.before.email.clone());
+            self.emit(
+                EventData::ContactEmailUnsuppressed,
+                EmailUnsuppressed { email },
             );
-            self.pending
-                .push((EventType::ContactEmailUnsuppressed, extra));
         }
-        let snapshot = self.next.snapshot(ctx.tenant.as_str());
+        let snapshot = ContactSnapshot::of(&self.next, ctx.tenant.as_str());
+        let (id, version) = (&self.next.id, self.next.version);
         let mut events: Vec<EventDraft> = self
             .pending
             .into_iter()
-            .map(|(t, mut extra)| {
-                extra.insert("contact".into(), snapshot.clone());
-                EventDraft {
-                    event_type: t,
-                    entity_kind: EntityKind::Contact,
-                    entity_id: self.next.id.to_string(),
-                    version: self.next.version,
-                    data: base_data(ctx, extra),
-                }
-            })
+            .map(|complete| EventDraft::new(ctx, id, version, complete(snapshot.clone())))
             .collect();
         events.extend(self.user_events);
         ContactDecision {

@@ -158,35 +158,12 @@ impl Contact {
 
     /// The snapshot of contract section 5 (also what `contact show` prints).
     pub fn snapshot(&self, tenant: &str) -> Value {
-        serde_json::to_value(ContactSnapshot {
-            id: self.id.clone(),
-            tenant: tenant.to_owned(),
-            version: self.version,
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-            email: self.email.clone(),
-            phone: self.phone.clone(),
-            title: self.title.clone(),
-            employer_id: self.employer_id.clone(),
-            department: self.department.clone(),
-            active: self.active,
-            status: self.status.clone(),
-            visibility: self.visibility,
-            approval: self.approval,
-            attributes: self.attributes.clone(),
-            email_suppressed: self.email_suppressed,
-            shown_on_employer: self.shown_on_employer,
-            archived: self.archive.is_some(),
-            former_employers: self.former_employers.clone(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-        .expect("a snapshot serialises")
+        serde_json::to_value(ContactSnapshot::of(self, tenant)).expect("a snapshot serialises")
     }
 }
 
 /// The contact snapshot of contract section 5, in every contact event.
-#[derive(Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ContactSnapshot {
     pub id: EntityId,
@@ -211,4 +188,32 @@ pub struct ContactSnapshot {
     pub former_employers: Vec<FormerEmployer>,
     pub created_at: Ts,
     pub updated_at: Ts,
+}
+
+impl ContactSnapshot {
+    pub fn of(contact: &Contact, tenant: &str) -> ContactSnapshot {
+        ContactSnapshot {
+            id: contact.id.clone(),
+            tenant: tenant.to_owned(),
+            version: contact.version,
+            first_name: contact.first_name.clone(),
+            last_name: contact.last_name.clone(),
+            email: contact.email.clone(),
+            phone: contact.phone.clone(),
+            title: contact.title.clone(),
+            employer_id: contact.employer_id.clone(),
+            department: contact.department.clone(),
+            active: contact.active,
+            status: contact.status.clone(),
+            visibility: contact.visibility,
+            approval: contact.approval,
+            attributes: contact.attributes.clone(),
+            email_suppressed: contact.email_suppressed,
+            shown_on_employer: contact.shown_on_employer,
+            archived: contact.archive.is_some(),
+            former_employers: contact.former_employers.clone(),
+            created_at: contact.created_at,
+            updated_at: contact.updated_at,
+        }
+    }
 }

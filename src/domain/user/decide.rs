@@ -2,13 +2,14 @@
 
 use super::command::{UserOp, UserUpsert};
 use super::{User, UserRecord, ACCESS, PROFILE, ROLE};
-use crate::domain::event::{EventDraft, EventType};
+use crate::domain::event::{
+    Changed, Created, EventData, EventDraft, FromTo, UserDeleted, UserField,
+};
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use crate::domain::record::{check_version, Decision};
 use crate::domain::ts::Ts;
 use crate::domain::{is_fresh, Ctx};
-use serde_json::{json, Map};
 use std::collections::BTreeMap;
 
 /// Decides a `user.*` command. `role_exists` answers for the role the
@@ -70,21 +71,21 @@ pub fn decide_user(
                 if let Some(e) = &u.email {
                     if *e != next.email {
                         next.email = e.clone();
-                        changed_fields.push("email");
+                        changed_fields.push(UserField::Email);
                     }
                 }
                 if u.name.is_some() && u.name != next.name {
                     next.name = u.name.clone();
-                    changed_fields.push("name");
+                    changed_fields.push(UserField::Name);
                 }
                 if u.employer_id.is_some() && u.employer_id != next.employer_id {
                     next.employer_id = u.employer_id.clone();
                     ensure_employers.extend(u.employer_id.clone());
-                    changed_fields.push("employer_id");
+                    changed_fields.push(UserField::EmployerId);
                 }
                 if u.contact_id.is_some() && u.contact_id != next.contact_id {
                     next.contact_id = u.contact_id.clone();
-                    changed_fields.push("contact_id");
+                    changed_fields.push(UserField::ContactId);
                 }
             }
             let mut role_change = None;
@@ -102,15 +103,13 @@ pub fn decide_user(
             if changed {
                 bump(&mut next, ctx);
                 if !changed_fields.is_empty() {
-                    let mut extra = Map::new();
-                    extra.insert("changed".into(), json!(changed_fields));
-                    events.push(next.event(ctx, EventType::UserUpdated, extra));
+                    let changed = Changed {
+                        changed: changed_fields,
+                    };
+                    events.push(next.event(ctx, EventData::UserUpdated, changed));
                 }
                 if let Some((from, to)) = role_change {
-                    let mut extra = Map::new();
-                    extra.insert("from".into(), json!(from));
-                    extra.insert("to".into(), json!(to));
-                    events.push(next.event(ctx, EventType::UserRoleChanged, extra));
+                    events.push(next.event(ctx, EventData::UserRoleChanged, FromTo { from, to }));
                 }
             }
         }
@@ -133,33 +132,29 @@ pub fn decide_user(
                     changed = true;
                     let from = next.role_id.replace(role_id.clone());
                     bump(&mut next, ctx);
-                    let mut extra = Map::new();
-                    extra.insert("from".into(), json!(from));
-                    extra.insert("to".into(), json!(role_id));
-                    events.push(next.event(ctx, EventType::UserRoleChanged, extra));
+                    let to = role_id.clone();
+                    events.push(next.event(ctx, EventData::UserRoleChanged, FromTo { from, to }));
                 }
             }
         }
         UserOp::Delete => {
             let version = user.version + 1;
-            let mut data = Map::new();
-            data.insert("user_id".into(), json!(user.id));
-            data.insert("email".into(), json!(user.email));
-            data.insert("actor".into(), json!(ctx.actor));
-            data.insert("issued_at".into(), json!(Ts(ctx.issued_at)));
+            let deleted = UserDeleted {
+                user_id: user.id.clone(),
+                email: user.email.clone(),
+            };
             return Ok(Decision {
                 outcome: Outcome::Applied,
                 write: Some(UserRecord::Deleted {
                     at: Ts(ctx.issued_at),
                     version,
                 }),
-                events: vec![EventDraft {
-                    event_type: EventType::UserDeleted,
-                    entity_kind: EntityKind::User,
-                    entity_id: user.id.to_string(),
+                events: vec![EventDraft::new(
+                    ctx,
+                    &user.id,
                     version,
-                    data,
-                }],
+                    EventData::UserDeleted(deleted),
+                )],
                 ensure_employers: vec![],
             });
         }
@@ -216,7 +211,7 @@ fn create_user(
         created_at: Ts(ctx.now),
         updated_at: Ts(ctx.now),
     };
-    let events = vec![user.event(ctx, EventType::UserCreated, Map::new())];
+    let events = vec![user.event(ctx, EventData::UserCreated, Created {})];
     Ok(Decision {
         outcome: Outcome::Applied,
         write: Some(UserRecord::Live(user)),

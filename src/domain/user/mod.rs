@@ -6,14 +6,13 @@ pub mod decide;
 #[cfg(test)]
 mod tests;
 
-use super::event::{EventDraft, EventType};
+use super::event::{EventData, EventDraft, OnUser, Reason};
 use super::ids::EntityId;
-use super::outcome::EntityKind;
 use super::record::Record;
 use super::ts::Ts;
 use super::Ctx;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Aspects of a user (contract section 3).
@@ -38,7 +37,7 @@ pub struct User {
 }
 
 /// The user snapshot of contract section 5, in every user event.
-#[derive(Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct UserSnapshot {
     pub id: EntityId,
@@ -57,22 +56,27 @@ pub struct UserSnapshot {
 /// What the store holds under a user id.
 pub type UserRecord = Record<User>;
 
+impl UserSnapshot {
+    pub fn of(user: &User, tenant: &str) -> UserSnapshot {
+        UserSnapshot {
+            id: user.id.clone(),
+            tenant: tenant.to_owned(),
+            version: user.version,
+            email: user.email.clone(),
+            name: user.name.clone(),
+            employer_id: user.employer_id.clone(),
+            contact_id: user.contact_id.clone(),
+            role_id: user.role_id.clone(),
+            site_access: user.site_access,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+        }
+    }
+}
+
 impl User {
     pub fn snapshot(&self, tenant: &str) -> Value {
-        serde_json::to_value(UserSnapshot {
-            id: self.id.clone(),
-            tenant: tenant.to_owned(),
-            version: self.version,
-            email: self.email.clone(),
-            name: self.name.clone(),
-            employer_id: self.employer_id.clone(),
-            contact_id: self.contact_id.clone(),
-            role_id: self.role_id.clone(),
-            site_access: self.site_access,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-        .expect("a snapshot serialises")
+        serde_json::to_value(UserSnapshot::of(self, tenant)).expect("a snapshot serialises")
     }
 
     /// Sets site access as part of another command (archive/revive of the
@@ -90,26 +94,30 @@ impl User {
         self.version += 1;
         self.updated_at = Ts(ctx.now);
         self.aspects.insert(ACCESS.into(), Ts(ctx.issued_at));
-        let t = if access {
-            EventType::UserAccessRestored
+        let variant = if access {
+            EventData::UserAccessRestored
         } else {
-            EventType::UserAccessRevoked
+            EventData::UserAccessRevoked
         };
-        let mut extra = Map::new();
-        extra.insert("reason".into(), json!(reason));
-        Some(self.event(ctx, t, extra))
+        let reason = Reason {
+            reason: reason.map(str::to_owned),
+        };
+        Some(self.event(ctx, variant, reason))
     }
 
-    fn event(&self, ctx: &Ctx<'_>, t: EventType, mut data: Map<String, Value>) -> EventDraft {
-        data.insert("actor".into(), json!(ctx.actor));
-        data.insert("issued_at".into(), json!(Ts(ctx.issued_at)));
-        data.insert("user".into(), self.snapshot(ctx.tenant.as_str()));
-        EventDraft {
-            event_type: t,
-            entity_kind: EntityKind::User,
-            entity_id: self.id.to_string(),
-            version: self.version,
-            data,
-        }
+    /// An event about this user, at its current version and with its snapshot.
+    fn event<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        variant: fn(OnUser<T>) -> EventData,
+        change: T,
+    ) -> EventDraft {
+        let user = UserSnapshot::of(self, ctx.tenant.as_str());
+        EventDraft::new(
+            ctx,
+            &self.id,
+            self.version,
+            variant(OnUser { change, user }),
+        )
     }
 }

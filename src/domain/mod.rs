@@ -19,6 +19,7 @@ pub mod record;
 pub mod registry;
 pub mod ts;
 pub mod user;
+pub mod working;
 
 use ids::{Limits, TenantId};
 use policy::TenantPolicy;

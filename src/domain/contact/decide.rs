@@ -14,7 +14,8 @@ use crate::domain::policy::TenantPolicy;
 use crate::domain::record::check_version;
 use crate::domain::ts::Ts;
 use crate::domain::user::User;
-use crate::domain::{is_fresh, Ctx};
+use crate::domain::working::{self, Versioned};
+use crate::domain::Ctx;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -269,13 +270,9 @@ type Pending = Box<dyn FnOnce(ContactSnapshot) -> EventData>;
 /// A contact being changed by one command: collects the changes and the
 /// events, then settles version, suppression and outcome in [`Working::finish`].
 struct Working<'a> {
-    ctx: &'a Ctx<'a>,
-    before: &'a Contact,
-    next: Contact,
+    w: working::Working<'a, Contact>,
     /// Contact events, completed with the snapshot in [`Working::finish`].
     pending: Vec<Pending>,
-    fresh_any: bool,
-    changed: bool,
     users: Vec<User>,
     user_events: Vec<EventDraft>,
     ensure_employers: Vec<EntityId>,
@@ -285,12 +282,8 @@ struct Working<'a> {
 impl<'a> Working<'a> {
     fn new(ctx: &'a Ctx<'a>, before: &'a Contact) -> Self {
         Working {
-            ctx,
-            before,
-            next: before.clone(),
+            w: working::Working::new(ctx, before),
             pending: vec![],
-            fresh_any: false,
-            changed: false,
             users: vec![],
             user_events: vec![],
             ensure_employers: vec![],
@@ -351,13 +344,13 @@ impl<'a> Working<'a> {
                 }
             }
             ContactOp::Archive(a) => {
-                if self.fresh(ACTIVATION) && self.next.archive.is_none() {
+                if self.fresh(ACTIVATION) && self.w.next.archive.is_none() {
                     self.archive(a, linked_users);
                 }
             }
             ContactOp::Revive(r) => {
                 if self.fresh(ACTIVATION) {
-                    if self.next.archive.is_none() {
+                    if self.w.next.archive.is_none() {
                         return Err(Rejection::new(
                             ErrorCode::InvalidTransition,
                             format!("contact `{id}` is not archived, so it cannot be revived"),
@@ -373,41 +366,28 @@ impl<'a> Working<'a> {
         Ok(())
     }
 
-    /// Judges one aspect against the state before the command; a fresh one
-    /// has its timestamp advanced, even if nothing changes.
     fn fresh(&mut self, aspect: &str) -> bool {
-        if is_fresh(&self.before.aspects, aspect, self.ctx.issued_at) {
-            self.fresh_any = true;
-            self.advance(aspect);
-            true
-        } else {
-            false
-        }
+        self.w.fresh(aspect)
     }
 
-    /// Moves an aspect's timestamp forward to this command's, never back.
     fn advance(&mut self, aspect: &str) {
-        let at = Ts(self.ctx.issued_at);
-        let slot = self.next.aspects.entry(aspect.to_owned()).or_insert(at);
-        if *slot < at {
-            *slot = at;
-        }
+        self.w.advance(aspect)
     }
 
     /// Records a contact event; `variant` says which, and makes it carry the
     /// snapshot, known once the whole command is applied.
     fn emit<T: 'static>(&mut self, variant: fn(OnContact<T>) -> EventData, change: T) {
-        self.changed = true;
+        self.w.mark_changed();
         self.pending.push(Box::new(move |contact| {
             variant(OnContact { change, contact })
         }));
     }
 
     fn set_active(&mut self, active: bool, reason: Option<&str>) {
-        if self.next.active == active {
+        if self.w.next.active == active {
             return;
         }
-        self.next.active = active;
+        self.w.next.active = active;
         let variant = if active {
             EventData::ContactReactivated
         } else {
@@ -418,28 +398,28 @@ impl<'a> Working<'a> {
     }
 
     fn set_status(&mut self, status: &str) {
-        if self.next.status == status {
+        if self.w.next.status == status {
             return;
         }
-        let from = std::mem::replace(&mut self.next.status, status.to_owned());
+        let from = std::mem::replace(&mut self.w.next.status, status.to_owned());
         let to = status.to_owned();
         self.emit(EventData::ContactStatusChanged, FromTo { from, to });
     }
 
     fn set_visibility(&mut self, visibility: Visibility) {
-        if self.next.visibility == visibility {
+        if self.w.next.visibility == visibility {
             return;
         }
-        let from = std::mem::replace(&mut self.next.visibility, visibility);
+        let from = std::mem::replace(&mut self.w.next.visibility, visibility);
         let to = visibility;
         self.emit(EventData::ContactVisibilityChanged, FromTo { from, to });
     }
 
     fn set_approval(&mut self, approval: Approval, reason: Option<&str>) {
-        if self.next.approval == approval {
+        if self.w.next.approval == approval {
             return;
         }
-        self.next.approval = approval;
+        self.w.next.approval = approval;
         let variant = match approval {
             Approval::Approved => EventData::ContactApproved,
             Approval::Rejected => EventData::ContactRejected,
@@ -450,32 +430,32 @@ impl<'a> Working<'a> {
 
     /// Moves the contact; the employer it leaves becomes a former employer.
     fn set_employer(&mut self, employer_id: Option<EntityId>, department: Option<String>) {
-        if self.next.employer_id == employer_id && self.next.department == department {
+        if self.w.next.employer_id == employer_id && self.w.next.department == department {
             return;
         }
         let from = self.placement();
-        if self.next.employer_id != employer_id {
-            if let Some(old) = self.next.employer_id.take() {
-                self.next.former_employers.push(FormerEmployer {
+        if self.w.next.employer_id != employer_id {
+            if let Some(old) = self.w.next.employer_id.take() {
+                self.w.next.former_employers.push(FormerEmployer {
                     employer_id: old,
-                    department: self.next.department.clone(),
-                    from: self.next.employer_since,
-                    until: Ts(self.ctx.issued_at),
+                    department: self.w.next.department.clone(),
+                    from: self.w.next.employer_since,
+                    until: Ts(self.w.ctx.issued_at),
                 });
             }
-            self.next.employer_since = Ts(self.ctx.issued_at);
+            self.w.next.employer_since = Ts(self.w.ctx.issued_at);
             self.ensure_employers.extend(employer_id.clone());
         }
-        self.next.employer_id = employer_id;
-        self.next.department = department;
+        self.w.next.employer_id = employer_id;
+        self.w.next.department = department;
         let to = self.placement();
         self.emit(EventData::ContactEmployerChanged, FromTo { from, to });
     }
 
     fn placement(&self) -> Placement {
         Placement {
-            employer_id: self.next.employer_id.clone(),
-            department: self.next.department.clone(),
+            employer_id: self.w.next.employer_id.clone(),
+            department: self.w.next.department.clone(),
         }
     }
 
@@ -483,13 +463,13 @@ impl<'a> Working<'a> {
     fn set_attributes(&mut self, changes: &BTreeMap<String, Option<Value>>) {
         let mut changed = BTreeMap::new();
         for (name, value) in changes {
-            let from = self.next.attributes.get(name).cloned();
+            let from = self.w.next.attributes.get(name).cloned();
             if from == *value {
                 continue;
             }
             match value {
-                Some(v) => self.next.attributes.insert(name.clone(), v.clone()),
-                None => self.next.attributes.remove(name),
+                Some(v) => self.w.next.attributes.insert(name.clone(), v.clone()),
+                None => self.w.next.attributes.remove(name),
             };
             let to = value.clone();
             changed.insert(name.clone(), AttributeChange { from, to });
@@ -502,10 +482,10 @@ impl<'a> Working<'a> {
 
     /// Refuses a command that would leave the contact with too many attributes.
     fn check_attribute_limit(&self) -> Result<(), Rejection> {
-        if self.next.attributes.len() > self.ctx.limits.max_attributes {
+        if self.w.next.attributes.len() > self.w.ctx.limits.max_attributes {
             return Err(Rejection::invalid(format!(
                 "a contact may carry at most {} attributes",
-                self.ctx.limits.max_attributes
+                self.w.ctx.limits.max_attributes
             )));
         }
         Ok(())
@@ -529,16 +509,16 @@ impl<'a> Working<'a> {
                 (
                     ContactField::FirstName,
                     &u.first_name,
-                    &mut self.next.first_name,
+                    &mut self.w.next.first_name,
                 ),
                 (
                     ContactField::LastName,
                     &u.last_name,
-                    &mut self.next.last_name,
+                    &mut self.w.next.last_name,
                 ),
-                (ContactField::Email, &u.email, &mut self.next.email),
-                (ContactField::Phone, &u.phone, &mut self.next.phone),
-                (ContactField::Title, &u.title, &mut self.next.title),
+                (ContactField::Email, &u.email, &mut self.w.next.email),
+                (ContactField::Phone, &u.phone, &mut self.w.next.phone),
+                (ContactField::Title, &u.title, &mut self.w.next.title),
             ];
             for (name, given, slot) in fields {
                 if given.is_some() && given != slot {
@@ -554,11 +534,11 @@ impl<'a> Working<'a> {
             let employer = u
                 .employer_id
                 .clone()
-                .or_else(|| self.next.employer_id.clone());
-            let department = if u.department.is_some() || employer != self.next.employer_id {
+                .or_else(|| self.w.next.employer_id.clone());
+            let department = if u.department.is_some() || employer != self.w.next.employer_id {
                 u.department.clone()
             } else {
-                self.next.department.clone()
+                self.w.next.department.clone()
             };
             self.set_employer(employer, department);
         }
@@ -584,9 +564,9 @@ impl<'a> Working<'a> {
 
     fn archive(&mut self, a: &Archive, linked_users: &[User]) {
         let mut memo = ArchiveMemo {
-            archived_at: Ts(self.ctx.issued_at),
-            visibility: self.next.visibility,
-            do_not_email: self.next.attributes.get(DO_NOT_EMAIL).cloned(),
+            archived_at: Ts(self.w.ctx.issued_at),
+            visibility: self.w.next.visibility,
+            do_not_email: self.w.next.attributes.get(DO_NOT_EMAIL).cloned(),
             employer: None,
             revoked_users: vec![],
         };
@@ -603,10 +583,10 @@ impl<'a> Working<'a> {
             self.set_attributes(&change);
         }
         if let Some(e) = &a.employer_id {
-            if self.next.employer_id.as_ref() != Some(e) {
+            if self.w.next.employer_id.as_ref() != Some(e) {
                 memo.employer = Some(EmployerMemo {
-                    employer_id: self.next.employer_id.clone(),
-                    department: self.next.department.clone(),
+                    employer_id: self.w.next.employer_id.clone(),
+                    department: self.w.next.department.clone(),
                 });
                 self.advance(EMPLOYER);
                 self.set_employer(Some(e.clone()), None);
@@ -615,18 +595,18 @@ impl<'a> Working<'a> {
         if a.revoke_user_access {
             for user in linked_users.iter().filter(|u| u.site_access) {
                 let mut user = user.clone();
-                if let Some(ev) = user.set_access(self.ctx, false, a.reason.as_deref()) {
+                if let Some(ev) = user.set_access(self.w.ctx, false, a.reason.as_deref()) {
                     memo.revoked_users.push(user.id.clone());
                     self.user_events.push(ev);
                     self.users.push(user);
                 }
             }
         }
-        self.next.archive = Some(memo);
+        self.w.next.archive = Some(memo);
     }
 
     fn revive(&mut self, r: &Revive, linked_users: &[User]) {
-        let Some(memo) = self.next.archive.take() else {
+        let Some(memo) = self.w.next.archive.take() else {
             return;
         };
         self.emit(EventData::ContactRevived, Reason { reason: None });
@@ -655,7 +635,7 @@ impl<'a> Working<'a> {
         for uid in &memo.revoked_users {
             if let Some(user) = linked_users.iter().find(|u| &u.id == uid) {
                 let mut user = user.clone();
-                if let Some(ev) = user.set_access(self.ctx, true, None) {
+                if let Some(ev) = user.set_access(self.w.ctx, true, None) {
                     self.user_events.push(ev);
                     self.users.push(user);
                 }
@@ -668,8 +648,8 @@ impl<'a> Working<'a> {
             kind: a.kind,
             body: a.body.clone(),
             action_code: a.action_code.clone(),
-            employer_id: self.next.employer_id.clone(),
-            occurred_at: Ts(a.occurred_at.unwrap_or(self.ctx.issued_at)),
+            employer_id: self.w.next.employer_id.clone(),
+            occurred_at: Ts(a.occurred_at.unwrap_or(self.w.ctx.issued_at)),
         };
         let logged = ActivityLogged {
             kind: a.kind,
@@ -680,7 +660,7 @@ impl<'a> Working<'a> {
         self.activity = Some(activity);
         if let (ActivityKind::Message, Some(code)) = (a.kind, &a.action_code) {
             let code_lc = code.to_lowercase();
-            let policy = self.ctx.policy;
+            let policy = self.w.ctx.policy;
             let wanted = if code_lc.starts_with(&policy.deactivate_prefix.to_lowercase()) {
                 Some(false)
             } else if code_lc.starts_with(&policy.reactivate_prefix.to_lowercase()) {
@@ -697,26 +677,25 @@ impl<'a> Working<'a> {
     }
 
     fn finish(mut self) -> ContactDecision {
-        let ctx = self.ctx;
-        if !self.changed {
-            return if self.fresh_any {
-                ContactDecision {
+        let ctx = self.w.ctx;
+        match self.w.outcome() {
+            Outcome::Stale => return ContactDecision::stale(),
+            Outcome::Unchanged => {
+                return ContactDecision {
                     outcome: Outcome::Unchanged,
-                    write: Some(ContactRecord::Live(self.next)),
+                    write: Some(ContactRecord::Live(self.w.next)),
                     ..ContactDecision::stale()
                 }
-            } else {
-                ContactDecision::stale()
-            };
+            }
+            _ => {}
         }
-        self.next.version += 1;
-        self.next.updated_at = Ts(ctx.now);
-        self.next.refresh_derived(ctx.policy);
-        let was = self.before.email_suppressed;
-        let now = self.next.suppression_reasons(ctx.policy);
+        self.w.next.bump(ctx.now);
+        self.w.next.refresh_derived(ctx.policy);
+        let was = self.w.before.email_suppressed;
+        let now = self.w.next.suppression_reasons(ctx.policy);
         // A suppressed contact has an email: there are no reasons without one.
-        let email = self.next.email.clone();
-        if let (false, true, Some(email)) = (was, self.next.email_suppressed, email) {
+        let email = self.w.next.email.clone();
+        if let (false, true, Some(email)) = (was, self.w.next.email_suppressed, email) {
             self.pending.push(Box::new(move |contact| {
                 EventData::ContactEmailSuppressed(EmailSuppressed {
                     email,
@@ -724,15 +703,15 @@ impl<'a> Working<'a> {
                     contact: Some(contact),
                 })
             }));
-        } else if was && !self.next.email_suppressed {
-            let email = self.next.email.clone().or(self.before.email.clone());
+        } else if was && !self.w.next.email_suppressed {
+            let email = self.w.next.email.clone().or(self.w.before.email.clone());
             self.emit(
                 EventData::ContactEmailUnsuppressed,
                 EmailUnsuppressed { email },
             );
         }
-        let snapshot = ContactSnapshot::of(&self.next, ctx.tenant.as_str());
-        let (id, version) = (&self.next.id, self.next.version);
+        let snapshot = ContactSnapshot::of(&self.w.next, ctx.tenant.as_str());
+        let (id, version) = (&self.w.next.id, self.w.next.version);
         let mut events: Vec<EventDraft> = self
             .pending
             .into_iter()
@@ -741,7 +720,7 @@ impl<'a> Working<'a> {
         events.extend(self.user_events);
         ContactDecision {
             outcome: Outcome::Applied,
-            write: Some(ContactRecord::Live(self.next)),
+            write: Some(ContactRecord::Live(self.w.next)),
             events,
             users: self.users,
             activity: self.activity,

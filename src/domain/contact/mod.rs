@@ -11,6 +11,7 @@ use super::ids::EntityId;
 use super::policy::TenantPolicy;
 use super::record::Record;
 use super::ts::Ts;
+use super::working::Versioned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -215,5 +216,18 @@ impl ContactSnapshot {
             created_at: contact.created_at,
             updated_at: contact.updated_at,
         }
+    }
+}
+
+impl Versioned for Contact {
+    fn aspects(&self) -> &BTreeMap<String, Ts> {
+        &self.aspects
+    }
+    fn aspects_mut(&mut self) -> &mut BTreeMap<String, Ts> {
+        &mut self.aspects
+    }
+    fn bump(&mut self, now: time::OffsetDateTime) {
+        self.version += 1;
+        self.updated_at = Ts(now);
     }
 }

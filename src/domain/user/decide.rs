@@ -3,13 +3,14 @@
 use super::command::{UserOp, UserUpsert};
 use super::{User, UserRecord, ACCESS, PROFILE, ROLE};
 use crate::domain::event::{
-    Changed, Created, EventData, EventDraft, FromTo, UserDeleted, UserField,
+    Changed, Created, EventData, EventDraft, FromTo, OnUser, UserDeleted, UserField,
 };
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use crate::domain::record::{check_version, Decision};
 use crate::domain::ts::Ts;
-use crate::domain::{is_fresh, Ctx};
+use crate::domain::working::{Versioned, Working};
+use crate::domain::Ctx;
 use std::collections::BTreeMap;
 
 /// Decides a `user.*` command. `role_exists` answers for the role the
@@ -22,7 +23,10 @@ pub fn decide_user(
     expected_version: Option<u64>,
     role_exists: bool,
 ) -> Result<Decision<UserRecord>, Rejection> {
-    let role_named = op.role_named();
+    let role_missing = || match op.role_named() {
+        Some(r) if !role_exists => Err(role_not_found(r)),
+        _ => Ok(()),
+    };
     let current = match record {
         UserRecord::Live(u) => Some(u),
         // A delete is never stale: deleting what is gone is not_found, as for contacts.
@@ -37,9 +41,7 @@ pub fn decide_user(
         return match op {
             UserOp::Upsert(u) => {
                 check_version(EntityKind::User, expected_version, 0)?;
-                if let Some(r) = role_named.filter(|_| !role_exists) {
-                    return Err(role_not_found(r));
-                }
+                role_missing()?;
                 create_user(ctx, id, u)
             }
             _ => Err(Rejection::new(
@@ -49,134 +51,143 @@ pub fn decide_user(
         };
     };
     check_version(EntityKind::User, expected_version, user.version)?;
-    if let Some(r) = role_named.filter(|_| !role_exists) {
-        return Err(role_not_found(r));
-    }
-    let mut next = user.clone();
-    let mut events = Vec::new();
-    let mut fresh_any = false;
-    let mut changed = false;
-    let mut ensure_employers = Vec::new();
-    match op {
-        UserOp::Upsert(u) => {
-            let profile_given = u.email.is_some()
-                || u.name.is_some()
-                || u.employer_id.is_some()
-                || u.contact_id.is_some()
-                || u.role_id.is_none();
-            let mut changed_fields = Vec::new();
-            if profile_given && is_fresh(&user.aspects, PROFILE, ctx.issued_at) {
-                fresh_any = true;
-                next.aspects.insert(PROFILE.into(), Ts(ctx.issued_at));
-                if let Some(e) = &u.email {
-                    if *e != next.email {
-                        next.email = e.clone();
-                        changed_fields.push(UserField::Email);
-                    }
-                }
-                if u.name.is_some() && u.name != next.name {
-                    next.name = u.name.clone();
-                    changed_fields.push(UserField::Name);
-                }
-                if u.employer_id.is_some() && u.employer_id != next.employer_id {
-                    next.employer_id = u.employer_id.clone();
-                    ensure_employers.extend(u.employer_id.clone());
-                    changed_fields.push(UserField::EmployerId);
-                }
-                if u.contact_id.is_some() && u.contact_id != next.contact_id {
-                    next.contact_id = u.contact_id.clone();
-                    changed_fields.push(UserField::ContactId);
-                }
-            }
-            let mut role_change = None;
-            if let Some(r) = &u.role_id {
-                if is_fresh(&user.aspects, ROLE, ctx.issued_at) {
-                    fresh_any = true;
-                    next.aspects.insert(ROLE.into(), Ts(ctx.issued_at));
-                    if next.role_id.as_ref() != Some(r) {
-                        role_change = Some((next.role_id.clone(), r.clone()));
-                        next.role_id = Some(r.clone());
-                    }
-                }
-            }
-            changed = !changed_fields.is_empty() || role_change.is_some();
-            if changed {
-                bump(&mut next, ctx);
-                if !changed_fields.is_empty() {
-                    let changed = Changed {
-                        changed: changed_fields,
-                    };
-                    events.push(next.event(ctx, EventData::UserUpdated, changed));
-                }
-                if let Some((from, to)) = role_change {
-                    events.push(next.event(ctx, EventData::UserRoleChanged, FromTo { from, to }));
-                }
-            }
-        }
-        UserOp::RevokeAccess { reason } | UserOp::RestoreAccess { reason } => {
-            let access = matches!(op, UserOp::RestoreAccess { .. });
-            if is_fresh(&user.aspects, ACCESS, ctx.issued_at) {
-                fresh_any = true;
-                next.aspects.insert(ACCESS.into(), Ts(ctx.issued_at));
-                if let Some(ev) = next.set_access(ctx, access, reason.as_deref()) {
-                    changed = true;
-                    events.push(ev);
-                }
-            }
-        }
-        UserOp::ChangeRole { role_id } => {
-            if is_fresh(&user.aspects, ROLE, ctx.issued_at) {
-                fresh_any = true;
-                next.aspects.insert(ROLE.into(), Ts(ctx.issued_at));
-                if next.role_id.as_ref() != Some(role_id) {
-                    changed = true;
-                    let from = next.role_id.replace(role_id.clone());
-                    bump(&mut next, ctx);
-                    let to = role_id.clone();
-                    events.push(next.event(ctx, EventData::UserRoleChanged, FromTo { from, to }));
-                }
-            }
-        }
-        UserOp::Delete => {
-            let version = user.version + 1;
-            let deleted = UserDeleted {
-                user_id: user.id.clone(),
-                email: user.email.clone(),
-            };
-            return Ok(Decision {
-                outcome: Outcome::Applied,
-                write: Some(UserRecord::Deleted {
-                    at: Ts(ctx.issued_at),
-                    version,
-                }),
-                events: vec![EventDraft::new(
-                    ctx,
-                    &user.id,
-                    version,
-                    EventData::UserDeleted(deleted),
-                )],
-                ensure_employers: vec![],
-            });
-        }
-    }
-    let outcome = if changed {
-        Outcome::Applied
-    } else if fresh_any {
-        Outcome::Unchanged
-    } else {
-        return Ok(Decision::stale());
+    role_missing()?;
+    let mut w = UserWorking {
+        w: Working::new(ctx, user),
+        events: Vec::new(),
+        ensure_employers: Vec::new(),
     };
-    Ok(Decision {
-        outcome,
-        write: Some(UserRecord::Live(next)),
-        events,
-        ensure_employers,
-    })
+    match op {
+        UserOp::Upsert(u) => w.upsert(u),
+        UserOp::RevokeAccess { reason } => w.set_access(false, reason.as_deref()),
+        UserOp::RestoreAccess { reason } => w.set_access(true, reason.as_deref()),
+        UserOp::ChangeRole { role_id } => {
+            if w.w.fresh(ROLE) {
+                w.set_role(role_id);
+            }
+        }
+        UserOp::Delete => return Ok(delete(ctx, user)),
+    }
+    Ok(w.finish())
 }
 
-fn bump(user: &mut User, ctx: &Ctx<'_>) {
-    user.version += 1;
-    user.updated_at = Ts(ctx.now);
+/// A user being changed by one command. User events carry the new
+/// version, so the version is bumped before the first one is made.
+struct UserWorking<'a> {
+    w: Working<'a, User>,
+    events: Vec<EventDraft>,
+    ensure_employers: Vec<EntityId>,
+}
+
+impl UserWorking<'_> {
+    fn upsert(&mut self, u: &UserUpsert) {
+        let profile_given = u.email.is_some()
+            || u.name.is_some()
+            || u.employer_id.is_some()
+            || u.contact_id.is_some()
+            || u.role_id.is_none();
+        let mut changed_fields = Vec::new();
+        if profile_given && self.w.fresh(PROFILE) {
+            let next = &mut self.w.next;
+            if let Some(e) = u.email.as_ref().filter(|e| **e != next.email) {
+                next.email = e.clone();
+                changed_fields.push(UserField::Email);
+            }
+            if u.name.is_some() && u.name != next.name {
+                next.name = u.name.clone();
+                changed_fields.push(UserField::Name);
+            }
+            if u.employer_id.is_some() && u.employer_id != next.employer_id {
+                next.employer_id = u.employer_id.clone();
+                self.ensure_employers.extend(u.employer_id.clone());
+                changed_fields.push(UserField::EmployerId);
+            }
+            if u.contact_id.is_some() && u.contact_id != next.contact_id {
+                next.contact_id = u.contact_id.clone();
+                changed_fields.push(UserField::ContactId);
+            }
+        }
+        let role = u.role_id.as_ref().filter(|_| self.w.fresh(ROLE));
+        let role_change = role
+            .filter(|r| self.w.next.role_id.as_ref() != Some(*r))
+            .map(|r| (self.w.next.role_id.replace(r.clone()), r.clone()));
+        if changed_fields.is_empty() && role_change.is_none() {
+            return;
+        }
+        self.bump();
+        if !changed_fields.is_empty() {
+            let changed = Changed {
+                changed: changed_fields,
+            };
+            self.emit(EventData::UserUpdated, changed);
+        }
+        if let Some((from, to)) = role_change {
+            self.emit(EventData::UserRoleChanged, FromTo { from, to });
+        }
+    }
+
+    fn set_access(&mut self, access: bool, reason: Option<&str>) {
+        if self.w.fresh(ACCESS) {
+            if let Some(ev) = self.w.next.set_access(self.w.ctx, access, reason) {
+                self.w.mark_changed();
+                self.events.push(ev);
+            }
+        }
+    }
+
+    fn set_role(&mut self, role_id: &EntityId) {
+        if self.w.next.role_id.as_ref() == Some(role_id) {
+            return;
+        }
+        let from = self.w.next.role_id.replace(role_id.clone());
+        self.bump();
+        let to = role_id.clone();
+        self.emit(EventData::UserRoleChanged, FromTo { from, to });
+    }
+
+    fn bump(&mut self) {
+        self.w.mark_changed();
+        self.w.next.bump(self.w.ctx.now);
+    }
+
+    fn emit<T>(&mut self, variant: fn(OnUser<T>) -> EventData, change: T) {
+        let event = self.w.next.event(self.w.ctx, variant, change);
+        self.events.push(event);
+    }
+
+    fn finish(self) -> Decision<UserRecord> {
+        match self.w.outcome() {
+            Outcome::Stale => Decision::stale(),
+            outcome => Decision {
+                outcome,
+                write: Some(UserRecord::Live(self.w.next)),
+                events: self.events,
+                ensure_employers: self.ensure_employers,
+            },
+        }
+    }
+}
+
+fn delete(ctx: &Ctx<'_>, user: &User) -> Decision<UserRecord> {
+    let version = user.version + 1;
+    let deleted = UserDeleted {
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+    };
+    Decision {
+        outcome: Outcome::Applied,
+        write: Some(UserRecord::Deleted {
+            at: Ts(ctx.issued_at),
+            version,
+        }),
+        events: vec![EventDraft::new(
+            ctx,
+            &user.id,
+            version,
+            EventData::UserDeleted(deleted),
+        )],
+        ensure_employers: vec![],
+    }
 }
 
 fn role_not_found(role: &EntityId) -> Rejection {

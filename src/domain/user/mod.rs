@@ -10,6 +10,7 @@ use super::event::{EventData, EventDraft, OnUser, Reason};
 use super::ids::EntityId;
 use super::record::Record;
 use super::ts::Ts;
+use super::working::Versioned;
 use super::Ctx;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -91,8 +92,7 @@ impl User {
             return None;
         }
         self.site_access = access;
-        self.version += 1;
-        self.updated_at = Ts(ctx.now);
+        self.bump(ctx.now);
         self.aspects.insert(ACCESS.into(), Ts(ctx.issued_at));
         let variant = if access {
             EventData::UserAccessRestored
@@ -119,5 +119,18 @@ impl User {
             self.version,
             variant(OnUser { change, user }),
         )
+    }
+}
+
+impl Versioned for User {
+    fn aspects(&self) -> &BTreeMap<String, Ts> {
+        &self.aspects
+    }
+    fn aspects_mut(&mut self) -> &mut BTreeMap<String, Ts> {
+        &mut self.aspects
+    }
+    fn bump(&mut self, now: time::OffsetDateTime) {
+        self.version += 1;
+        self.updated_at = Ts(now);
     }
 }

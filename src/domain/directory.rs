@@ -102,33 +102,56 @@ pub fn decide_role(
     cmd: &RoleUpsert,
     expected_version: Option<u64>,
 ) -> Result<Decision<Role>, Rejection> {
-    check_version(
-        EntityKind::Role,
-        expected_version,
-        current.map_or(0, |r| r.version),
-    )?;
-    if let Some(r) = current {
-        if ctx.issued_at < r.profile_at.get() {
-            return Ok(Decision::stale());
-        }
-    }
     let unchanged = current.is_some_and(|r| r.name == cmd.name && r.permissions == cmd.permissions);
-    let role = Role {
-        id: cmd.role_id.clone(),
-        version: current.map_or(0, |r| r.version) + u64::from(!unchanged),
-        name: cmd.name.clone(),
-        permissions: cmd.permissions.clone(),
-        profile_at: Ts(ctx.issued_at),
-    };
+    decide_upsert(
+        ctx,
+        EntityKind::Role,
+        current.map(|r| (r.version, Some(r.profile_at))),
+        expected_version,
+        unchanged,
+        |version| Role {
+            id: cmd.role_id.clone(),
+            version,
+            name: cmd.name.clone(),
+            permissions: cmd.permissions.clone(),
+            profile_at: Ts(ctx.issued_at),
+        },
+        |role| {
+            let data = EventData::RoleUpserted(event::RoleUpserted {
+                role_id: role.id.clone(),
+                name: role.name.clone(),
+                permissions: role.permissions.clone(),
+            });
+            EventDraft::new(ctx, &role.id, role.version, data)
+        },
+    )
+}
+
+/// What employer and role upserts share: the version check, staleness by
+/// the profile's timestamp, and one version up with one event unless
+/// nothing changed. `current` is the entry's version and profile time.
+fn decide_upsert<T>(
+    ctx: &Ctx<'_>,
+    kind: EntityKind,
+    current: Option<(u64, Option<Ts>)>,
+    expected_version: Option<u64>,
+    unchanged: bool,
+    build: impl FnOnce(u64) -> T,
+    event: impl FnOnce(&T) -> EventDraft,
+) -> Result<Decision<T>, Rejection> {
+    let version = current.map_or(0, |(v, _)| v);
+    check_version(kind, expected_version, version)?;
+    if current
+        .and_then(|(_, at)| at)
+        .is_some_and(|at| ctx.issued_at < at.get())
+    {
+        return Ok(Decision::stale());
+    }
+    let entry = build(version + u64::from(!unchanged));
     let events = if unchanged {
         vec![]
     } else {
-        let data = EventData::RoleUpserted(event::RoleUpserted {
-            role_id: role.id.clone(),
-            name: role.name.clone(),
-            permissions: role.permissions.clone(),
-        });
-        vec![EventDraft::new(ctx, &role.id, role.version, data)]
+        vec![event(&entry)]
     };
     Ok(Decision {
         outcome: if unchanged {
@@ -136,7 +159,7 @@ pub fn decide_role(
         } else {
             Outcome::Applied
         },
-        write: Some(role),
+        write: Some(entry),
         events,
         ensure_employers: vec![],
     })
@@ -158,16 +181,6 @@ pub fn decide_employer(
     cmd: &EmployerUpsert,
     expected_version: Option<u64>,
 ) -> Result<Decision<Employer>, Rejection> {
-    check_version(
-        EntityKind::Employer,
-        expected_version,
-        current.map_or(0, |e| e.version),
-    )?;
-    if let Some(at) = current.and_then(|e| e.profile_at) {
-        if ctx.issued_at < at.get() {
-            return Ok(Decision::stale());
-        }
-    }
     let departments = cmd
         .departments
         .clone()
@@ -176,33 +189,28 @@ pub fn decide_employer(
     let unchanged = current.is_some_and(|e| {
         e.name.as_deref() == Some(cmd.name.as_str()) && e.departments == departments
     });
-    let employer = Employer {
-        id: cmd.employer_id.clone(),
-        version: current.map_or(0, |e| e.version) + u64::from(!unchanged),
-        name: Some(cmd.name.clone()),
-        departments,
-        profile_at: Some(Ts(ctx.issued_at)),
-    };
-    let events = if unchanged {
-        vec![]
-    } else {
-        let data = EventData::EmployerUpserted(event::EmployerUpserted {
-            employer_id: employer.id.clone(),
-            name: cmd.name.clone(),
-            departments: employer.departments.clone(),
-        });
-        vec![EventDraft::new(ctx, &employer.id, employer.version, data)]
-    };
-    Ok(Decision {
-        outcome: if unchanged {
-            Outcome::Unchanged
-        } else {
-            Outcome::Applied
+    decide_upsert(
+        ctx,
+        EntityKind::Employer,
+        current.map(|e| (e.version, e.profile_at)),
+        expected_version,
+        unchanged,
+        |version| Employer {
+            id: cmd.employer_id.clone(),
+            version,
+            name: Some(cmd.name.clone()),
+            departments,
+            profile_at: Some(Ts(ctx.issued_at)),
         },
-        write: Some(employer),
-        events,
-        ensure_employers: vec![],
-    })
+        |employer| {
+            let data = EventData::EmployerUpserted(event::EmployerUpserted {
+                employer_id: employer.id.clone(),
+                name: cmd.name.clone(),
+                departments: employer.departments.clone(),
+            });
+            EventDraft::new(ctx, &employer.id, employer.version, data)
+        },
+    )
 }
 
 /// Wire shapes of the directory payloads, minus the entity id.

@@ -3,7 +3,8 @@
 //! change events through a transactional outbox.
 //!
 //! Layout (dependencies point inward, towards `domain`):
-//! - [`domain`]: pure decoding and decisions: no I/O, unit-tested.
+//! - [`domain`]: pure decoding and decisions by entity (contact, user,
+//!   directory), command and event types declared once: no I/O, unit-tested.
 //! - [`store`]: Postgres: pool, migrations, entities, inbox, outbox, dead letters.
 //! - [`intake`]: a delivery as kept: body (cut when oversize), sender, dead letter.
 //! - [`apply`]: one command inside a transaction: claim, load, decide, write.

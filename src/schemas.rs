@@ -269,6 +269,7 @@ fn event(t: EventType) -> Value {
 
 /// The AsyncAPI 3.0 document of the contract; its messages refer to the
 /// schema files beside it.
+// One document, written top to bottom as AsyncAPI orders it: long, not branchy.
 pub fn asyncapi() -> Value {
     let exchange = |name: &str, kind: &str| json!({"amqp": {"is": "routingKey", "exchange": {"name": name, "type": kind, "durable": true, "autoDelete": false, "vhost": "/"}, "bindingVersion": "0.3.0"}});
     let queue = |name: &str| json!({"amqp": {"is": "queue", "queue": {"name": name, "durable": true, "exclusive": false, "autoDelete": false, "vhost": "/"}, "bindingVersion": "0.3.0"}});

@@ -291,6 +291,12 @@ fn spawn_worker(settings: &Settings, port: u16) -> Child {
         )
         .env("LIFECYCLE__AMQP__PREFIX", &settings.amqp.prefix)
         .env("LIFECYCLE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        // The flood deactivates thousands of contacts on purpose: the
+        // guardrail stays on (its cost is measured) with room for all of them.
+        .env(
+            "LIFECYCLE__TENANTS__DEFAULT__GUARDRAIL__MAX_CHANGES",
+            "1000000000",
+        )
         .env(
             "RUST_LOG",
             std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),

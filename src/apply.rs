@@ -23,10 +23,13 @@ use crate::domain::contact::{Activity, ContactRecord};
 use crate::domain::directory::{decide_employer, decide_role, DirectoryCommand};
 use crate::domain::envelope::{Command, CommandBody, DecodeFailure};
 use crate::domain::event::{to_cloud_event, EventDraft, OutboxEvent};
+use crate::domain::event::{EventData, GuardrailTripped};
+use crate::domain::guardrail::{Allowance, Verdict};
 use crate::domain::ids::{EntityId, Limits};
 use crate::domain::outcome::{
     BulkItem, EntityKind, EntityRef, ErrorCode, Outcome, Rejection, Reply,
 };
+use crate::domain::policy::TenantPolicy;
 use crate::domain::policy::{Policies, Producers};
 use crate::domain::record::Decision;
 use crate::domain::user::command::UserOp;
@@ -36,7 +39,7 @@ use crate::domain::Ctx;
 use crate::intake::Inbound;
 use crate::store::entities::{self, DirectoryEntry};
 use crate::store::journal;
-use crate::store::StoreError;
+use crate::store::{guardrail, StoreError};
 
 /// Decoded and authorised, or refused before touching the database.
 #[derive(Debug, Clone)]
@@ -51,6 +54,9 @@ pub struct Rules<'a> {
     pub policies: &'a Policies,
     pub producers: &'a Producers,
     pub limits: &'a Limits,
+    /// Off for commands an operator releases: they were held once, and
+    /// what a release applies does not count toward the window.
+    pub guardrail: bool,
 }
 
 /// What to do with a delivery once its batch committed.
@@ -90,6 +96,12 @@ struct Uow<'c> {
     undo: Vec<Undo>,
     /// A bulk is being applied under its savepoint.
     in_bulk: bool,
+    /// Whether destructive changes are counted (and held past the allowance).
+    guarded: bool,
+    /// Tenants whose guardrail row this batch locked, with their allowance.
+    allowances: HashMap<String, Allowance>,
+    /// Destructive changes this batch applied, per tenant.
+    counted: HashMap<String, u64>,
 }
 
 /// A cache write, for rolling back a refused bulk.
@@ -141,7 +153,7 @@ pub async fn apply_batch(
             Prepared::Refused(_) => None,
         })
         .collect();
-    let mut uow = Uow::new(conn);
+    let mut uow = Uow::new(conn, rules.guardrail);
     let processed = if check_duplicates {
         let keys: Vec<(String, String)> = commands
             .iter()
@@ -182,6 +194,10 @@ pub async fn apply_batch(
 
 /// Why a command did not end with a reply to record.
 enum Decided {
+    /// Held by the guardrail; `trips` when this command tripped it.
+    Held {
+        trips: bool,
+    },
     Rejected(Rejection),
     Panicked(String),
 }
@@ -206,6 +222,44 @@ fn decide<T>(f: impl FnOnce() -> Result<T, Rejection>) -> Result<T, Decided> {
     }
 }
 
+/// The context a command is decided in.
+fn command_ctx<'a>(
+    cmd: &'a Command,
+    policy: &'a TenantPolicy,
+    limits: &'a Limits,
+    now: OffsetDateTime,
+) -> Ctx<'a> {
+    Ctx {
+        tenant: &cmd.tenant,
+        policy,
+        limits,
+        issued_at: cmd.issued_at,
+        actor: cmd.actor.as_deref(),
+        now,
+    }
+}
+
+/// What a held command is about: its entity, or a bulk's contact ids.
+fn held_subject(cmd: &Command) -> (Option<EntityRef>, Option<serde_json::Value>) {
+    match &cmd.body {
+        CommandBody::Contact { contact_id, .. } => {
+            (Some(entity(EntityKind::Contact, contact_id, None)), None)
+        }
+        CommandBody::User { user_id, .. } => (Some(entity(EntityKind::User, user_id, None)), None),
+        CommandBody::Bulk(b) => match &b.target {
+            BulkTarget::Ids(ids) => (None, Some(serde_json::json!(ids))),
+            BulkTarget::Employer(e) => (None, Some(serde_json::json!({"employer_id": e}))),
+        },
+        CommandBody::Directory(DirectoryCommand::EmployerUpsert(u)) => (
+            Some(entity(EntityKind::Employer, &u.employer_id, None)),
+            None,
+        ),
+        CommandBody::Directory(DirectoryCommand::RoleUpsert(u)) => {
+            (Some(entity(EntityKind::Role, &u.role_id, None)), None)
+        }
+    }
+}
+
 fn entity(kind: EntityKind, id: &EntityId, version: Option<u64>) -> EntityRef {
     EntityRef {
         kind,
@@ -215,7 +269,7 @@ fn entity(kind: EntityKind, id: &EntityId, version: Option<u64>) -> EntityRef {
 }
 
 impl<'c> Uow<'c> {
-    fn new(conn: &'c mut PgConnection) -> Self {
+    fn new(conn: &'c mut PgConnection, guarded: bool) -> Self {
         Uow {
             conn,
             contacts: HashMap::new(),
@@ -231,6 +285,9 @@ impl<'c> Uow<'c> {
             seen: HashMap::new(),
             undo: Vec::new(),
             in_bulk: false,
+            guarded,
+            allowances: HashMap::new(),
+            counted: HashMap::new(),
         }
     }
 
@@ -271,6 +328,7 @@ impl<'c> Uow<'c> {
             Err(Decided::Rejected(rejection)) => {
                 self.dead_letter(msg, &cmd.refused(rejection), rules).await
             }
+            Err(Decided::Held { trips }) => self.hold(msg, cmd, trips, rules, now).await,
             Err(Decided::Panicked(message)) => {
                 tracing::error!(
                     tenant = %cmd.tenant,
@@ -304,6 +362,83 @@ impl<'c> Uow<'c> {
         Ok(Disposition::Ack {
             reply: failure.reply(),
         })
+    }
+
+    /// Keeps a command the guardrail holds, whole, and records `held` as its
+    /// outcome; the command that trips the guardrail also publishes
+    /// `GuardrailTripped`.
+    async fn hold(
+        &mut self,
+        msg: &Inbound,
+        cmd: &Command,
+        trips: bool,
+        rules: &Rules<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Disposition, StoreError> {
+        let tenant = cmd.tenant.as_str();
+        let user_id = msg.acting_producer(rules.producers).map(str::to_owned);
+        let (entity, contact_ids) = held_subject(cmd);
+        let held = guardrail::Held {
+            tenant_id: tenant.to_owned(),
+            hold_id: 0,
+            command_id: cmd.command_id.to_string(),
+            command_type: cmd.type_name().to_owned(),
+            entity_kind: entity.as_ref().map(|e| e.kind.as_str().to_owned()),
+            entity_id: entity.as_ref().map(|e| e.id.clone()),
+            contact_ids,
+            user_id: user_id.clone(),
+            body: msg.body.clone(),
+            properties: crate::amqp::properties_to_json(&msg.properties),
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+            held_at: now,
+        };
+        let hold_id = guardrail::hold(self.conn, &held).await?;
+        let policy = rules.policies.for_tenant(tenant);
+        let first_event = self.outbox.len();
+        if trips {
+            let version = guardrail::set_tripped(self.conn, tenant, true).await?;
+            let count = self.allowances.get(tenant).map_or(0, |a| a.count);
+            let ctx = command_ctx(cmd, policy, rules.limits, now);
+            let data = EventData::GuardrailTripped(GuardrailTripped {
+                max_changes: policy.guardrail.max_changes,
+                window: humantime::format_duration(policy.guardrail.window).to_string(),
+                count,
+                command_id: cmd.command_id.to_string(),
+                user_id,
+            });
+            let draft = EventDraft::new(&ctx, &EntityId::trusted(tenant), version, data);
+            self.outbox
+                .push(to_cloud_event(&cmd.tenant, &cmd.command_id, 0, draft, now));
+            tracing::warn!(
+                tenant,
+                hold_id,
+                "mass-change guardrail tripped: destructive commands are held"
+            );
+        }
+        let reply = Reply {
+            command_id: Some(cmd.command_id.to_string()),
+            tenant: Some(tenant.to_owned()),
+            outcome: Outcome::Held,
+            duplicate: false,
+            entity,
+            events: self.outbox[first_event..]
+                .iter()
+                .map(|e| e.id.to_string())
+                .collect(),
+            error: None,
+            items: None,
+            hold_id: Some(hold_id),
+        };
+        let key = (tenant.to_owned(), cmd.command_id.to_string());
+        self.seen.insert(key, reply.clone());
+        self.inbox.push((
+            tenant.to_owned(),
+            cmd.command_id.to_string(),
+            cmd.type_name().to_owned(),
+            reply.clone(),
+        ));
+        Ok(Disposition::Ack { reply })
     }
 
     /// Locks and loads every contact and user the batch names directly,
@@ -460,6 +595,9 @@ impl<'c> Uow<'c> {
             .cloned()
             .collect();
         entities::delete_placeholders(self.conn, entities::Table::Users, &unused).await?;
+        for (tenant, changes) in &self.counted {
+            guardrail::record_changes(self.conn, tenant, *changes).await?;
+        }
         journal::write_outbox_and_inbox(self.conn, &self.outbox, &self.inbox).await?;
         Ok(())
     }
@@ -473,14 +611,7 @@ impl<'c> Uow<'c> {
         now: OffsetDateTime,
     ) -> Result<Result<Reply, Decided>, StoreError> {
         let tenant = cmd.tenant.as_str();
-        let ctx = Ctx {
-            tenant: &cmd.tenant,
-            policy: policies.for_tenant(tenant),
-            limits,
-            issued_at: cmd.issued_at,
-            actor: cmd.actor.as_deref(),
-            now,
-        };
+        let ctx = command_ctx(cmd, policies.for_tenant(tenant), limits, now);
         let command_id = cmd.command_id.as_str();
         #[cfg(feature = "failpoints")]
         if let Err(e) = decide(|| {
@@ -501,7 +632,7 @@ impl<'c> Uow<'c> {
                     &mut drafts,
                 )
                 .await?
-                .map(|(o, v)| (o, Some(entity(EntityKind::Contact, contact_id, v)), None)),
+                .map(|(o, v, _)| (o, Some(entity(EntityKind::Contact, contact_id, v)), None)),
             CommandBody::Bulk(bulk) => self
                 .bulk_in_savepoint(&ctx, command_id, bulk, &mut drafts)
                 .await?
@@ -561,6 +692,7 @@ impl<'c> Uow<'c> {
                 .collect(),
             error: None,
             items,
+            hold_id: None,
         }
     }
 
@@ -577,6 +709,11 @@ impl<'c> Uow<'c> {
     ) -> Result<Result<(Outcome, Vec<BulkItem>), Decided>, StoreError> {
         self.flush().await?;
         self.undo.clear();
+        // The tenant's guardrail row is locked outside the savepoint, so
+        // rolling back a held bulk keeps the lock that its count relies on.
+        if bulk.op.may_be_destructive() {
+            self.lock_allowance(ctx).await?;
+        }
         sqlx::query("SAVEPOINT bulk")
             .execute(&mut *self.conn)
             .await?;
@@ -623,6 +760,40 @@ impl<'c> Uow<'c> {
         Ok(Ok((d.outcome, entity(kind, id, version))))
     }
 
+    /// Whether `changes` destructive changes of the command in `ctx` may
+    /// apply now (counting them if so), locking the tenant's guardrail row
+    /// first.
+    async fn guard(&mut self, ctx: &Ctx<'_>, changes: u64) -> Result<Verdict, StoreError> {
+        if changes > 0 && self.guarded && ctx.policy.guardrail.enabled {
+            self.lock_allowance(ctx).await?;
+        }
+        Ok(self.admit(ctx, changes))
+    }
+
+    /// Locks the tenant's guardrail row for the rest of the batch.
+    async fn lock_allowance(&mut self, ctx: &Ctx<'_>) -> Result<(), StoreError> {
+        let tenant = ctx.tenant.as_str();
+        if self.guarded && ctx.policy.guardrail.enabled && !self.allowances.contains_key(tenant) {
+            let allowance =
+                guardrail::lock_allowance(self.conn, tenant, &ctx.policy.guardrail).await?;
+            self.allowances.insert(tenant.to_owned(), allowance);
+        }
+        Ok(())
+    }
+
+    /// The guardrail's verdict on an already locked allowance.
+    fn admit(&mut self, ctx: &Ctx<'_>, changes: u64) -> Verdict {
+        let tenant = ctx.tenant.as_str();
+        let Some(allowance) = self.allowances.get_mut(tenant) else {
+            return Verdict::Apply;
+        };
+        let verdict = allowance.admit(changes);
+        if verdict == Verdict::Apply && changes > 0 {
+            *self.counted.entry(tenant.to_owned()).or_default() += changes;
+        }
+        verdict
+    }
+
     async fn contact_command(
         &mut self,
         ctx: &Ctx<'_>,
@@ -631,7 +802,7 @@ impl<'c> Uow<'c> {
         op: &ContactOp,
         expected_version: Option<u64>,
         drafts: &mut Vec<EventDraft>,
-    ) -> Result<Result<(Outcome, Option<u64>), Decided>, StoreError> {
+    ) -> Result<Result<(Outcome, Option<u64>, bool), Decided>, StoreError> {
         let key = (ctx.tenant.to_string(), id.clone());
         self.load_contacts(std::slice::from_ref(&key)).await?;
         let record = self.contact(&key);
@@ -659,9 +830,16 @@ impl<'c> Uow<'c> {
         };
         let version = decision.version_after(&record);
         let outcome = decision.outcome;
+        let destructive = decision.destructive(op);
+        // A bulk counts its contacts together, once they are all decided.
+        if !self.in_bulk {
+            if let Verdict::Hold { trips } = self.guard(ctx, u64::from(destructive)).await? {
+                return Ok(Err(Decided::Held { trips }));
+            }
+        }
         self.keep_contact_decision(key, command_id, decision, drafts)
             .await?;
-        Ok(Ok((outcome, version)))
+        Ok(Ok((outcome, version, destructive)))
     }
 
     async fn keep_contact_decision(
@@ -732,17 +910,21 @@ impl<'c> Uow<'c> {
             .collect();
         self.load_contacts(&keys).await?;
         let mut items = Vec::with_capacity(ids.len());
+        let mut destructive = 0;
         for id in &ids {
             match self
                 .contact_command(ctx, command_id, id, &bulk.op, None, drafts)
                 .await?
             {
-                Ok((outcome, version)) => items.push(BulkItem {
-                    contact_id: id.to_string(),
-                    outcome,
-                    version,
-                    error: None,
-                }),
+                Ok((outcome, version, counts)) => {
+                    destructive += u64::from(counts);
+                    items.push(BulkItem {
+                        contact_id: id.to_string(),
+                        outcome,
+                        version,
+                        error: None,
+                    })
+                }
                 Err(Decided::Rejected(r)) if bulk.atomic => {
                     return Ok(Err(Rejection::new(
                         r.code,
@@ -756,12 +938,20 @@ impl<'c> Uow<'c> {
                     version: None,
                     error: Some(r.into()),
                 }),
-                Err(panicked @ Decided::Panicked(_)) => return Ok(Err(panicked)),
+                Err(other @ (Decided::Panicked(_) | Decided::Held { .. })) => {
+                    return Ok(Err(other))
+                }
             }
         }
-        Ok(summarize_bulk(&items)
-            .map(|o| (o, items))
-            .map_err(Decided::from))
+        let outcome = match summarize_bulk(&items) {
+            Ok(o) => o,
+            Err(r) => return Ok(Err(r.into())),
+        };
+        // Held as a whole when its changes would exceed what is left.
+        if let Verdict::Hold { trips } = self.admit(ctx, destructive) {
+            return Ok(Err(Decided::Held { trips }));
+        }
+        Ok(Ok((outcome, items)))
     }
 
     async fn user_command(
@@ -783,6 +973,10 @@ impl<'c> Uow<'c> {
             Ok(d) => d,
             Err(e) => return Ok(Err(e)),
         };
+        let destructive = d.outcome == Outcome::Applied && op.kind().destructive();
+        if let Verdict::Hold { trips } = self.guard(ctx, u64::from(destructive)).await? {
+            return Ok(Err(Decided::Held { trips }));
+        }
         let version = match d.write.as_ref().unwrap_or(&record) {
             UserRecord::Live(u) => Some(u.version),
             UserRecord::Deleted { .. } | UserRecord::Absent => None,

@@ -111,6 +111,11 @@ impl Inbound {
         self.properties.user_id().as_ref().map(|u| u.as_str())
     }
 
+    /// The producer this delivery is authorised as (see [`Producers::acting_producer`]).
+    pub fn acting_producer<'a>(&'a self, producers: &Producers) -> Option<&'a str> {
+        producers.acting_producer(self.user_id(), self.replayed, self.original_user.as_deref())
+    }
+
     /// What admission needs of this delivery.
     pub fn arrival(&self) -> Arrival<'_> {
         Arrival {
@@ -155,9 +160,7 @@ impl Inbound {
             } else {
                 0
             },
-            user_id: producers
-                .acting_producer(self.user_id(), self.replayed, self.original_user.as_deref())
-                .map(str::to_owned),
+            user_id: self.acting_producer(producers).map(str::to_owned),
             properties,
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),

@@ -143,6 +143,7 @@ impl Processor {
             policies: &self.policies,
             producers: &self.producers,
             limits: &self.limits,
+            guardrail: true,
         };
         let outcome = apply_batch(&mut tx, batch, &rules, now, check_duplicates).await?;
         tx.commit().await?;

@@ -15,9 +15,9 @@ command_kinds! {
     /// Employer and role commands.
     pub enum DirectoryKind {
         EmployerUpsert = "employer.upsert", id "employer_id", aspect "profile",
-            bulk false, frozen false, wire wire::EmployerUpsert;
+            bulk false, frozen false, destructive false, wire wire::EmployerUpsert;
         RoleUpsert = "role.upsert", id "role_id", aspect "profile",
-            bulk false, frozen false, wire wire::RoleUpsert;
+            bulk false, frozen false, destructive false, wire wire::RoleUpsert;
     }
 }
 

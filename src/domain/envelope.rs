@@ -87,6 +87,7 @@ impl DecodeFailure {
             events: vec![],
             error: Some(self.rejection.clone().into()),
             items: None,
+            hold_id: None,
         }
     }
 }

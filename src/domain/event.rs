@@ -117,6 +117,32 @@ event_types! {
     UserRoleChanged = "user.role_changed", entity User,
         data OnUser<FromTo<Option<EntityId>, EntityId>>;
     UserDeleted = "user.deleted", entity User, data UserDeleted;
+    GuardrailTripped = "guardrail.tripped", entity Tenant, data GuardrailTripped;
+    GuardrailReleased = "guardrail.released", entity Tenant, data GuardrailReleased;
+}
+
+/// The guardrail tripped: the allowance and the command that would have
+/// exceeded it.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct GuardrailTripped {
+    pub max_changes: u64,
+    /// The sliding window, like `1h`.
+    pub window: String,
+    /// Destructive changes applied in the window.
+    pub count: u64,
+    pub command_id: String,
+    /// The AMQP user the tripping command was authorised as.
+    pub user_id: Option<String>,
+}
+
+/// An operator released or discarded held commands.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct GuardrailReleased {
+    /// Commands applied by the release (stale ones included).
+    pub released: u64,
+    pub discarded: u64,
 }
 
 /// The event's data: the `actor` and `issued_at` of the command that caused
@@ -396,7 +422,12 @@ mod tests {
         for &t in EventType::ALL {
             assert!(seen.insert(t.routing_name()), "{t:?}");
             let (kind, _) = t.routing_name().split_once('.').unwrap();
-            assert_eq!(kind, t.entity_kind().as_str(), "{t:?}");
+            // A tenant's events are the guardrail's (contract section 10).
+            let expected = match t.entity_kind() {
+                EntityKind::Tenant => "guardrail",
+                other => other.as_str(),
+            };
+            assert_eq!(kind, expected, "{t:?}");
         }
     }
 

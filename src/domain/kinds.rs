@@ -9,20 +9,22 @@
 ///     /// doc
 ///     pub enum ContactKind {
 ///         Deactivate = "contact.deactivate", id "contact_id", aspect "activation",
-///             bulk true, frozen false, wire wire::Reason;
+///             bulk true, frozen false, destructive true, wire wire::Reason;
 ///     }
 /// }
 /// ```
 ///
 /// `id`: the payload field naming the entity; `bulk`: allowed as a `contact.bulk` operation; `frozen`: accepted while
-/// the entity is frozen (a rejected contact); `wire`: the payload's wire
+/// the entity is frozen (a rejected contact); `destructive`: counted by the
+/// mass-change guardrail when applied; `wire`: the payload's wire
 /// type, whose JSON Schema is the published one.
 macro_rules! command_kinds {
     (
         $(#[$meta:meta])*
         pub enum $kind:ident {
             $( $variant:ident = $name:literal, id $id:literal, aspect $aspect:literal,
-               bulk $bulk:literal, frozen $frozen:literal, wire $wire:ty; )+
+               bulk $bulk:literal, frozen $frozen:literal, destructive $destructive:literal,
+               wire $wire:ty; )+
         }
     ) => {
         $(#[$meta])*
@@ -63,6 +65,11 @@ macro_rules! command_kinds {
             /// Accepted while the entity is frozen.
             pub fn allowed_while_frozen(self) -> bool {
                 match self { $( $kind::$variant => $frozen, )+ }
+            }
+
+            /// Counted by the mass-change guardrail when applied.
+            pub fn destructive(self) -> bool {
+                match self { $( $kind::$variant => $destructive, )+ }
             }
 
             /// The payload's JSON Schema, from its wire type.

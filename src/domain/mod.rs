@@ -7,6 +7,7 @@ pub mod contact;
 pub mod directory;
 pub mod envelope;
 pub mod event;
+pub mod guardrail;
 pub mod ids;
 pub mod json;
 pub mod kinds;

@@ -20,10 +20,12 @@ pub enum ErrorCode {
     DeleteForbidden,
     InvalidStatus,
     InvalidTransition,
+    /// A held command discarded by an operator (contract section 10).
+    Discarded,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::Malformed,
         ErrorCode::InvalidCommand,
         ErrorCode::Forbidden,
@@ -35,6 +37,7 @@ impl ErrorCode {
         ErrorCode::DeleteForbidden,
         ErrorCode::InvalidStatus,
         ErrorCode::InvalidTransition,
+        ErrorCode::Discarded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl ErrorCode {
             ErrorCode::DeleteForbidden => "delete_forbidden",
             ErrorCode::InvalidStatus => "invalid_status",
             ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::Discarded => "discarded",
         }
     }
 
@@ -93,6 +97,8 @@ pub enum Outcome {
     Unchanged,
     Stale,
     Rejected,
+    /// Held by the mass-change guardrail until released or discarded.
+    Held,
 }
 
 impl Outcome {
@@ -102,6 +108,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Stale => "stale",
             Outcome::Rejected => "rejected",
+            Outcome::Held => "held",
         }
     }
 }
@@ -113,6 +120,8 @@ pub enum EntityKind {
     User,
     Employer,
     Role,
+    /// A tenant as a whole: the subject of guardrail events.
+    Tenant,
 }
 
 impl EntityKind {
@@ -122,6 +131,7 @@ impl EntityKind {
             EntityKind::User => "user",
             EntityKind::Employer => "employer",
             EntityKind::Role => "role",
+            EntityKind::Tenant => "tenant",
         }
     }
 }
@@ -170,4 +180,7 @@ pub struct Reply {
     pub events: Vec<String>,
     pub error: Option<ReplyError>,
     pub items: Option<Vec<BulkItem>>,
+    /// For a `held` command: the hold to release or discard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<i64>,
 }

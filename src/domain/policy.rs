@@ -19,6 +19,38 @@ pub struct TenantPolicy {
     pub deactivate_prefix: String,
     /// A `message` activity whose action code starts with this reactivates.
     pub reactivate_prefix: String,
+    /// The mass-change guardrail (contract section 10).
+    pub guardrail: Guardrail,
+}
+
+/// How many destructive changes a tenant may take in a sliding window
+/// before further ones are held for a person to release or discard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guardrail {
+    pub enabled: bool,
+    pub max_changes: u64,
+    #[serde(with = "super::ids::human_duration")]
+    pub window: std::time::Duration,
+}
+
+impl Default for Guardrail {
+    fn default() -> Self {
+        Guardrail {
+            enabled: true,
+            max_changes: 1000,
+            window: std::time::Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A `[tenants.X.guardrail]` block: every key optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailOverride {
+    pub enabled: Option<bool>,
+    pub max_changes: Option<u64>,
+    #[serde(default, with = "super::ids::human_duration_opt")]
+    pub window: Option<std::time::Duration>,
 }
 
 impl Default for TenantPolicy {
@@ -31,6 +63,7 @@ impl Default for TenantPolicy {
             allow_contact_delete: true,
             deactivate_prefix: "deact".into(),
             reactivate_prefix: "react".into(),
+            guardrail: Guardrail::default(),
         }
     }
 }
@@ -45,6 +78,7 @@ pub struct TenantPolicyOverride {
     pub allow_contact_delete: Option<bool>,
     pub deactivate_prefix: Option<String>,
     pub reactivate_prefix: Option<String>,
+    pub guardrail: Option<GuardrailOverride>,
 }
 
 impl TenantPolicyOverride {
@@ -73,6 +107,14 @@ impl TenantPolicyOverride {
                 .reactivate_prefix
                 .clone()
                 .unwrap_or_else(|| base.reactivate_prefix.clone()),
+            guardrail: match &self.guardrail {
+                None => base.guardrail.clone(),
+                Some(g) => Guardrail {
+                    enabled: g.enabled.unwrap_or(base.guardrail.enabled),
+                    max_changes: g.max_changes.unwrap_or(base.guardrail.max_changes),
+                    window: g.window.unwrap_or(base.guardrail.window),
+                },
+            },
         }
     }
 }

@@ -235,7 +235,9 @@ proptest! {
                     prop_assert!(d.events.is_empty());
                     prop_assert_eq!(d.version_after(&record), before);
                 }
-                Outcome::Rejected => prop_assert!(false, "decisions never carry Rejected"),
+                Outcome::Rejected | Outcome::Held => {
+                    prop_assert!(false, "decisions never carry Rejected or Held")
+                }
             }
             if let (Some(ContactRecord::Live(c)), Outcome::Applied) = (&d.write, d.outcome) {
                 prop_assert_eq!(c.email_suppressed, !c.suppression_reasons(&policy).is_empty());

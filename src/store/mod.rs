@@ -2,6 +2,7 @@
 //! inbox, the outbox and the dead-letter store.
 
 pub mod entities;
+pub mod guardrail;
 pub mod journal;
 
 use secrecy::ExposeSecret;

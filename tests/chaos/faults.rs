@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::{eventually, relay_lock_holder, terminate_backend, TestEnv};
-use crate::helpers::{free_port, http_status, spawn_worker, spawn_worker_on};
+use crate::helpers::{
+    allow_mass_changes, free_port, http_status, spawn_worker, spawn_worker_on,
+};
 use crate::{
     check_outcome, event_queue, processed, publish_all, serial, set_up, wait_processed, workload,
 };
@@ -55,7 +57,7 @@ fn pg_cluster() -> String {
 async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
     let _serial = serial().await;
     let started = Instant::now();
-    let env = TestEnv::prepare_with(|_| {}).await;
+    let env = TestEnv::prepare_with(allow_mass_changes).await;
     let (_conn, ch) = fresh_channel(&env).await;
     let queue = event_queue(&env, &ch).await;
     let w = workload(300, 100, 4_000, 7);
@@ -89,7 +91,7 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
 async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_work() {
     let _serial = serial().await;
     let started = Instant::now();
-    let env = TestEnv::prepare_with(|_| {}).await;
+    let env = TestEnv::prepare_with(allow_mass_changes).await;
     let (_conn, ch) = fresh_channel(&env).await;
     let queue = event_queue(&env, &ch).await;
     let w = workload(200, 50, 3_000, 11);
@@ -118,7 +120,7 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_finishes_the_work() {
 async fn three_workers_on_one_queue_agree_and_the_relay_hands_over() {
     let _serial = serial().await;
     let started = Instant::now();
-    let env = TestEnv::prepare_with(|_| {}).await;
+    let env = TestEnv::prepare_with(allow_mass_changes).await;
     let (_conn, ch) = fresh_channel(&env).await;
     let queue = event_queue(&env, &ch).await;
     let w = workload(300, 100, 4_000, 13);
@@ -144,7 +146,7 @@ async fn three_workers_on_one_queue_agree_and_the_relay_hands_over() {
 async fn terminating_the_relay_session_mid_load_hands_the_relay_over_and_loses_nothing() {
     let _serial = serial().await;
     let started = Instant::now();
-    let env = TestEnv::prepare_with(|_| {}).await;
+    let env = TestEnv::prepare_with(allow_mass_changes).await;
     let (_conn, ch) = fresh_channel(&env).await;
     let queue = event_queue(&env, &ch).await;
     let w = workload(300, 100, 4_000, 23);
@@ -190,7 +192,7 @@ async fn a_broker_restart_mid_load_loses_nothing() {
     let _serial = serial().await;
     let _restore = RestoreServices;
     let started = Instant::now();
-    let env = TestEnv::prepare_with(|_| {}).await;
+    let env = TestEnv::prepare_with(allow_mass_changes).await;
     let (conn, ch) = fresh_channel(&env).await;
     let queue = event_queue(&env, &ch).await;
     let _ = conn.close(200, "before restart".into()).await;
@@ -235,7 +237,7 @@ async fn a_postgres_outage_mid_load_loses_nothing_and_flips_readiness() {
     let _serial = serial().await;
     let _restore = RestoreServices;
     let started = Instant::now();
-    let env = TestEnv::prepare_with(|_| {}).await;
+    let env = TestEnv::prepare_with(allow_mass_changes).await;
     let (_conn, ch) = fresh_channel(&env).await;
     let queue = event_queue(&env, &ch).await;
     let w = workload(200, 50, 3_000, 19);

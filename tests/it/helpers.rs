@@ -529,6 +529,36 @@ async fn listen(conn: &Connection, exchange: Option<&str>, inbox: Inbox) -> Stri
     name
 }
 
+/// For tests that deactivate or delete thousands of entities on purpose:
+/// the guardrail stays on, with room for all of them.
+pub fn allow_mass_changes(s: &mut Settings) {
+    s.tenants.entry("default".into()).or_default().guardrail =
+        Some(lifecycle_worker::domain::policy::GuardrailOverride {
+            max_changes: Some(1_000_000_000),
+            ..Default::default()
+        });
+}
+
+/// The default tenant's guardrail settings as environment variables, so a
+/// worker process runs with the test's policy.
+fn guardrail_env(s: &Settings) -> Vec<(String, String)> {
+    let Some(g) = s.tenants.get("default").and_then(|t| t.guardrail.as_ref()) else {
+        return vec![];
+    };
+    let key = |k: &str| format!("LIFECYCLE__TENANTS__DEFAULT__GUARDRAIL__{k}");
+    let mut vars = Vec::new();
+    if let Some(e) = g.enabled {
+        vars.push((key("ENABLED"), e.to_string()));
+    }
+    if let Some(m) = g.max_changes {
+        vars.push((key("MAX_CHANGES"), m.to_string()));
+    }
+    if let Some(w) = g.window {
+        vars.push((key("WINDOW"), humantime::format_duration(w).to_string()));
+    }
+    vars
+}
+
 /// A worker as a real process, killed on drop.
 pub struct WorkerProcess {
     pub child: Child,
@@ -591,6 +621,7 @@ pub fn spawn_worker_with(
             "RUST_LOG",
             std::env::var("TEST_LOG").map(|_| "info").unwrap_or("error"),
         )
+        .envs(guardrail_env(s))
         .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

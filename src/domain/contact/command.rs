@@ -16,31 +16,31 @@ command_kinds! {
     /// The `contact.*` commands of one contact.
     pub enum ContactKind {
         Upsert = "contact.upsert", id "contact_id", aspect "profile, and those of the fields given",
-            bulk false, frozen false, wire wire::ContactUpsert;
+            bulk false, frozen false, destructive false, wire wire::ContactUpsert;
         Deactivate = "contact.deactivate", id "contact_id", aspect "activation",
-            bulk true, frozen false, wire Reason;
+            bulk true, frozen false, destructive true, wire Reason;
         Reactivate = "contact.reactivate", id "contact_id", aspect "activation",
-            bulk true, frozen false, wire Reason;
+            bulk true, frozen false, destructive false, wire Reason;
         ChangeStatus = "contact.change_status", id "contact_id", aspect "status",
-            bulk true, frozen false, wire wire::ChangeStatus;
+            bulk true, frozen false, destructive false, wire wire::ChangeStatus;
         ChangeEmployer = "contact.change_employer", id "contact_id", aspect "employer",
-            bulk true, frozen false, wire wire::ChangeEmployer;
+            bulk true, frozen false, destructive false, wire wire::ChangeEmployer;
         SetVisibility = "contact.set_visibility", id "contact_id", aspect "visibility",
-            bulk true, frozen false, wire wire::SetVisibility;
+            bulk true, frozen false, destructive false, wire wire::SetVisibility;
         SetAttributes = "contact.set_attributes", id "contact_id", aspect "attribute:NAME, one per attribute",
-            bulk true, frozen false, wire wire::SetAttributes;
+            bulk true, frozen false, destructive false, wire wire::SetAttributes;
         Approve = "contact.approve", id "contact_id", aspect "approval",
-            bulk true, frozen true, wire Reason;
+            bulk true, frozen true, destructive false, wire Reason;
         Reject = "contact.reject", id "contact_id", aspect "approval",
-            bulk true, frozen true, wire Reason;
+            bulk true, frozen true, destructive true, wire Reason;
         Archive = "contact.archive", id "contact_id", aspect "activation (advancing those it touches)",
-            bulk true, frozen true, wire wire::Archive;
+            bulk true, frozen true, destructive true, wire wire::Archive;
         Revive = "contact.revive", id "contact_id", aspect "activation (advancing those it touches)",
-            bulk true, frozen true, wire wire::Revive;
+            bulk true, frozen true, destructive false, wire wire::Revive;
         LogActivity = "contact.log_activity", id "contact_id", aspect "none (append-only; activation for action codes)",
-            bulk true, frozen true, wire wire::LogActivity;
+            bulk true, frozen true, destructive false, wire wire::LogActivity;
         Delete = "contact.delete", id "contact_id", aspect "all (never stale)",
-            bulk false, frozen true, wire Empty;
+            bulk false, frozen true, destructive true, wire Empty;
     }
 }
 
@@ -141,6 +141,12 @@ impl ContactOp {
 
     pub fn type_name(&self) -> &'static str {
         self.kind().name()
+    }
+
+    /// Whether applying it may count toward the guardrail: a destructive
+    /// kind, or an activity whose action code may deactivate.
+    pub fn may_be_destructive(&self) -> bool {
+        self.kind().destructive() || matches!(self, ContactOp::LogActivity(_))
     }
 
     /// Whether deciding it needs the users linked to the contact (archive

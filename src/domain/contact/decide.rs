@@ -5,8 +5,8 @@ use super::command::{Archive, ContactOp, ContactUpsert, LogActivity, Revive};
 use super::*;
 use crate::domain::event::{
     ActivityLogged, AttributeChange, AttributesChanged, Changed, ContactDeleted, ContactField,
-    Created, EmailSuppressed, EmailUnsuppressed, EventData, EventDraft, FromTo, OnContact,
-    Placement, Reason,
+    Created, EmailSuppressed, EmailUnsuppressed, EventData, EventDraft, EventType, FromTo,
+    OnContact, Placement, Reason,
 };
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
@@ -47,6 +47,18 @@ impl ContactDecision {
             ensure_employers: vec![],
             erase_activity: false,
         }
+    }
+
+    /// Counted by the guardrail: an applied destructive command, or an
+    /// activity whose action code deactivated the contact.
+    pub fn destructive(&self, op: &ContactOp) -> bool {
+        self.outcome == Outcome::Applied
+            && (op.kind().destructive()
+                || (matches!(op, ContactOp::LogActivity(_))
+                    && self
+                        .events
+                        .iter()
+                        .any(|e| e.event_type == EventType::ContactDeactivated)))
     }
 
     /// The contact's version after the command, `None` if it does not exist.

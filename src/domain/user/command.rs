@@ -11,15 +11,15 @@ command_kinds! {
     /// The `user.*` commands of one employer user.
     pub enum UserKind {
         Upsert = "user.upsert", id "user_id", aspect "profile (+ role)",
-            bulk false, frozen false, wire wire::UserUpsert;
+            bulk false, frozen false, destructive false, wire wire::UserUpsert;
         RevokeAccess = "user.revoke_access", id "user_id", aspect "access",
-            bulk false, frozen false, wire Reason;
+            bulk false, frozen false, destructive true, wire Reason;
         RestoreAccess = "user.restore_access", id "user_id", aspect "access",
-            bulk false, frozen false, wire Reason;
+            bulk false, frozen false, destructive false, wire Reason;
         ChangeRole = "user.change_role", id "user_id", aspect "role",
-            bulk false, frozen false, wire wire::ChangeRole;
+            bulk false, frozen false, destructive false, wire wire::ChangeRole;
         Delete = "user.delete", id "user_id", aspect "all (never stale)",
-            bulk false, frozen false, wire Empty;
+            bulk false, frozen false, destructive true, wire Empty;
     }
 }
 

@@ -4,7 +4,7 @@
 use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
@@ -287,6 +287,72 @@ pub fn properties_to_json(p: &BasicProperties) -> Value {
             .unwrap_or(Value::Null),
     );
     Value::Object(m)
+}
+
+pub fn json_to_amqp(v: &Value) -> AMQPValue {
+    match v {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => AMQPValue::LongLongInt(i),
+            None => AMQPValue::Double(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        Value::Array(a) => AMQPValue::FieldArray(FieldArray::from(
+            a.iter().map(json_to_amqp).collect::<Vec<_>>(),
+        )),
+        Value::Object(m) => {
+            let mut t = FieldTable::default();
+            for (k, v) in m {
+                t.insert(k.as_str().into(), json_to_amqp(v));
+            }
+            AMQPValue::FieldTable(t)
+        }
+    }
+}
+
+/// Properties stored as JSON by [`properties_to_json`], rebuilt: what a
+/// replay or a released held command is sent or judged with.
+pub fn properties_from_json(stored: &Value) -> BasicProperties {
+    let s = |k: &str| stored.get(k).and_then(Value::as_str);
+    let mut p = BasicProperties::default();
+    if let Some(v) = s("content_type") {
+        p = p.with_content_type(v.into());
+    }
+    if let Some(v) = s("content_encoding") {
+        p = p.with_content_encoding(v.into());
+    }
+    if let Some(v) = stored.get("delivery_mode").and_then(Value::as_u64) {
+        p = p.with_delivery_mode(u8::try_from(v).unwrap_or(2));
+    }
+    if let Some(v) = stored.get("priority").and_then(Value::as_u64) {
+        p = p.with_priority(u8::try_from(v).unwrap_or(0));
+    }
+    if let Some(v) = s("correlation_id") {
+        p = p.with_correlation_id(v.into());
+    }
+    if let Some(v) = s("reply_to") {
+        p = p.with_reply_to(v.into());
+    }
+    if let Some(v) = s("message_id") {
+        p = p.with_message_id(v.into());
+    }
+    if let Some(v) = stored.get("timestamp").and_then(Value::as_u64) {
+        p = p.with_timestamp(v);
+    }
+    if let Some(v) = s("type") {
+        p = p.with_type(v.into());
+    }
+    if let Some(v) = s("app_id") {
+        p = p.with_app_id(v.into());
+    }
+    if let Some(v) = s("user_id") {
+        p = p.with_user_id(v.into());
+    }
+    if let Some(AMQPValue::FieldTable(h)) = stored.get("headers").map(json_to_amqp) {
+        p = p.with_headers(h);
+    }
+    p
 }
 
 #[cfg(test)]

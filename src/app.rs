@@ -237,6 +237,7 @@ async fn serve_http(
 /// Every [`PROBE_INTERVAL`]: one query that both proves the database
 /// reachable and reads the outbox backlog for the gauges.
 async fn probe_database(pool: PgPool, health: Arc<Health>, token: CancellationToken) {
+    let mut held_tenants = std::collections::BTreeSet::new();
     loop {
         let backlog: Result<(i64, Option<f64>), sqlx::Error> = tokio::time::timeout(
             Duration::from_secs(2),
@@ -258,6 +259,18 @@ async fn probe_database(pool: PgPool, health: Arc<Health>, token: CancellationTo
                 pool.size(),
                 pool.num_idle(),
             );
+        }
+        if let Ok(held) = crate::store::guardrail::held_per_tenant(&pool).await {
+            // A tenant whose holds were all released reads 0, not its last count.
+            let now: std::collections::BTreeSet<String> =
+                held.iter().map(|(t, _)| t.clone()).collect();
+            for gone in held_tenants.difference(&now) {
+                crate::monitoring::guardrail_held(gone, 0);
+            }
+            for (tenant, n) in &held {
+                crate::monitoring::guardrail_held(tenant, *n);
+            }
+            held_tenants = now;
         }
         tokio::select! {
             _ = token.cancelled() => return,

@@ -10,6 +10,7 @@
 //! - [`apply`]: one command inside a transaction: claim, load, decide, write.
 //! - [`worker`]: deliveries -> batch transaction -> replies -> acks.
 //! - [`relay`]: outbox -> `{p}.events`, one publisher at a time.
+//! - [`guard`]: releasing and discarding what the guardrail holds.
 //! - [`retention`]: purges old inbox and published outbox rows.
 //! - [`schemas`]: JSON Schemas of the published contract, from the Rust types.
 //! - [`amqp`]: topology, connections, properties.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod domain;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+pub mod guard;
 pub mod intake;
 pub mod monitoring;
 pub mod relay;

@@ -68,6 +68,10 @@ fn describe() {
         "lifecycle_transient_retries_total",
         "Retries after transient failures, by component."
     );
+    describe_gauge!(
+        "lifecycle_guardrail_held",
+        "Commands held by the mass-change guardrail, by tenant."
+    );
     for component in ["worker", "relay", "dead_letter_drain"] {
         counter!("lifecycle_transient_retries_total", "component" => component).absolute(0);
     }
@@ -99,6 +103,10 @@ pub fn broker_reconnect() {
 
 pub fn transient_retry(component: &'static str) {
     counter!("lifecycle_transient_retries_total", "component" => component).increment(1);
+}
+
+pub fn guardrail_held(tenant: &str, held: i64) {
+    gauge!("lifecycle_guardrail_held", "tenant" => tenant.to_owned()).set(held as f64);
 }
 
 /// Gauges read at scrape time.

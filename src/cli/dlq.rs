@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lapin::options::BasicPublishOptions;
-use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -186,28 +186,6 @@ pub async fn show(pool: &PgPool, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn json_to_amqp(v: &Value) -> AMQPValue {
-    match v {
-        Value::Null => AMQPValue::Void,
-        Value::Bool(b) => AMQPValue::Boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => AMQPValue::LongLongInt(i),
-            None => AMQPValue::Double(n.as_f64().unwrap_or_default()),
-        },
-        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
-        Value::Array(a) => AMQPValue::FieldArray(FieldArray::from(
-            a.iter().map(json_to_amqp).collect::<Vec<_>>(),
-        )),
-        Value::Object(m) => {
-            let mut t = FieldTable::default();
-            for (k, v) in m {
-                t.insert(k.as_str().into(), json_to_amqp(v));
-            }
-            AMQPValue::FieldTable(t)
-        }
-    }
-}
-
 /// Headers the broker adds when it dead-letters or redelivers; a replay is a
 /// fresh message, so they are not carried over.
 fn broker_header(name: &str) -> bool {
@@ -228,46 +206,13 @@ pub fn replay_properties(
     replaying_user: &str,
     original_user: Option<&str>,
 ) -> BasicProperties {
-    let s = |k: &str| stored.get(k).and_then(Value::as_str);
-    let mut p = BasicProperties::default();
-    if let Some(v) = s("content_type") {
-        p = p.with_content_type(v.into());
-    }
-    if let Some(v) = s("content_encoding") {
-        p = p.with_content_encoding(v.into());
-    }
-    if let Some(v) = stored.get("delivery_mode").and_then(Value::as_u64) {
-        p = p.with_delivery_mode(u8::try_from(v).unwrap_or(2));
-    }
-    if let Some(v) = stored.get("priority").and_then(Value::as_u64) {
-        p = p.with_priority(u8::try_from(v).unwrap_or(0));
-    }
-    if let Some(v) = s("correlation_id") {
-        p = p.with_correlation_id(v.into());
-    }
-    if let Some(v) = s("reply_to") {
-        p = p.with_reply_to(v.into());
-    }
-    if let Some(v) = s("message_id") {
-        p = p.with_message_id(v.into());
-    }
-    if let Some(v) = stored.get("timestamp").and_then(Value::as_u64) {
-        p = p.with_timestamp(v);
-    }
-    if let Some(v) = s("type") {
-        p = p.with_type(v.into());
-    }
-    if let Some(v) = s("app_id") {
-        p = p.with_app_id(v.into());
-    }
-    p = p.with_user_id(replaying_user.into());
     let mut headers = FieldTable::default();
     if let Some(Value::Object(h)) = stored.get("headers") {
         for (k, v) in h
             .iter()
             .filter(|(k, _)| !broker_header(k) && k.as_str() != ORIGINAL_USER_HEADER)
         {
-            headers.insert(k.as_str().into(), json_to_amqp(v));
+            headers.insert(k.as_str().into(), amqp::json_to_amqp(v));
         }
     }
     if let Some(original) = original_user {
@@ -280,7 +225,9 @@ pub fn replay_properties(
         REPLAYED_HEADER.into(),
         AMQPValue::LongLongInt(i64::from(replay_count) + 1),
     );
-    p.with_headers(headers)
+    amqp::properties_from_json(stored)
+        .with_user_id(replaying_user.into())
+        .with_headers(headers)
 }
 
 /// Rows a replay selector names: explicit ids (whatever their state), or

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dlq;
+pub mod guard;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Inspect, replay and purge dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The mass-change guardrail: status, held commands, release, discard.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
     /// Publish a command (JSON) from a file or stdin to `{prefix}.commands`.
     ///
     /// The routing key is `{tenant}.{type}` from the body. Example:
@@ -177,6 +181,12 @@ pub enum DlqCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// Runs a `guard` subcommand.
+pub async fn guard(settings: &Settings, cmd: guard::GuardCommand) -> anyhow::Result<()> {
+    let pool = store::connect(settings).await?;
+    guard::run(settings, &pool, cmd).await
 }
 
 /// Runs a `dlq` subcommand.

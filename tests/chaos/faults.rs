@@ -3,10 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::helpers::{allow_mass_changes, free_port, http_status, spawn_worker, spawn_worker_on};
 use crate::helpers::{eventually, relay_lock_holder, terminate_backend, TestEnv};
-use crate::helpers::{
-    allow_mass_changes, free_port, http_status, spawn_worker, spawn_worker_on,
-};
 use crate::{
     check_outcome, event_queue, processed, publish_all, serial, set_up, wait_processed, workload,
 };

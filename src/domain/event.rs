@@ -356,8 +356,17 @@ pub struct OutboxEvent {
 /// command (a retried transaction) yields the same ids.
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_2a55_8d0e_4b7a_9c43_0e51_7f2d_b8a1);
 
-pub fn event_id(tenant: &TenantId, command_id: &CommandId, seq: usize) -> Uuid {
-    let name = format!("{}\u{1f}{}\u{1f}{}", tenant, command_id, seq);
+pub fn event_id(tenant: &TenantId, command_id: &CommandId, seq: usize, t: EventType) -> Uuid {
+    // The type is part of the name: a command held by the guardrail emits
+    // `GuardrailTripped` first and its own events when released later, each
+    // numbered from 0.
+    let name = format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        tenant,
+        command_id,
+        seq,
+        t.type_name()
+    );
     Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
 }
 
@@ -375,7 +384,7 @@ pub fn to_cloud_event(
     draft: EventDraft,
     now: OffsetDateTime,
 ) -> OutboxEvent {
-    let id = event_id(tenant, command_id, seq);
+    let id = event_id(tenant, command_id, seq, draft.event_type);
     let cloud_event = serde_json::json!({
         "specversion": "1.0",
         "id": id.to_string(),
@@ -410,10 +419,15 @@ mod tests {
     fn event_ids_are_stable_and_distinct() {
         let t = TenantId::parse("acme").unwrap();
         let c = CommandId::parse("cmd-1", &Limits::default()).unwrap();
-        assert_eq!(event_id(&t, &c, 0), event_id(&t, &c, 0));
-        assert_ne!(event_id(&t, &c, 0), event_id(&t, &c, 1));
+        let e = EventType::ContactDeactivated;
+        assert_eq!(event_id(&t, &c, 0, e), event_id(&t, &c, 0, e));
+        assert_ne!(event_id(&t, &c, 0, e), event_id(&t, &c, 1, e));
+        assert_ne!(
+            event_id(&t, &c, 0, e),
+            event_id(&t, &c, 0, EventType::GuardrailTripped)
+        );
         let other = TenantId::parse("globex").unwrap();
-        assert_ne!(event_id(&t, &c, 0), event_id(&other, &c, 0));
+        assert_ne!(event_id(&t, &c, 0, e), event_id(&other, &c, 0, e));
     }
 
     #[test]

@@ -20,12 +20,19 @@ pub async fn lock_allowance(
         .bind(tenant)
         .execute(&mut *conn)
         .await?;
+    // Lock first, then count in a statement of its own: under READ
+    // COMMITTED a statement's snapshot is taken when it starts, so a count
+    // in the locking statement would miss what the previous lock holder
+    // committed while this one waited.
+    sqlx::query("SELECT 1 FROM guardrail_tenants WHERE tenant_id = $1 FOR UPDATE")
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
     let (tripped, count): (bool, i64) = sqlx::query_as(
-        "WITH t AS (SELECT tripped, counted_since FROM guardrail_tenants \
-           WHERE tenant_id = $1 FOR UPDATE) \
-         SELECT t.tripped, COALESCE((SELECT sum(changes) FROM guardrail_changes c \
-           WHERE c.tenant_id = $1 AND c.applied_at > GREATEST(t.counted_since, \
-           now() - make_interval(secs => $2))), 0)::bigint FROM t",
+        "SELECT t.tripped, COALESCE((SELECT sum(changes) FROM guardrail_changes c \
+           WHERE c.tenant_id = t.tenant_id AND c.applied_at > GREATEST(t.counted_since, \
+           now() - make_interval(secs => $2))), 0)::bigint \
+         FROM guardrail_tenants t WHERE t.tenant_id = $1",
     )
     .bind(tenant)
     .bind(policy.window.as_secs_f64())

@@ -335,6 +335,55 @@ impl TestEnv {
             .collect()
     }
 
+    /// Publishes commands with confirms, without waiting for replies.
+    pub async fn publish_all(&self, cmds: &[Value]) {
+        let mut confirms = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let body = serde_json::to_vec(cmd).unwrap();
+            confirms.push(
+                self.ch
+                    .basic_publish(
+                        self.names.commands.as_str().into(),
+                        routing_key_of(cmd).as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        amqp::json_properties(),
+                    )
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for c in confirms {
+            assert!(
+                c.await.expect("confirm").is_ack(),
+                "broker refused a publish"
+            );
+        }
+    }
+
+    /// The real binary as a running process (killed on drop).
+    pub fn cli_child(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+            .args(args)
+            .env(
+                "LIFECYCLE__DATABASE__URL",
+                self.settings.database.url.expose_secret(),
+            )
+            .env(
+                "LIFECYCLE__AMQP__URL",
+                self.settings.amqp.url.expose_secret(),
+            )
+            .env("LIFECYCLE__AMQP__PREFIX", &self.settings.amqp.prefix)
+            .envs(guardrail_env(&self.settings))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("lifecycle-worker starts")
+    }
+
     /// Runs the real binary against this test's database and broker.
     pub async fn cli(&self, args: &[&str]) -> std::process::Output {
         self.cli_with(args, &[]).await
@@ -358,6 +407,7 @@ impl TestEnv {
             )
             .env("LIFECYCLE__AMQP__PREFIX", &self.settings.amqp.prefix)
             .env("RUST_LOG", "warn")
+            .envs(guardrail_env(&self.settings))
             .envs(extra_env.iter().copied())
             .output()
             .await

@@ -164,7 +164,7 @@ fn asyncapi_document_is_version_3_and_every_reference_resolves() {
     );
     assert_eq!(
         ops["publishEvents"]["messages"].as_array().unwrap().len(),
-        24
+        26
     );
 }
 

@@ -1,11 +1,12 @@
 //! The published JSON Schemas (deploy/schemas) against real traffic: every
 //! command sent here validates against its type's schema, and every event
-//! the worker emits (all 24 types occur) against its event type's schema.
+//! the worker emits (all 26 types occur) against its event type's schema.
 
 use std::collections::BTreeSet;
 
 use crate::helpers::TestEnv;
 use lifecycle_worker::domain::event::EventType;
+use lifecycle_worker::domain::policy::GuardrailOverride;
 use serde_json::{json, Value};
 
 fn schema(path: &str) -> Value {
@@ -26,7 +27,15 @@ fn assert_valid(schema_path: &str, instance: &Value) {
 
 #[tokio::test]
 async fn commands_replies_and_every_event_type_match_the_published_schemas() {
-    let env = TestEnv::start().await;
+    // Tenant "held" has no allowance: its first destructive change trips
+    // the guardrail, for the guardrail's events and the `held` reply.
+    let env = TestEnv::start_with(|s| {
+        s.tenants.entry("held".into()).or_default().guardrail = Some(GuardrailOverride {
+            max_changes: Some(0),
+            ..Default::default()
+        });
+    })
+    .await;
     let c = |kind: &str, minute: u32, payload: Value| env.command("acme", kind, minute, payload);
     let commands = vec![
         c(
@@ -115,6 +124,34 @@ async fn commands_replies_and_every_event_type_match_the_published_schemas() {
         assert_valid("reply.json", &reply);
         events.extend(env.events_of(&reply).await);
     }
+    let create = env.command(
+        "held",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-9", "email": "h@example.com"}),
+    );
+    assert_eq!(env.send(&create).await["outcome"], "applied");
+    let deactivate = env.command(
+        "held",
+        "contact.deactivate",
+        1,
+        json!({"contact_id": "c-9"}),
+    );
+    let held = env.send(&deactivate).await;
+    assert_eq!(held["outcome"], "held");
+    assert_valid("reply.json", &held);
+    events.extend(env.events_of(&held).await);
+    let (code, _, err) = env
+        .cli_text(&["guard", "release", "--tenant", "held", "--all"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let released = crate::helpers::eventually("GuardrailReleased", || async {
+        env.events_so_far()
+            .into_iter()
+            .find(|e| e["type"] == "GuardrailReleased")
+    })
+    .await;
+    events.push(released);
     let rejected = env
         .send(&c(
             "contact.deactivate",

@@ -218,6 +218,20 @@ impl Settings {
             );
         }
         self.validate_schema()?;
+        let longest = Duration::from_secs(
+            u64::from(crate::domain::policy::MAX_GUARDRAIL_WINDOW_DAYS) * 86_400,
+        );
+        let windows_ok = self
+            .tenants
+            .values()
+            .filter_map(|t| t.guardrail.as_ref().and_then(|g| g.window))
+            .all(|w| !w.is_zero() && w <= longest);
+        if !windows_ok {
+            return invalid(
+                "tenants.*.guardrail.window",
+                "must be more than 0 and at most 7 days",
+            );
+        }
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch", "must be at least 1");
         }

@@ -24,6 +24,7 @@ pub struct Purged {
     pub processed_commands: u64,
     pub outbox_rows: u64,
     pub dead_letters: u64,
+    pub guardrail_changes: u64,
 }
 
 /// One full purge: deletes batch after batch until nothing is left to purge.
@@ -51,6 +52,15 @@ pub async fn purge_once(pool: &PgPool, settings: &RetentionSettings) -> Result<P
              SELECT id FROM dead_letters \
              WHERE last_failed_at < now() - make_interval(days => $1) LIMIT $2)",
             settings.dead_letters_days,
+        )
+        .await?,
+        // No guardrail window is longer (config refuses more).
+        guardrail_changes: purge_batches(
+            pool,
+            "DELETE FROM guardrail_changes WHERE (tenant_id, id) IN ( \
+             SELECT tenant_id, id FROM guardrail_changes \
+             WHERE applied_at < now() - make_interval(days => $1) LIMIT $2)",
+            crate::domain::policy::MAX_GUARDRAIL_WINDOW_DAYS,
         )
         .await?,
     })
@@ -87,6 +97,7 @@ pub async fn run(pool: PgPool, settings: RetentionSettings, shutdown: Cancellati
                 processed_commands = p.processed_commands,
                 outbox_rows = p.outbox_rows,
                 dead_letters = p.dead_letters,
+                guardrail_changes = p.guardrail_changes,
                 "retention purge"
             ),
             Ok(_) => {}

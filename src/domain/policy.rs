@@ -23,6 +23,9 @@ pub struct TenantPolicy {
     pub guardrail: Guardrail,
 }
 
+/// The longest guardrail window: counts older than this are purged.
+pub const MAX_GUARDRAIL_WINDOW_DAYS: u32 = 7;
+
 /// How many destructive changes a tenant may take in a sliding window
 /// before further ones are held for a person to release or discard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

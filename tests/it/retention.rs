@@ -52,6 +52,14 @@ async fn retention_purges_only_what_is_past_its_period() {
         .await
         .unwrap();
     }
+    // Guardrail counts: older than the longest window (7 days) go.
+    sqlx::query(
+        "INSERT INTO guardrail_changes (tenant_id, applied_at, changes) \
+         SELECT 'acme', now() - make_interval(days => d), 1 FROM unnest(ARRAY[8, 9, 30, 1, 6]) d",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
     let purged = purge_once(&env.pool, &env.settings.retention)
         .await
         .unwrap();
@@ -61,6 +69,7 @@ async fn retention_purges_only_what_is_past_its_period() {
             processed_commands: 2500,
             outbox_rows: 1200,
             dead_letters: 1100,
+            guardrail_changes: 3,
         }
     );
     let left: (i64, i64, i64) = sqlx::query_as(

@@ -13,16 +13,15 @@ CREATE TABLE IF NOT EXISTS guardrail_tenants (
     version       bigint      NOT NULL DEFAULT 0 CHECK (version >= 0)
 );
 
--- Destructive changes applied, per tenant and batch: the sliding window
--- is the sum over its time span. Purged by retention.
+-- Destructive changes applied, per tenant and second: the sliding window
+-- is the sum over its span (to the second), and a tenant's flood adds one
+-- row a second, not one a batch. Purged by retention.
 CREATE TABLE IF NOT EXISTS guardrail_changes (
     tenant_id  text        NOT NULL,
-    id         bigserial   NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now(),
-    changes    integer     NOT NULL CHECK (changes > 0),
-    PRIMARY KEY (tenant_id, id)
+    applied_at timestamptz NOT NULL,
+    changes    bigint      NOT NULL CHECK (changes > 0),
+    PRIMARY KEY (tenant_id, applied_at)
 );
-CREATE INDEX IF NOT EXISTS guardrail_changes_by_time ON guardrail_changes (tenant_id, applied_at);
 
 -- Held commands, whole: what a release applies again or a discard
 -- dead-letters. One hold per command of a tenant.

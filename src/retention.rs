@@ -57,8 +57,8 @@ pub async fn purge_once(pool: &PgPool, settings: &RetentionSettings) -> Result<P
         // No guardrail window is longer (config refuses more).
         guardrail_changes: purge_batches(
             pool,
-            "DELETE FROM guardrail_changes WHERE (tenant_id, id) IN ( \
-             SELECT tenant_id, id FROM guardrail_changes \
+            "DELETE FROM guardrail_changes WHERE (tenant_id, applied_at) IN ( \
+             SELECT tenant_id, applied_at FROM guardrail_changes \
              WHERE applied_at < now() - make_interval(days => $1) LIMIT $2)",
             crate::domain::policy::MAX_GUARDRAIL_WINDOW_DAYS,
         )

@@ -51,11 +51,16 @@ pub async fn record_changes(
     tenant: &str,
     changes: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO guardrail_changes (tenant_id, changes) VALUES ($1, $2)")
-        .bind(tenant)
-        .bind(i32::try_from(changes).unwrap_or(i32::MAX))
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO guardrail_changes (tenant_id, applied_at, changes) \
+         VALUES ($1, date_trunc('second', now()), $2) \
+         ON CONFLICT (tenant_id, applied_at) DO UPDATE \
+         SET changes = guardrail_changes.changes + EXCLUDED.changes",
+    )
+    .bind(tenant)
+    .bind(i64::try_from(changes).unwrap_or(i64::MAX))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -16,18 +16,18 @@ pub async fn lock_allowance(
     tenant: &str,
     policy: &Guardrail,
 ) -> Result<Allowance, StoreError> {
-    sqlx::query("INSERT INTO guardrail_tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(tenant)
-        .execute(&mut *conn)
-        .await?;
-    // Lock first, then count in a statement of its own: under READ
-    // COMMITTED a statement's snapshot is taken when it starts, so a count
-    // in the locking statement would miss what the previous lock holder
-    // committed while this one waited.
-    sqlx::query("SELECT 1 FROM guardrail_tenants WHERE tenant_id = $1 FOR UPDATE")
-        .bind(tenant)
-        .execute(&mut *conn)
-        .await?;
+    // Created on first use and locked in one statement (DO UPDATE locks the
+    // row); counted in a second one: under READ COMMITTED a statement's
+    // snapshot is taken when it starts, so a count in the locking statement
+    // would miss what the previous lock holder committed while this one
+    // waited.
+    sqlx::query(
+        "INSERT INTO guardrail_tenants (tenant_id) VALUES ($1) \
+         ON CONFLICT (tenant_id) DO UPDATE SET tripped = guardrail_tenants.tripped",
+    )
+    .bind(tenant)
+    .execute(&mut *conn)
+    .await?;
     let (tripped, count): (bool, i64) = sqlx::query_as(
         "SELECT t.tripped, COALESCE((SELECT sum(changes) FROM guardrail_changes c \
            WHERE c.tenant_id = t.tenant_id AND c.applied_at > GREATEST(t.counted_since, \

@@ -372,3 +372,82 @@ async fn a_release_killed_midway_and_run_again_applies_each_once() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn held_commands_survive_a_restart_and_are_authorised_as_their_producer_on_release() {
+    use lifecycle_worker::domain::policy::ProducerGrant;
+    let grant = |tenants: &[&str]| ProducerGrant {
+        tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        commands: vec!["contact.*".into()],
+        replay: false,
+    };
+    let mut env = TestEnv::start_with(|s| {
+        max_changes(0)(s);
+        s.producers.insert("guest".into(), grant(&["acme"]));
+    })
+    .await;
+    let as_guest = |cmd: &Value| {
+        let body = serde_json::to_vec(cmd).unwrap();
+        let key = crate::helpers::routing_key_of(cmd);
+        let env = &env;
+        async move {
+            let props = lifecycle_worker::amqp::json_properties().with_user_id("guest".into());
+            env.send_raw(&key, &body, props).await
+        }
+    };
+    let create = env.command(
+        "acme",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-1", "email": "a@example.com"}),
+    );
+    assert_eq!(as_guest(&create).await["outcome"], "applied");
+    let held = as_guest(&deactivate(&env, "c-1", 1)).await;
+    assert_eq!(held["outcome"], "held");
+    env.stop_worker().await;
+    env.start_worker();
+    let held = guard_json(&env, &["list", "--tenant", "acme"]).await;
+    assert_eq!(
+        held.as_array().unwrap().len(),
+        1,
+        "held commands survive a restart"
+    );
+    assert_eq!(held[0]["user_id"], "guest");
+
+    // Released with the producer's grants as they are now: no longer acme.
+    let config = std::env::temp_dir().join(format!("lw-guard-{}.toml", env.db_name));
+    std::fs::write(
+        &config,
+        "[producers.guest]\ntenants = [\"globex\"]\ncommands = [\"contact.*\"]\n",
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let out = env
+        .cli_with(
+            &[
+                "--config", path, "guard", "release", "--tenant", "acme", "--all",
+            ],
+            &[],
+        )
+        .await;
+    std::fs::remove_file(&config).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("got rejected"), "{text}");
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].code.as_str(), dead[0].user_id.as_deref()),
+        ("forbidden", Some("guest"))
+    );
+    assert_eq!(
+        env.contact_show("acme", "c-1").await.unwrap()["active"],
+        true
+    );
+    env.finish().await;
+}

@@ -20,6 +20,7 @@ use crate::domain::contact::bulk::{summarize_bulk, BulkCommand, BulkTarget};
 use crate::domain::contact::command::ContactOp;
 use crate::domain::contact::decide::{check_op_against_policy, decide_contact, ContactDecision};
 use crate::domain::contact::{Activity, ContactRecord};
+use crate::domain::decision::Decision;
 use crate::domain::directory::{decide_employer, decide_role, DirectoryCommand};
 use crate::domain::envelope::{Command, CommandBody, DecodeFailure};
 use crate::domain::event::{to_cloud_event, EventDraft, OutboxEvent};
@@ -31,7 +32,6 @@ use crate::domain::outcome::{
 };
 use crate::domain::policy::TenantPolicy;
 use crate::domain::policy::{Policies, Producers};
-use crate::domain::record::Decision;
 use crate::domain::user::command::UserOp;
 use crate::domain::user::decide::decide_user;
 use crate::domain::user::UserRecord;

@@ -1,11 +1,12 @@
 //! The directory: employers and roles, their upserts and decisions.
 
+use super::decision::Decision;
 use super::event::{self, EventData, EventDraft};
 use super::ids::{check_short, EntityId, Limits};
 use super::kinds::command_kinds;
 use super::outcome::{EntityKind, Outcome, Rejection};
 use super::payload::{payload_as, take_id};
-use super::record::{check_version, Decision};
+use super::record::check_version;
 use super::ts::Ts;
 use super::Ctx;
 use serde::{Deserialize, Serialize};

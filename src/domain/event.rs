@@ -9,13 +9,13 @@ use super::contact::{ActivityKind, ContactSnapshot, Visibility};
 use super::ids::{CommandId, EntityId, TenantId};
 use super::kinds::inline;
 use super::outcome::EntityKind;
+pub use super::ts::format_time;
 use super::ts::Ts;
 use super::user::UserSnapshot;
 use super::Ctx;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -368,12 +368,6 @@ pub fn event_id(tenant: &TenantId, command_id: &CommandId, seq: usize, t: EventT
         t.type_name()
     );
     Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
-}
-
-pub fn format_time(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// Wraps a draft as a CloudEvent. `seq` numbers the events of one command.

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod contact;
+pub mod decision;
 pub mod directory;
 pub mod envelope;
 pub mod event;
@@ -50,3 +51,113 @@ pub fn is_fresh(aspects: &BTreeMap<String, Ts>, aspect: &str, issued_at: OffsetD
 }
 #[cfg(test)]
 mod test_support;
+
+#[cfg(test)]
+mod layering {
+    //! The domain's files import each other without cycles: a file's
+    //! imports (`use super::…`, `use crate::domain::…`) form a DAG.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    /// Domain source files by module path (`contact::decide`), tests aside.
+    fn modules(dir: &Path, prefix: &str, out: &mut BTreeMap<String, PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            if name.contains("test") || name == "proptests" {
+                continue;
+            }
+            if path.is_dir() {
+                modules(&path, &format!("{prefix}{name}::"), out);
+            } else if name == "mod" {
+                out.insert(prefix.trim_end_matches("::").to_owned(), path);
+            } else {
+                out.insert(format!("{prefix}{name}"), path);
+            }
+        }
+    }
+
+    /// The domain modules a file's code names, resolved to known modules.
+    fn imports(module: &str, source: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
+        let parent = match module.rsplit_once("::") {
+            Some((p, _)) if !source.is_empty() => p.to_owned(),
+            _ => String::new(),
+        };
+        let mut out = BTreeSet::new();
+        for line in source.lines().map(str::trim) {
+            if line.starts_with("//") {
+                continue;
+            }
+            for (marker, base) in [
+                ("crate::domain::", String::new()),
+                ("super::", parent.clone()),
+            ] {
+                for (i, _) in line.match_indices(marker) {
+                    let rest = &line[i + marker.len()..];
+                    let path: Vec<&str> = rest
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                        .next()
+                        .unwrap_or("")
+                        .split("::")
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    // The longest known module the path starts with.
+                    for n in (1..=path.len()).rev() {
+                        let candidate = if base.is_empty() {
+                            path[..n].join("::")
+                        } else {
+                            format!("{base}::{}", path[..n].join("::"))
+                        };
+                        if known.contains(&candidate) && candidate != module {
+                            out.insert(candidate);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_domain_has_no_import_cycle() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/domain");
+        let mut files = BTreeMap::new();
+        modules(&root, "", &mut files);
+        let known: BTreeSet<String> = files.keys().cloned().collect();
+        let graph: BTreeMap<String, BTreeSet<String>> = files
+            .iter()
+            .map(|(m, path)| {
+                let source = std::fs::read_to_string(path).unwrap();
+                (m.clone(), imports(m, &source, &known))
+            })
+            .collect();
+        assert!(graph.len() > 15, "{:?}", graph.keys());
+        // Depth-first search for a back edge.
+        fn visit(
+            m: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) {
+            if done.contains(m) {
+                return;
+            }
+            assert!(
+                !path.iter().any(|p| p == m),
+                "import cycle: {path:?} -> {m}"
+            );
+            path.push(m.to_owned());
+            for next in graph.get(m).into_iter().flatten() {
+                visit(next, graph, path, done);
+            }
+            path.pop();
+            done.insert(m.to_owned());
+        }
+        let mut done = BTreeSet::new();
+        for m in graph.keys() {
+            visit(m, &graph, &mut Vec::new(), &mut done);
+        }
+    }
+}

@@ -1,9 +1,7 @@
 //! What the store holds under an entity id, and the checks every entity's
 //! decision shares.
 
-use super::event::EventDraft;
-use super::ids::EntityId;
-use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
+use super::outcome::{EntityKind, ErrorCode, Rejection};
 use super::ts::Ts;
 
 /// An entity's record: never seen, deleted (a tombstone), or live.
@@ -45,27 +43,5 @@ pub fn check_version(
             ),
         )),
         _ => Ok(()),
-    }
-}
-
-/// The decision about one user, role or employer command.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decision<T> {
-    pub outcome: Outcome,
-    /// The state to store; `None` when nothing is written (stale).
-    pub write: Option<T>,
-    pub events: Vec<EventDraft>,
-    /// Employers the command references; created without a name if missing.
-    pub ensure_employers: Vec<EntityId>,
-}
-
-impl<T> Decision<T> {
-    pub fn stale() -> Self {
-        Decision {
-            outcome: Outcome::Stale,
-            write: None,
-            events: vec![],
-            ensure_employers: vec![],
-        }
     }
 }

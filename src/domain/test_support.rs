@@ -5,11 +5,11 @@
 
 use super::contact::decide::ContactDecision;
 use super::contact::ContactRecord;
+use super::decision::Decision;
 use super::event::{EventDraft, EventType};
 use super::ids::{EntityId, Limits, TenantId};
 use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use super::policy::TenantPolicy;
-use super::record::Decision;
 use super::ts::Ts;
 use super::Ctx;
 use time::macros::datetime;

@@ -22,19 +22,19 @@ impl From<OffsetDateTime> for Ts {
 
 impl fmt::Debug for Ts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::event::format_time(self.0))
+        f.write_str(&format_time(self.0))
     }
 }
 
 impl fmt::Display for Ts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::event::format_time(self.0))
+        f.write_str(&format_time(self.0))
     }
 }
 
 impl Serialize for Ts {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::event::format_time(self.0))
+        s.serialize_str(&format_time(self.0))
     }
 }
 
@@ -55,4 +55,11 @@ impl schemars::JsonSchema for Ts {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({"type": "string", "format": "date-time"})
     }
+}
+
+/// RFC 3339 in UTC, the form of every time the worker writes.
+pub fn format_time(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }

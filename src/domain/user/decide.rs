@@ -1,13 +1,14 @@
 //! The decision for every user command (contract sections 3-5).
 
 use super::command::{UserOp, UserUpsert};
-use super::{User, UserRecord, ACCESS, PROFILE, ROLE};
+use super::{User, UserRecord, UserSnapshot, ACCESS, PROFILE, ROLE};
+use crate::domain::decision::Decision;
 use crate::domain::event::{
-    Changed, Created, EventData, EventDraft, FromTo, OnUser, UserDeleted, UserField,
+    Changed, Created, EventData, EventDraft, FromTo, OnUser, Reason, UserDeleted, UserField,
 };
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
-use crate::domain::record::{check_version, Decision};
+use crate::domain::record::check_version;
 use crate::domain::ts::Ts;
 use crate::domain::working::{Versioned, Working};
 use crate::domain::Ctx;
@@ -229,4 +230,49 @@ fn create_user(
         events,
         ensure_employers: u.employer_id.iter().cloned().collect(),
     })
+}
+
+/// How user events are made: by the user's own commands, and by the
+/// archive and revive of the contact the user is linked to.
+impl User {
+    /// Sets site access as part of another command (archive/revive of the
+    /// linked contact); returns the event, or `None` when already so.
+    pub fn set_access(
+        &mut self,
+        ctx: &Ctx<'_>,
+        access: bool,
+        reason: Option<&str>,
+    ) -> Option<EventDraft> {
+        if self.site_access == access {
+            return None;
+        }
+        self.site_access = access;
+        self.bump(ctx.now);
+        self.aspects.insert(ACCESS.into(), Ts(ctx.issued_at));
+        let variant = if access {
+            EventData::UserAccessRestored
+        } else {
+            EventData::UserAccessRevoked
+        };
+        let reason = Reason {
+            reason: reason.map(str::to_owned),
+        };
+        Some(self.event(ctx, variant, reason))
+    }
+
+    /// An event about this user, at its current version and with its snapshot.
+    pub(crate) fn event<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        variant: fn(OnUser<T>) -> EventData,
+        change: T,
+    ) -> EventDraft {
+        let user = UserSnapshot::of(self, ctx.tenant.as_str());
+        EventDraft::new(
+            ctx,
+            &self.id,
+            self.version,
+            variant(OnUser { change, user }),
+        )
+    }
 }

@@ -6,12 +6,10 @@ pub mod decide;
 #[cfg(test)]
 mod tests;
 
-use super::event::{EventData, EventDraft, OnUser, Reason};
 use super::ids::EntityId;
 use super::record::Record;
 use super::ts::Ts;
 use super::working::Versioned;
-use super::Ctx;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -78,47 +76,6 @@ impl UserSnapshot {
 impl User {
     pub fn snapshot(&self, tenant: &str) -> Value {
         serde_json::to_value(UserSnapshot::of(self, tenant)).expect("a snapshot serialises")
-    }
-
-    /// Sets site access as part of another command (archive/revive of the
-    /// linked contact); returns the event, or `None` when already so.
-    pub fn set_access(
-        &mut self,
-        ctx: &Ctx<'_>,
-        access: bool,
-        reason: Option<&str>,
-    ) -> Option<EventDraft> {
-        if self.site_access == access {
-            return None;
-        }
-        self.site_access = access;
-        self.bump(ctx.now);
-        self.aspects.insert(ACCESS.into(), Ts(ctx.issued_at));
-        let variant = if access {
-            EventData::UserAccessRestored
-        } else {
-            EventData::UserAccessRevoked
-        };
-        let reason = Reason {
-            reason: reason.map(str::to_owned),
-        };
-        Some(self.event(ctx, variant, reason))
-    }
-
-    /// An event about this user, at its current version and with its snapshot.
-    fn event<T>(
-        &self,
-        ctx: &Ctx<'_>,
-        variant: fn(OnUser<T>) -> EventData,
-        change: T,
-    ) -> EventDraft {
-        let user = UserSnapshot::of(self, ctx.tenant.as_str());
-        EventDraft::new(
-            ctx,
-            &self.id,
-            self.version,
-            variant(OnUser { change, user }),
-        )
     }
 }
 

@@ -9,9 +9,9 @@ mod update;
 use super::command::{UserOp, UserUpsert};
 use super::decide::decide_user;
 use super::{User, UserRecord, ACCESS, PROFILE, ROLE};
+use crate::domain::decision::Decision;
 use crate::domain::event::EventType;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
-use crate::domain::record::Decision;
 use crate::domain::test_support::{
     self, assert_applied_version, assert_stale, id, ts, types, Subject, World, NOW,
 };

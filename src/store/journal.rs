@@ -226,7 +226,7 @@ impl DeadLetter {
 
 /// Postgres text and jsonb refuse U+0000; a dead letter is stored whatever
 /// it holds, so NUL becomes U+FFFD (as invalid UTF-8 already does).
-fn pg_text(s: &str) -> Cow<'_, str> {
+pub(crate) fn pg_text(s: &str) -> Cow<'_, str> {
     if s.contains('\0') {
         Cow::Owned(s.replace('\0', "\u{FFFD}"))
     } else {
@@ -234,7 +234,7 @@ fn pg_text(s: &str) -> Cow<'_, str> {
     }
 }
 
-fn pg_json(v: &Value) -> Value {
+pub(crate) fn pg_json(v: &Value) -> Value {
     match v {
         Value::String(s) => Value::String(pg_text(s).into_owned()),
         Value::Array(a) => Value::Array(a.iter().map(pg_json).collect()),

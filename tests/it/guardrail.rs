@@ -70,7 +70,20 @@ async fn a_tripped_tenant_holds_destructive_changes_while_the_rest_flows() {
     assert_eq!(tripped[0]["data"]["window"], "1h");
     assert_eq!(tripped[0]["data"]["command_id"], tripping["command_id"]);
 
-    let later = env.send(&deactivate(&env, "c-4", 1)).await;
+    // Held whole, whatever its headers hold.
+    let mut headers = lapin::types::FieldTable::default();
+    headers.insert(
+        "x-note".into(),
+        lapin::types::AMQPValue::LongString("a\0b".into()),
+    );
+    let later_cmd = deactivate(&env, "c-4", 1);
+    let later = env
+        .send_raw(
+            &crate::helpers::routing_key_of(&later_cmd),
+            &serde_json::to_vec(&later_cmd).unwrap(),
+            lifecycle_worker::amqp::json_properties().with_headers(headers),
+        )
+        .await;
     assert_eq!(later["outcome"], "held");
     assert!(later["events"].as_array().unwrap().is_empty(), "trips once");
     let again = env.send(&tripping).await;

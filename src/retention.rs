@@ -25,6 +25,8 @@ pub struct Purged {
     pub outbox_rows: u64,
     pub dead_letters: u64,
     pub guardrail_changes: u64,
+    /// Soft-deleted contacts and users whose restore window ended.
+    pub deletes_finished: u64,
 }
 
 /// One full purge: deletes batch after batch until nothing is left to purge.
@@ -63,7 +65,35 @@ pub async fn purge_once(pool: &PgPool, settings: &RetentionSettings) -> Result<P
             crate::domain::policy::MAX_GUARDRAIL_WINDOW_DAYS,
         )
         .await?,
+        deletes_finished: finish_deletes(pool).await?,
     })
+}
+
+/// Finishes soft deletes past their restore window: the kept state (and a
+/// contact's activity) goes for good, the tombstone stays. Rows another
+/// replica is purging are skipped, so replicas never purge the same row.
+async fn finish_deletes(pool: &PgPool) -> Result<u64, StoreError> {
+    let contacts = purge_batches(
+        pool,
+        "WITH due AS (SELECT tenant_id, contact_id FROM contacts \
+           WHERE purge_after < now() - make_interval(days => $1) LIMIT $2 FOR UPDATE SKIP LOCKED), \
+         gone AS (DELETE FROM contact_activity a USING due \
+           WHERE a.tenant_id = due.tenant_id AND a.contact_id = due.contact_id) \
+         UPDATE contacts c SET deleted_state = NULL, purge_after = NULL FROM due \
+         WHERE c.tenant_id = due.tenant_id AND c.contact_id = due.contact_id",
+        0,
+    )
+    .await?;
+    let users = purge_batches(
+        pool,
+        "WITH due AS (SELECT tenant_id, user_id FROM users \
+           WHERE purge_after < now() - make_interval(days => $1) LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         UPDATE users u SET deleted_state = NULL, purge_after = NULL FROM due \
+         WHERE u.tenant_id = due.tenant_id AND u.user_id = due.user_id",
+        0,
+    )
+    .await?;
+    Ok(contacts + users)
 }
 
 /// Runs a `DELETE ... LIMIT $2` taking `days` as `$1` until it deletes
@@ -98,6 +128,7 @@ pub async fn run(pool: PgPool, settings: RetentionSettings, shutdown: Cancellati
                 outbox_rows = p.outbox_rows,
                 dead_letters = p.dead_letters,
                 guardrail_changes = p.guardrail_changes,
+                deletes_finished = p.deletes_finished,
                 "retention purge"
             ),
             Ok(_) => {}

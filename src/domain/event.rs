@@ -117,6 +117,8 @@ event_types! {
     UserRoleChanged = "user.role_changed", entity User,
         data OnUser<FromTo<Option<EntityId>, EntityId>>;
     UserDeleted = "user.deleted", entity User, data UserDeleted;
+    ContactRestored = "contact.restored", entity Contact, data OnContact<Created>;
+    UserRestored = "user.restored", entity User, data OnUser<Created>;
     GuardrailTripped = "guardrail.tripped", entity Tenant, data GuardrailTripped;
     GuardrailReleased = "guardrail.released", entity Tenant, data GuardrailReleased;
 }

@@ -15,12 +15,26 @@ pub struct TenantPolicy {
     pub hiding_statuses: Vec<String>,
     /// Some platforms keep contacts forever for data integrity.
     pub allow_contact_delete: bool,
+    /// Soft: a deleted contact or user can be restored for `restore_days`.
+    pub delete_mode: DeleteMode,
+    pub restore_days: u32,
     /// A `message` activity whose action code starts with this deactivates.
     pub deactivate_prefix: String,
     /// A `message` activity whose action code starts with this reactivates.
     pub reactivate_prefix: String,
     /// The mass-change guardrail (contract section 10).
     pub guardrail: Guardrail,
+}
+
+/// How deletes end (contract section 11).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteMode {
+    /// Kept, restorable, for `restore_days`; then purged.
+    #[default]
+    Soft,
+    /// Gone at once, as in v1.
+    Hard,
 }
 
 /// The longest guardrail window: counts older than this are purged.
@@ -56,6 +70,13 @@ pub struct GuardrailOverride {
     pub window: Option<std::time::Duration>,
 }
 
+impl TenantPolicy {
+    /// How long a soft-deleted contact or user can be restored.
+    pub fn restore_window(&self) -> time::Duration {
+        time::Duration::days(i64::from(self.restore_days))
+    }
+}
+
 impl Default for TenantPolicy {
     fn default() -> Self {
         let codes = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
@@ -64,6 +85,8 @@ impl Default for TenantPolicy {
             suppressing_statuses: codes("D I N"),
             hiding_statuses: codes("D I N"),
             allow_contact_delete: true,
+            delete_mode: DeleteMode::Soft,
+            restore_days: 30,
             deactivate_prefix: "deact".into(),
             reactivate_prefix: "react".into(),
             guardrail: Guardrail::default(),
@@ -79,6 +102,8 @@ pub struct TenantPolicyOverride {
     pub suppressing_statuses: Option<Vec<String>>,
     pub hiding_statuses: Option<Vec<String>>,
     pub allow_contact_delete: Option<bool>,
+    pub delete_mode: Option<DeleteMode>,
+    pub restore_days: Option<u32>,
     pub deactivate_prefix: Option<String>,
     pub reactivate_prefix: Option<String>,
     pub guardrail: Option<GuardrailOverride>,
@@ -102,6 +127,8 @@ impl TenantPolicyOverride {
             allow_contact_delete: self
                 .allow_contact_delete
                 .unwrap_or(base.allow_contact_delete),
+            delete_mode: self.delete_mode.unwrap_or(base.delete_mode),
+            restore_days: self.restore_days.unwrap_or(base.restore_days),
             deactivate_prefix: self
                 .deactivate_prefix
                 .clone()

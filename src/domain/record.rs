@@ -11,10 +11,12 @@ use super::ts::Ts;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record<T> {
     Absent,
-    /// A tombstone: the delete's `issued_at` and version, no personal data.
+    /// A tombstone: the delete's `issued_at` and version; after a soft
+    /// delete, also what was deleted, until its restore window ends.
     Deleted {
         at: Ts,
         version: u64,
+        kept: Option<Kept<T>>,
     },
     Live(T),
 }
@@ -24,6 +26,23 @@ impl<T> Record<T> {
         match self {
             Record::Live(t) => Some(t),
             Record::Deleted { .. } | Record::Absent => None,
+        }
+    }
+}
+
+/// A soft-deleted entity as it was, restorable until `purge_after`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kept<T> {
+    pub state: Box<T>,
+    pub purge_after: Ts,
+}
+
+impl<T> Record<T> {
+    /// What a soft delete kept, while its restore window is open at `now`.
+    pub fn restorable(&self, now: time::OffsetDateTime) -> Option<&T> {
+        match self {
+            Record::Deleted { kept: Some(k), .. } if now < k.purge_after.get() => Some(&k.state),
+            Record::Deleted { .. } | Record::Absent | Record::Live(_) => None,
         }
     }
 }

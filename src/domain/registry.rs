@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn every_type_parses_back_and_names_are_unique() {
         let names: Vec<&str> = CommandType::all().map(CommandType::name).collect();
-        assert_eq!(names.len(), 21);
+        assert_eq!(names.len(), 23);
         let unique: std::collections::BTreeSet<&&str> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
         for t in CommandType::all() {

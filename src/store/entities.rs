@@ -6,7 +6,7 @@ use super::StoreError;
 use crate::domain::contact::{Activity, Contact};
 use crate::domain::directory::{Employer, Role};
 use crate::domain::ids::EntityId;
-use crate::domain::record::Record;
+use crate::domain::record::{Kept, Record};
 use crate::domain::ts::Ts;
 use crate::domain::user::User;
 use serde::de::DeserializeOwned;
@@ -106,7 +106,24 @@ pub async fn delete_placeholders(
     Ok(())
 }
 
-type LockedRow = (String, String, i64, Option<OffsetDateTime>, Option<Value>);
+/// What a locked table's row holds beside its key.
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct Row {
+    pub version: i64,
+    pub deleted_at: Option<OffsetDateTime>,
+    pub state: Option<Value>,
+    /// What a soft delete kept, and until when.
+    pub deleted_state: Option<Value>,
+    pub purge_after: Option<OffsetDateTime>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    tenant_id: String,
+    id: String,
+    #[sqlx(flatten)]
+    row: Row,
+}
 
 /// Locks the rows of `keys` in key order (a stable order keeps concurrent
 /// batches from deadlocking) and returns what each holds; keys without a
@@ -115,13 +132,14 @@ async fn lock_rows(
     conn: &mut PgConnection,
     table: Table,
     keys: &[Key],
-) -> Result<Vec<(Key, Option<LockedRow>)>, StoreError> {
+) -> Result<Vec<(Key, Option<Row>)>, StoreError> {
     if keys.is_empty() {
         return Ok(vec![]);
     }
     let (tenants, ids) = split(keys);
     let rows: Vec<LockedRow> = sqlx::query_as(&format!(
-        "SELECT x.tenant_id, x.{id}, x.version, x.deleted_at, x.state FROM {t} x \
+        "SELECT x.tenant_id, x.{id} AS id, x.version, x.deleted_at, x.state, x.deleted_state, \
+         x.purge_after FROM {t} x \
          JOIN UNNEST($1::text[], $2::text[]) AS u(t, i) ON x.tenant_id = u.t AND x.{id} = u.i \
          ORDER BY x.tenant_id, x.{id} FOR UPDATE OF x",
         t = table.name(),
@@ -131,9 +149,9 @@ async fn lock_rows(
     .bind(ids)
     .fetch_all(conn)
     .await?;
-    let mut by_key: std::collections::HashMap<(String, String), LockedRow> = rows
+    let mut by_key: std::collections::HashMap<(String, String), Row> = rows
         .into_iter()
-        .map(|r| ((r.0.clone(), r.1.clone()), r))
+        .map(|r| ((r.tenant_id, r.id), r.row))
         .collect();
     Ok(keys
         .iter()
@@ -180,27 +198,26 @@ impl RowEntity for User {
 /// How a record reads from and writes to its row.
 pub trait Stored: Sized {
     const TABLE: Table;
-    fn from_row(
-        version: i64,
-        deleted_at: Option<OffsetDateTime>,
-        state: Option<Value>,
-    ) -> Result<Self, StoreError>;
+    fn from_row(row: Row) -> Result<Self, StoreError>;
     fn to_row(&self) -> Written;
 }
 
 impl<T: RowEntity> Stored for Record<T> {
     const TABLE: Table = T::TABLE;
 
-    fn from_row(
-        version: i64,
-        deleted_at: Option<OffsetDateTime>,
-        state: Option<Value>,
-    ) -> Result<Self, StoreError> {
-        Ok(match (state, deleted_at) {
+    fn from_row(row: Row) -> Result<Self, StoreError> {
+        Ok(match (row.state, row.deleted_at) {
             (Some(s), _) => Record::Live(parse(T::WHAT, s)?),
             (None, Some(at)) => Record::Deleted {
                 at: Ts(at),
-                version: version as u64,
+                version: row.version as u64,
+                kept: match (row.deleted_state, row.purge_after) {
+                    (Some(s), Some(until)) => Some(Kept {
+                        state: Box::new(parse(T::WHAT, s)?),
+                        purge_after: Ts(until),
+                    }),
+                    _ => None,
+                },
             },
             (None, None) => Record::Absent,
         })
@@ -208,14 +225,20 @@ impl<T: RowEntity> Stored for Record<T> {
 
     fn to_row(&self) -> Written {
         match self {
-            Record::Live(e) => (
-                e.version() as i64,
-                e.link().map(|l| l.as_str().to_owned()),
-                None,
-                Some(to_json(e)),
-            ),
-            Record::Deleted { at, version } => (*version as i64, None, Some(at.get()), None),
-            Record::Absent => (0, None, None, None),
+            Record::Live(e) => Written {
+                version: e.version() as i64,
+                link: e.link().map(|l| l.as_str().to_owned()),
+                state: Some(to_json(e)),
+                ..Written::default()
+            },
+            Record::Deleted { at, version, kept } => Written {
+                version: *version as i64,
+                deleted_at: Some(at.get()),
+                deleted_state: kept.as_ref().map(|k| to_json(&k.state)),
+                purge_after: kept.as_ref().map(|k| k.purge_after.get()),
+                ..Written::default()
+            },
+            Record::Absent => Written::default(),
         }
     }
 }
@@ -229,19 +252,23 @@ pub async fn lock<R: Stored>(
         .await?
         .into_iter()
         .map(|(k, row)| {
-            let record = match row {
-                Some((_, _, version, deleted_at, state)) => {
-                    R::from_row(version, deleted_at, state)?
-                }
-                None => R::from_row(0, None, None)?,
-            };
+            let record = R::from_row(row.unwrap_or_default())?;
             Ok((k, record))
         })
         .collect()
 }
 
-/// Columns of one written row: version, the link column, deleted_at, state.
-pub type Written = (i64, Option<String>, Option<OffsetDateTime>, Option<Value>);
+/// Columns of one written row.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub version: i64,
+    /// The value of [`Table::link_column`].
+    pub link: Option<String>,
+    pub deleted_at: Option<OffsetDateTime>,
+    pub state: Option<Value>,
+    pub deleted_state: Option<Value>,
+    pub purge_after: Option<OffsetDateTime>,
+}
 
 /// Writes records back (their rows exist: loaded, or placeholders).
 pub async fn save<R: Stored>(
@@ -251,25 +278,35 @@ pub async fn save<R: Stored>(
     if records.is_empty() {
         return Ok(());
     }
-    let mut tenants = Vec::with_capacity(records.len());
-    let mut ids = Vec::with_capacity(records.len());
-    let mut versions = Vec::with_capacity(records.len());
-    let mut links = Vec::with_capacity(records.len());
-    let mut deleted = Vec::with_capacity(records.len());
-    let mut states = Vec::with_capacity(records.len());
+    let n = records.len();
+    let (mut tenants, mut ids, mut versions) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut links, mut deleted, mut states) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut kept, mut purge) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for ((t, id), record) in records {
-        let (v, l, d, s) = record.to_row();
+        let w = record.to_row();
         tenants.push(t.as_str());
         ids.push(id.as_str());
-        versions.push(v);
-        links.push(l);
-        deleted.push(d);
-        states.push(s);
+        versions.push(w.version);
+        links.push(w.link);
+        deleted.push(w.deleted_at);
+        states.push(w.state);
+        kept.push(w.deleted_state);
+        purge.push(w.purge_after);
     }
     sqlx::query(&format!(
-        "UPDATE {t} x SET version = u.v, {link} = u.l, deleted_at = u.d, state = u.s \
-         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::jsonb[]) \
-         AS u(t, i, v, l, d, s) WHERE x.tenant_id = u.t AND x.{id} = u.i",
+        "UPDATE {t} x SET version = u.v, {link} = u.l, deleted_at = u.d, state = u.s, \
+         deleted_state = u.k, purge_after = u.p \
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], \
+           $6::jsonb[], $7::jsonb[], $8::timestamptz[]) \
+         AS u(t, i, v, l, d, s, k, p) WHERE x.tenant_id = u.t AND x.{id} = u.i",
         t = R::TABLE.name(),
         link = R::TABLE.link_column(),
         id = R::TABLE.id_column()
@@ -280,6 +317,8 @@ pub async fn save<R: Stored>(
     .bind(links)
     .bind(deleted)
     .bind(states)
+    .bind(kept)
+    .bind(purge)
     .execute(conn)
     .await?;
     Ok(())

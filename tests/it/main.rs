@@ -12,6 +12,7 @@ mod hardening;
 mod helpers;
 mod ops;
 mod relay;
+mod restore;
 mod retention;
 mod schema_validators;
 mod schemas;

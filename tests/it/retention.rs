@@ -70,6 +70,7 @@ async fn retention_purges_only_what_is_past_its_period() {
             outbox_rows: 1200,
             dead_letters: 1100,
             guardrail_changes: 3,
+            deletes_finished: 0,
         }
     );
     let left: (i64, i64, i64) = sqlx::query_as(

@@ -1,6 +1,6 @@
 //! The published JSON Schemas (deploy/schemas) against real traffic: every
 //! command sent here validates against its type's schema, and every event
-//! the worker emits (all 26 types occur) against its event type's schema.
+//! the worker emits (all 28 types occur) against its event type's schema.
 
 use std::collections::BTreeSet;
 
@@ -112,6 +112,8 @@ async fn commands_replies_and_every_event_type_match_the_published_schemas() {
         ),
         c("contact.delete", 9, json!({"contact_id": "c-1"})),
         c("user.delete", 9, json!({"user_id": "u-1"})),
+        c("contact.restore", 10, json!({"contact_id": "c-1"})),
+        c("user.restore", 10, json!({"user_id": "u-1"})),
     ];
     let mut events = Vec::new();
     for cmd in &commands {

@@ -39,6 +39,8 @@ command_kinds! {
             bulk true, frozen true, destructive false, wire wire::Revive;
         LogActivity = "contact.log_activity", id "contact_id", aspect "none (append-only; activation for action codes)",
             bulk true, frozen true, destructive false, wire wire::LogActivity;
+        Restore = "contact.restore", id "contact_id", aspect "all",
+            bulk true, frozen true, destructive false, wire Empty;
         Delete = "contact.delete", id "contact_id", aspect "all (never stale)",
             bulk false, frozen true, destructive true, wire Empty;
     }
@@ -117,6 +119,8 @@ pub enum ContactOp {
     Archive(Archive),
     Revive(Revive),
     LogActivity(LogActivity),
+    /// Brings a soft-deleted contact back, within its restore window.
+    Restore,
     Delete,
 }
 
@@ -135,6 +139,7 @@ impl ContactOp {
             ContactOp::Archive(_) => ContactKind::Archive,
             ContactOp::Revive(_) => ContactKind::Revive,
             ContactOp::LogActivity(_) => ContactKind::LogActivity,
+            ContactOp::Restore => ContactKind::Restore,
             ContactOp::Delete => ContactKind::Delete,
         }
     }
@@ -164,6 +169,7 @@ impl ContactOp {
             | ContactOp::Approve { .. }
             | ContactOp::Reject { .. }
             | ContactOp::LogActivity(_)
+            | ContactOp::Restore
             | ContactOp::Delete => false,
         }
     }
@@ -222,6 +228,10 @@ pub fn decode(
             })
         }
         ContactKind::LogActivity => log_activity(payload_as(payload)?, limits)?,
+        ContactKind::Restore => {
+            payload::empty(payload)?;
+            ContactOp::Restore
+        }
         ContactKind::Delete => {
             payload::empty(payload)?;
             ContactOp::Delete

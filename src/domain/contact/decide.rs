@@ -10,8 +10,8 @@ use crate::domain::event::{
 };
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
-use crate::domain::policy::TenantPolicy;
-use crate::domain::record::check_version;
+use crate::domain::policy::{DeleteMode, TenantPolicy};
+use crate::domain::record::{check_version, Kept};
 use crate::domain::ts::Ts;
 use crate::domain::user::User;
 use crate::domain::working::{self, Versioned};
@@ -103,6 +103,7 @@ pub fn check_op_against_policy(policy: &TenantPolicy, op: &ContactOp) -> Result<
         | ContactOp::Archive(_)
         | ContactOp::Revive(_)
         | ContactOp::LogActivity(_)
+        | ContactOp::Restore
         | ContactOp::Delete => Ok(()),
     }
 }
@@ -128,6 +129,12 @@ pub fn decide_contact(
     // contact's state, so it is refused first (a replay would fail again).
     check_op_against_policy(ctx.policy, op)?;
     let contact = match (record, op) {
+        (ContactRecord::Live(_), ContactOp::Restore) => {
+            return Err(Rejection::new(
+                ErrorCode::InvalidTransition,
+                format!("contact `{id}` is not deleted, so it cannot be restored"),
+            ))
+        }
         (ContactRecord::Live(c), _) => c,
         (ContactRecord::Deleted { .. } | ContactRecord::Absent, ContactOp::Delete) => {
             return Err(not_found())
@@ -137,9 +144,19 @@ pub fn decide_contact(
             check_version(EntityKind::Contact, expected_version, 0)?;
             return Ok(ContactDecision::stale());
         }
+        (ContactRecord::Deleted { version, .. }, ContactOp::Restore) => {
+            let Some(kept) = record.restorable(ctx.now) else {
+                return Err(not_found());
+            };
+            check_version(EntityKind::Contact, expected_version, *version)?;
+            return Ok(restore(ctx, kept, *version));
+        }
         (ContactRecord::Deleted { .. } | ContactRecord::Absent, ContactOp::Upsert(u)) => {
             check_version(EntityKind::Contact, expected_version, 0)?;
-            return create(ctx, id, u);
+            let mut created = create(ctx, id, u)?;
+            // A new contact under the id: the deleted copy goes at once.
+            created.erase_activity = matches!(record, ContactRecord::Deleted { kept: Some(_), .. });
+            return Ok(created);
         }
         (ContactRecord::Deleted { .. } | ContactRecord::Absent, _) => return Err(not_found()),
     };
@@ -171,6 +188,7 @@ fn delete(ctx: &Ctx<'_>, contact: &Contact) -> Result<ContactDecision, Rejection
         ));
     }
     let version = contact.version + 1;
+    let soft = ctx.policy.delete_mode == DeleteMode::Soft;
     let draft = |data| EventDraft::new(ctx, &contact.id, version, data);
     let mut events = Vec::new();
     if let Some(email) = &contact.email {
@@ -191,13 +209,60 @@ fn delete(ctx: &Ctx<'_>, contact: &Contact) -> Result<ContactDecision, Rejection
         write: Some(ContactRecord::Deleted {
             at: Ts(ctx.issued_at),
             version,
+            // Soft: kept, with its activity, until the window ends.
+            kept: soft.then(|| Kept {
+                state: Box::new(contact.clone()),
+                purge_after: Ts(ctx.now + ctx.policy.restore_window()),
+            }),
         }),
         events,
         users: vec![],
         activity: None,
         ensure_employers: vec![],
-        erase_activity: true,
+        erase_activity: !soft,
     })
+}
+
+/// Brings a soft-deleted contact back as it was, one version after its delete.
+fn restore(ctx: &Ctx<'_>, kept: &Contact, deleted_version: u64) -> ContactDecision {
+    let mut contact = kept.clone();
+    contact.version = deleted_version + 1;
+    contact.updated_at = Ts(ctx.now);
+    let snapshot = ContactSnapshot::of(&contact, ctx.tenant.as_str());
+    let restored = OnContact {
+        change: Created {},
+        contact: snapshot.clone(),
+    };
+    let mut events = vec![EventDraft::new(
+        ctx,
+        &contact.id,
+        contact.version,
+        EventData::ContactRestored(restored),
+    )];
+    // The delete suppressed its address; it is back unless something else suppresses it.
+    if let (Some(email), false) = (&contact.email, contact.email_suppressed) {
+        let change = EmailUnsuppressed {
+            email: Some(email.clone()),
+        };
+        events.push(EventDraft::new(
+            ctx,
+            &contact.id,
+            contact.version,
+            EventData::ContactEmailUnsuppressed(OnContact {
+                change,
+                contact: snapshot,
+            }),
+        ));
+    }
+    ContactDecision {
+        outcome: Outcome::Applied,
+        ensure_employers: contact.employer_id.iter().cloned().collect(),
+        write: Some(ContactRecord::Live(contact)),
+        events,
+        users: vec![],
+        activity: None,
+        erase_activity: false,
+    }
 }
 
 fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDecision, Rejection> {
@@ -372,8 +437,8 @@ impl<'a> Working<'a> {
                 }
             }
             ContactOp::LogActivity(a) => self.log_activity(a),
-            // Decided by `delete` before any working copy exists.
-            ContactOp::Delete => {}
+            // Decided by `delete` and `restore` before any working copy exists.
+            ContactOp::Restore | ContactOp::Delete => {}
         }
         Ok(())
     }

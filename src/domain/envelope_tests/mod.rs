@@ -84,7 +84,7 @@ fn valid_payload(command_type: &str) -> Value {
             "contact_id": "c-17", "kind": "message", "body": "left us",
             "action_code": "deact-1", "occurred_at": "2026-11-21T10:00:00+01:00"
         }),
-        "contact.delete" => json!({"contact_id": "c-17"}),
+        "contact.delete" | "contact.restore" => json!({"contact_id": "c-17"}),
         "contact.bulk" => json!({
             "contact_ids": ["c-1", "c-2"],
             "operation": {"type": "contact.deactivate", "payload": {"reason": "closed"}},
@@ -104,7 +104,7 @@ fn valid_payload(command_type: &str) -> Value {
             json!({"user_id": "u-1", "reason": "left"})
         }
         "user.change_role" => json!({"user_id": "u-1", "role_id": "r-admin"}),
-        "user.delete" => json!({"user_id": "u-1"}),
+        "user.delete" | "user.restore" => json!({"user_id": "u-1"}),
         other => panic!("no example for {other}"),
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn a_valid_example_of_every_command_type_is_accepted() {
-    assert_eq!(all_types().len(), 21);
+    assert_eq!(all_types().len(), 23);
     for t in all_types() {
         let c = accepted(&valid(t));
         assert_eq!(c.type_name(), t);
@@ -95,6 +95,7 @@ fn the_minimal_payload_of_every_command_type_is_accepted() {
             json!({"contact_id": "c", "kind": "note", "body": ""}),
         ),
         ("contact.delete", json!({"contact_id": "c"})),
+        ("contact.restore", json!({"contact_id": "c"})),
         (
             "contact.bulk",
             json!({"filter": {"employer_id": "e"}, "operation": {"type": "contact.approve"}}),
@@ -109,6 +110,7 @@ fn the_minimal_payload_of_every_command_type_is_accepted() {
         ("user.restore_access", json!({"user_id": "u"})),
         ("user.change_role", json!({"user_id": "u", "role_id": "r"})),
         ("user.delete", json!({"user_id": "u"})),
+        ("user.restore", json!({"user_id": "u"})),
     ];
     assert_eq!(minimal.len(), all_types().len());
     for (t, payload) in minimal {

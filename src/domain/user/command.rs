@@ -18,6 +18,8 @@ command_kinds! {
             bulk false, frozen false, destructive false, wire Reason;
         ChangeRole = "user.change_role", id "user_id", aspect "role",
             bulk false, frozen false, destructive false, wire wire::ChangeRole;
+        Restore = "user.restore", id "user_id", aspect "all",
+            bulk false, frozen false, destructive false, wire Empty;
         Delete = "user.delete", id "user_id", aspect "all (never stale)",
             bulk false, frozen false, destructive true, wire Empty;
     }
@@ -35,9 +37,17 @@ pub struct UserUpsert {
 #[derive(Clone, Debug, PartialEq)]
 pub enum UserOp {
     Upsert(UserUpsert),
-    RevokeAccess { reason: Option<String> },
-    RestoreAccess { reason: Option<String> },
-    ChangeRole { role_id: EntityId },
+    RevokeAccess {
+        reason: Option<String>,
+    },
+    RestoreAccess {
+        reason: Option<String>,
+    },
+    ChangeRole {
+        role_id: EntityId,
+    },
+    /// Brings a soft-deleted user back, within its restore window.
+    Restore,
     Delete,
 }
 
@@ -48,6 +58,7 @@ impl UserOp {
             UserOp::RevokeAccess { .. } => UserKind::RevokeAccess,
             UserOp::RestoreAccess { .. } => UserKind::RestoreAccess,
             UserOp::ChangeRole { .. } => UserKind::ChangeRole,
+            UserOp::Restore => UserKind::Restore,
             UserOp::Delete => UserKind::Delete,
         }
     }
@@ -61,7 +72,10 @@ impl UserOp {
         match self {
             UserOp::Upsert(u) => u.role_id.as_ref(),
             UserOp::ChangeRole { role_id } => Some(role_id),
-            UserOp::RevokeAccess { .. } | UserOp::RestoreAccess { .. } | UserOp::Delete => None,
+            UserOp::RevokeAccess { .. }
+            | UserOp::RestoreAccess { .. }
+            | UserOp::Restore
+            | UserOp::Delete => None,
         }
     }
 }
@@ -98,6 +112,10 @@ pub fn decode(
             UserOp::ChangeRole {
                 role_id: EntityId::parse("payload.role_id", &p.role_id, limits)?,
             }
+        }
+        UserKind::Restore => {
+            payload::empty(payload)?;
+            UserOp::Restore
         }
         UserKind::Delete => {
             payload::empty(payload)?;

@@ -8,7 +8,8 @@ use crate::domain::event::{
 };
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
-use crate::domain::record::check_version;
+use crate::domain::policy::DeleteMode;
+use crate::domain::record::{check_version, Kept};
 use crate::domain::ts::Ts;
 use crate::domain::working::{Versioned, Working};
 use crate::domain::Ctx;
@@ -29,12 +30,30 @@ pub fn decide_user(
         _ => Ok(()),
     };
     let current = match record {
+        UserRecord::Live(_) if matches!(op, UserOp::Restore) => {
+            return Err(Rejection::new(
+                ErrorCode::InvalidTransition,
+                format!("user `{id}` is not deleted, so it cannot be restored"),
+            ))
+        }
         UserRecord::Live(u) => Some(u),
         // A delete is never stale: deleting what is gone is not_found, as for contacts.
         UserRecord::Deleted { .. } if matches!(op, UserOp::Delete) => None,
         UserRecord::Deleted { at, .. } if ctx.issued_at < at.get() => {
             check_version(EntityKind::User, expected_version, 0)?;
             return Ok(Decision::stale());
+        }
+        UserRecord::Deleted { version, .. } if matches!(op, UserOp::Restore) => {
+            return match record.restorable(ctx.now) {
+                Some(kept) => {
+                    check_version(EntityKind::User, expected_version, *version)?;
+                    Ok(restore(ctx, kept, *version))
+                }
+                None => Err(Rejection::new(
+                    ErrorCode::NotFound,
+                    format!("user `{id}` does not exist"),
+                )),
+            };
         }
         UserRecord::Absent | UserRecord::Deleted { .. } => None,
     };
@@ -68,6 +87,8 @@ pub fn decide_user(
             }
         }
         UserOp::Delete => return Ok(delete(ctx, user)),
+        // Only a deleted user is restored: refused above.
+        UserOp::Restore => {}
     }
     Ok(w.finish())
 }
@@ -175,11 +196,16 @@ fn delete(ctx: &Ctx<'_>, user: &User) -> Decision<UserRecord> {
         user_id: user.id.clone(),
         email: user.email.clone(),
     };
+    let soft = ctx.policy.delete_mode == DeleteMode::Soft;
     Decision {
         outcome: Outcome::Applied,
         write: Some(UserRecord::Deleted {
             at: Ts(ctx.issued_at),
             version,
+            kept: soft.then(|| Kept {
+                state: Box::new(user.clone()),
+                purge_after: Ts(ctx.now + ctx.policy.restore_window()),
+            }),
         }),
         events: vec![EventDraft::new(
             ctx,
@@ -187,6 +213,20 @@ fn delete(ctx: &Ctx<'_>, user: &User) -> Decision<UserRecord> {
             version,
             EventData::UserDeleted(deleted),
         )],
+        ensure_employers: vec![],
+    }
+}
+
+/// Brings a soft-deleted user back as it was, one version after its delete.
+fn restore(ctx: &Ctx<'_>, kept: &User, deleted_version: u64) -> Decision<UserRecord> {
+    let mut user = kept.clone();
+    user.version = deleted_version + 1;
+    user.updated_at = Ts(ctx.now);
+    let events = vec![user.event(ctx, EventData::UserRestored, Created {})];
+    Decision {
+        outcome: Outcome::Applied,
+        write: Some(UserRecord::Live(user)),
+        events,
         ensure_employers: vec![],
     }
 }

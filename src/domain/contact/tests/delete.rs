@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn deleting_a_contact_suppresses_its_email_then_deletes_it() {
-    let mut sim = Sim::new();
+    let mut sim = Sim::new_in(World::with_policy(|p| p.delete_mode = DeleteMode::Hard));
     let d = sim.ok(5, delete());
     assert_eq!(d.outcome, Outcome::Applied);
     assert_eq!(types(&d), [ContactEmailSuppressed, ContactDeleted]);
@@ -24,7 +24,8 @@ fn deleting_a_contact_suppresses_its_email_then_deletes_it() {
         d.write,
         Some(ContactRecord::Deleted {
             at: ts(5),
-            version: 2
+            version: 2,
+            kept: None,
         })
     );
     assert!(d.erase_activity);

@@ -11,6 +11,7 @@ mod bulk;
 mod creation;
 mod delete;
 mod employer;
+mod restore;
 mod status;
 mod update;
 mod visibility;
@@ -25,7 +26,7 @@ use super::{
 use crate::domain::event::{to_cloud_event, EventDraft, EventType};
 use crate::domain::ids::{CommandId, Limits, TenantId};
 use crate::domain::outcome::{BulkItem, EntityKind, ErrorCode, Outcome, Rejection, ReplyError};
-use crate::domain::policy::TenantPolicy;
+use crate::domain::policy::{DeleteMode, TenantPolicy};
 use crate::domain::test_support::{
     self, assert_applied_version, at, id, ts, types, Subject, World, NOW,
 };

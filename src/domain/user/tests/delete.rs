@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn deleting_a_user_applies_with_ids_and_email_but_no_snapshot() {
-    let mut sim = Sim::new();
+    let mut sim = Sim::new_in(World::with_policy(|p| p.delete_mode = DeleteMode::Hard));
     let d = sim.ok(5, UserOp::Delete);
     assert_eq!(d.outcome, Outcome::Applied);
     assert_eq!(types(&d), [UserDeleted]);
@@ -19,7 +19,8 @@ fn deleting_a_user_applies_with_ids_and_email_but_no_snapshot() {
         d.write,
         Some(UserRecord::Deleted {
             at: ts(5),
-            version: 2
+            version: 2,
+            kept: None,
         })
     );
 }

@@ -3,6 +3,7 @@
 mod access;
 mod creation;
 mod delete;
+mod restore;
 mod role_change;
 mod update;
 
@@ -12,6 +13,7 @@ use super::{User, UserRecord, ACCESS, PROFILE, ROLE};
 use crate::domain::decision::Decision;
 use crate::domain::event::EventType;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
+use crate::domain::policy::DeleteMode;
 use crate::domain::test_support::{
     self, assert_applied_version, assert_stale, id, ts, types, Subject, World, NOW,
 };
@@ -77,8 +79,14 @@ type Sim = test_support::Sim<UserHistory>;
 
 impl Sim {
     fn empty() -> Sim {
+        let mut world = World::new();
+        world.actor = "hr-sync";
+        Sim::empty_in(world)
+    }
+
+    fn empty_in(world: World) -> Sim {
         Sim {
-            world: World::acting_as("hr-sync"),
+            world,
             subject: UserHistory {
                 record: UserRecord::Absent,
                 missing_roles: vec![],
@@ -90,6 +98,13 @@ impl Sim {
     /// contact `c-17`, role `r-basic`.
     fn new() -> Sim {
         let mut sim = Sim::empty();
+        assert_eq!(sim.ok(0, standard_upsert()).outcome, Outcome::Applied);
+        sim
+    }
+
+    fn new_in(mut world: World) -> Sim {
+        world.actor = "hr-sync";
+        let mut sim = Sim::empty_in(world);
         assert_eq!(sim.ok(0, standard_upsert()).outcome, Outcome::Applied);
         sim
     }

@@ -509,11 +509,19 @@ async fn rejected_contact_is_frozen_until_approved() {
 
 #[tokio::test]
 async fn delete_honours_tenant_policy_and_leaves_a_tombstone() {
+    // v1's delete, now `delete_mode = "hard"`; the soft default is in restore.rs.
     let env = TestEnv::start_with(|s| {
         s.tenants.insert(
             "keep".into(),
             TenantPolicyOverride {
                 allow_contact_delete: Some(false),
+                ..Default::default()
+            },
+        );
+        s.tenants.insert(
+            "acme".into(),
+            TenantPolicyOverride {
+                delete_mode: Some(lifecycle_worker::domain::policy::DeleteMode::Hard),
                 ..Default::default()
             },
         );

@@ -417,18 +417,8 @@ impl<'c> Uow<'c> {
             );
         }
         let reply = Reply {
-            command_id: Some(cmd.command_id.to_string()),
-            tenant: Some(tenant.to_owned()),
-            outcome: Outcome::Held,
-            duplicate: false,
-            entity,
-            events: self.outbox[first_event..]
-                .iter()
-                .map(|e| e.id.to_string())
-                .collect(),
-            error: None,
-            items: None,
             hold_id: Some(hold_id),
+            ..self.reply(cmd, first_event, Outcome::Held, entity)
         };
         let key = (tenant.to_owned(), cmd.command_id.to_string());
         self.seen.insert(key, reply.clone());
@@ -681,6 +671,21 @@ impl<'c> Uow<'c> {
                 .map(|(seq, d)| to_cloud_event(&cmd.tenant, &cmd.command_id, seq, d, now)),
         );
         Reply {
+            items,
+            ..self.reply(cmd, first_event, outcome, entity)
+        }
+    }
+
+    /// The reply to a command that got `outcome`, naming the events it
+    /// added to the outbox from `first_event` on.
+    fn reply(
+        &self,
+        cmd: &Command,
+        first_event: usize,
+        outcome: Outcome,
+        entity: Option<EntityRef>,
+    ) -> Reply {
+        Reply {
             command_id: Some(cmd.command_id.to_string()),
             tenant: Some(cmd.tenant.to_string()),
             outcome,
@@ -691,7 +696,7 @@ impl<'c> Uow<'c> {
                 .map(|e| e.id.to_string())
                 .collect(),
             error: None,
-            items,
+            items: None,
             hold_id: None,
         }
     }

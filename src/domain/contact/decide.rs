@@ -49,6 +49,20 @@ impl ContactDecision {
         }
     }
 
+    /// Applied, leaving `contact` live (created or restored): its employer
+    /// must exist.
+    fn live(contact: Contact, events: Vec<EventDraft>) -> Self {
+        ContactDecision {
+            outcome: Outcome::Applied,
+            ensure_employers: contact.employer_id.iter().cloned().collect(),
+            write: Some(ContactRecord::Live(contact)),
+            events,
+            users: vec![],
+            activity: None,
+            erase_activity: false,
+        }
+    }
+
     /// Counted by the guardrail: an applied destructive command, or an
     /// activity whose action code deactivated the contact.
     pub fn destructive(&self, op: &ContactOp) -> bool {
@@ -254,15 +268,7 @@ fn restore(ctx: &Ctx<'_>, kept: &Contact, deleted_version: u64) -> ContactDecisi
             }),
         ));
     }
-    ContactDecision {
-        outcome: Outcome::Applied,
-        ensure_employers: contact.employer_id.iter().cloned().collect(),
-        write: Some(ContactRecord::Live(contact)),
-        events,
-        users: vec![],
-        activity: None,
-        erase_activity: false,
-    }
+    ContactDecision::live(contact, events)
 }
 
 fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDecision, Rejection> {
@@ -330,15 +336,7 @@ fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDeci
             contact: Some(snapshot),
         })));
     }
-    Ok(ContactDecision {
-        outcome: Outcome::Applied,
-        ensure_employers: contact.employer_id.iter().cloned().collect(),
-        write: Some(ContactRecord::Live(contact)),
-        events,
-        users: vec![],
-        activity: None,
-        erase_activity: false,
-    })
+    Ok(ContactDecision::live(contact, events))
 }
 
 /// A contact event waiting for the snapshot after the command.

@@ -17,6 +17,28 @@ pub trait Versioned: Clone {
     fn bump(&mut self, now: OffsetDateTime);
 }
 
+/// Implements [`Versioned`] for an entity with `aspects`, `version` and
+/// `updated_at` fields (contacts and users alike).
+macro_rules! versioned {
+    ($entity:ty) => {
+        impl $crate::domain::working::Versioned for $entity {
+            fn aspects(&self) -> &std::collections::BTreeMap<String, $crate::domain::ts::Ts> {
+                &self.aspects
+            }
+            fn aspects_mut(
+                &mut self,
+            ) -> &mut std::collections::BTreeMap<String, $crate::domain::ts::Ts> {
+                &mut self.aspects
+            }
+            fn bump(&mut self, now: time::OffsetDateTime) {
+                self.version += 1;
+                self.updated_at = $crate::domain::ts::Ts(now);
+            }
+        }
+    };
+}
+pub(crate) use versioned;
+
 /// An entity being changed by one command.
 pub struct Working<'a, T> {
     pub ctx: &'a Ctx<'a>,

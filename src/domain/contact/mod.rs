@@ -11,7 +11,7 @@ use super::ids::EntityId;
 use super::policy::TenantPolicy;
 use super::record::Record;
 use super::ts::Ts;
-use super::working::Versioned;
+use super::working::versioned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -219,15 +219,4 @@ impl ContactSnapshot {
     }
 }
 
-impl Versioned for Contact {
-    fn aspects(&self) -> &BTreeMap<String, Ts> {
-        &self.aspects
-    }
-    fn aspects_mut(&mut self) -> &mut BTreeMap<String, Ts> {
-        &mut self.aspects
-    }
-    fn bump(&mut self, now: time::OffsetDateTime) {
-        self.version += 1;
-        self.updated_at = Ts(now);
-    }
-}
+versioned!(Contact);

@@ -9,7 +9,7 @@ mod tests;
 use super::ids::EntityId;
 use super::record::Record;
 use super::ts::Ts;
-use super::working::Versioned;
+use super::working::versioned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -79,15 +79,4 @@ impl User {
     }
 }
 
-impl Versioned for User {
-    fn aspects(&self) -> &BTreeMap<String, Ts> {
-        &self.aspects
-    }
-    fn aspects_mut(&mut self) -> &mut BTreeMap<String, Ts> {
-        &mut self.aspects
-    }
-    fn bump(&mut self, now: time::OffsetDateTime) {
-        self.version += 1;
-        self.updated_at = Ts(now);
-    }
-}
+versioned!(User);

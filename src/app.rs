@@ -1,6 +1,7 @@
 //! `run`: the worker process. Consumers, relay and HTTP as tasks under one
 //! cancellation token; shutdown is a parameter.
 
+use crate::privacy::HashKey;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = crate::monitoring::install();
     let pool = store::prepare(&settings).await?;
+    let hash_key = HashKey::load(&pool, settings.privacy.hash_key.as_ref()).await?;
     let token = CancellationToken::new();
     let health = Arc::new(Health::default());
     let relay_wake = Arc::new(Notify::new());
@@ -86,6 +88,7 @@ pub async fn run(
         policies: settings.policies(),
         producers: settings.producers(),
         limits: settings.limits.clone(),
+        hash_key,
         relay_wake,
     });
     tasks.spawn(supervise_consumers(

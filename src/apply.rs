@@ -9,7 +9,7 @@
 //! (employer and role upserts, bulk filters, archive's linked users, delete)
 //! first flush what is pending, then use ordinary queries.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 
 use sqlx::PgConnection;
@@ -18,7 +18,9 @@ use tracing::Instrument;
 
 use crate::domain::contact::bulk::{summarize_bulk, BulkCommand, BulkTarget};
 use crate::domain::contact::command::ContactOp;
-use crate::domain::contact::decide::{check_op_against_policy, decide_contact, ContactDecision};
+use crate::domain::contact::decide::{
+    check_op_against_policy, decide_contact, reevaluate, ContactDecision,
+};
 use crate::domain::contact::{Activity, ContactRecord};
 use crate::domain::decision::Decision;
 use crate::domain::directory::{decide_employer, decide_role, DirectoryCommand};
@@ -32,14 +34,16 @@ use crate::domain::outcome::{
 };
 use crate::domain::policy::TenantPolicy;
 use crate::domain::policy::{Policies, Producers};
+use crate::domain::privacy::{normalize_email, Blocklist};
 use crate::domain::user::command::UserOp;
 use crate::domain::user::decide::decide_user;
 use crate::domain::user::UserRecord;
 use crate::domain::Ctx;
 use crate::intake::Inbound;
+use crate::privacy::HashKey;
 use crate::store::entities::{self, DirectoryEntry};
 use crate::store::journal;
-use crate::store::{guardrail, StoreError};
+use crate::store::{guardrail, privacy, StoreError};
 
 /// Decoded and authorised, or refused before touching the database.
 #[derive(Debug, Clone)]
@@ -57,6 +61,8 @@ pub struct Rules<'a> {
     /// Off for commands an operator releases: they were held once, and
     /// what a release applies does not count toward the window.
     pub guardrail: bool,
+    /// The key of the erased-address blocklist.
+    pub hash_key: &'a HashKey,
 }
 
 /// What to do with a delivery once its batch committed.
@@ -102,6 +108,14 @@ struct Uow<'c> {
     allowances: HashMap<String, Allowance>,
     /// Destructive changes this batch applied, per tenant.
     counted: HashMap<String, u64>,
+    hash_key: &'c HashKey,
+    /// Per tenant, the erased addresses among those looked up.
+    blocklists: HashMap<String, Blocklist>,
+    /// (tenant, normalised email) pairs looked up already.
+    looked_up: HashSet<(String, String)>,
+    /// Entities the command being applied erased: their events so far are
+    /// scrubbed once published.
+    erased: Vec<(String, EntityKind, String)>,
 }
 
 /// A cache write, for rolling back a refused bulk.
@@ -153,7 +167,7 @@ pub async fn apply_batch(
             Prepared::Refused(_) => None,
         })
         .collect();
-    let mut uow = Uow::new(conn, rules.guardrail);
+    let mut uow = Uow::new(conn, rules.guardrail, rules.hash_key);
     let processed = if check_duplicates {
         let keys: Vec<(String, String)> = commands
             .iter()
@@ -228,6 +242,7 @@ fn command_ctx<'a>(
     policy: &'a TenantPolicy,
     limits: &'a Limits,
     now: OffsetDateTime,
+    blocklist: &'a Blocklist,
 ) -> Ctx<'a> {
     Ctx {
         tenant: &cmd.tenant,
@@ -236,7 +251,30 @@ fn command_ctx<'a>(
         issued_at: cmd.issued_at,
         actor: cmd.actor.as_deref(),
         now,
+        blocklist,
     }
+}
+
+/// The blocklist locks a batch takes: shared for each tenant whose
+/// contacts it touches, exclusive for each tenant where it may erase or
+/// confirm consent.
+fn blocklist_locks(commands: &[&Command]) -> Vec<(String, bool)> {
+    commands
+        .iter()
+        .filter_map(|c| {
+            let exclusive = match &c.body {
+                CommandBody::Contact { op, .. } => {
+                    matches!(op, ContactOp::Erase | ContactOp::ConfirmConsent)
+                }
+                CommandBody::User {
+                    op: UserOp::Erase, ..
+                } => true,
+                CommandBody::Bulk(_) => false,
+                CommandBody::User { .. } | CommandBody::Directory(_) => return None,
+            };
+            Some((c.tenant.to_string(), exclusive))
+        })
+        .collect()
 }
 
 /// What a held command is about: its entity, or a bulk's contact ids.
@@ -269,7 +307,7 @@ fn entity(kind: EntityKind, id: &EntityId, version: Option<u64>) -> EntityRef {
 }
 
 impl<'c> Uow<'c> {
-    fn new(conn: &'c mut PgConnection, guarded: bool) -> Self {
+    fn new(conn: &'c mut PgConnection, guarded: bool, hash_key: &'c HashKey) -> Self {
         Uow {
             conn,
             contacts: HashMap::new(),
@@ -288,6 +326,10 @@ impl<'c> Uow<'c> {
             guarded,
             allowances: HashMap::new(),
             counted: HashMap::new(),
+            hash_key,
+            blocklists: HashMap::new(),
+            looked_up: HashSet::new(),
+            erased: Vec::new(),
         }
     }
 
@@ -399,7 +441,8 @@ impl<'c> Uow<'c> {
         if trips {
             let version = guardrail::set_tripped(self.conn, tenant, true).await?;
             let count = self.allowances.get(tenant).map_or(0, |a| a.count);
-            let ctx = command_ctx(cmd, policy, rules.limits, now);
+            let no_addresses = Blocklist::default();
+            let ctx = command_ctx(cmd, policy, rules.limits, now, &no_addresses);
             let data = EventData::GuardrailTripped(GuardrailTripped {
                 max_changes: policy.guardrail.max_changes,
                 window: humantime::format_duration(policy.guardrail.window).to_string(),
@@ -434,6 +477,9 @@ impl<'c> Uow<'c> {
     /// Locks and loads every contact and user the batch names directly,
     /// creating lock placeholders for the ones an upsert may create.
     async fn prefetch(&mut self, commands: &[&Command]) -> Result<(), StoreError> {
+        // Before any row lock, so that an erasure waiting for its
+        // exclusive lock holds no rows a reader of the blocklist waits for.
+        privacy::lock_blocklists(self.conn, &blocklist_locks(commands)).await?;
         let mut contacts = BTreeSet::new();
         let mut users = BTreeSet::new();
         let mut creating_contacts = BTreeSet::new();
@@ -469,6 +515,17 @@ impl<'c> Uow<'c> {
         self.user_placeholders = creating_users;
         self.load_contacts(&contacts.into_iter().collect::<Vec<_>>())
             .await?;
+        let given: Vec<(String, String)> = commands
+            .iter()
+            .filter_map(|c| match &c.body {
+                CommandBody::Contact {
+                    op: ContactOp::Upsert(u),
+                    ..
+                } => u.email.clone().map(|e| (c.tenant.to_string(), e)),
+                _ => None,
+            })
+            .collect();
+        self.look_up(given).await?;
         let users: Vec<Key> = users.into_iter().collect();
         for (key, record) in entities::lock::<UserRecord>(self.conn, &users).await? {
             self.users.insert(key, record);
@@ -483,10 +540,44 @@ impl<'c> Uow<'c> {
             .filter(|k| !self.contacts.contains_key(*k))
             .cloned()
             .collect();
+        let mut emails = Vec::new();
         for (key, record) in entities::lock::<ContactRecord>(self.conn, &missing).await? {
+            if let Some(email) = record.held_state().and_then(|c| c.email.clone()) {
+                emails.push((key.0.clone(), email));
+            }
             self.contacts.insert(key, record);
         }
+        self.look_up(emails).await
+    }
+
+    /// Finds which of the (tenant, email) pairs not looked up yet are on
+    /// the blocklist (the batch holds the tenants' blocklist locks).
+    async fn look_up(&mut self, emails: Vec<(String, String)>) -> Result<(), StoreError> {
+        let fresh: Vec<(String, String)> = emails
+            .into_iter()
+            .map(|(t, e)| (t, normalize_email(&e)))
+            .filter(|pair| self.looked_up.insert(pair.clone()))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(String, Vec<u8>)> = fresh
+            .iter()
+            .map(|(t, e)| (t.clone(), self.hash_key.email_hmac(t, e)))
+            .collect();
+        for i in privacy::erased_among(self.conn, &entries).await? {
+            let (tenant, email) = &fresh[i];
+            self.blocklists
+                .entry(tenant.clone())
+                .or_default()
+                .add(email);
+        }
         Ok(())
+    }
+
+    /// The tenant's erased addresses known to the batch.
+    fn blocklist(&self, tenant: &str) -> Blocklist {
+        self.blocklists.get(tenant).cloned().unwrap_or_default()
     }
 
     fn contact(&self, key: &Key) -> ContactRecord {
@@ -601,7 +692,8 @@ impl<'c> Uow<'c> {
         now: OffsetDateTime,
     ) -> Result<Result<Reply, Decided>, StoreError> {
         let tenant = cmd.tenant.as_str();
-        let ctx = command_ctx(cmd, policies.for_tenant(tenant), limits, now);
+        let blocklist = self.blocklist(tenant);
+        let ctx = command_ctx(cmd, policies.for_tenant(tenant), limits, now, &blocklist);
         let command_id = cmd.command_id.as_str();
         #[cfg(feature = "failpoints")]
         if let Err(e) = decide(|| {
@@ -628,7 +720,14 @@ impl<'c> Uow<'c> {
                 .await?
                 .map(|(o, items)| (o, None, Some(items))),
             CommandBody::User { user_id, op } => self
-                .user_command(&ctx, user_id, op, cmd.expected_version, &mut drafts)
+                .user_command(
+                    &ctx,
+                    command_id,
+                    user_id,
+                    op,
+                    cmd.expected_version,
+                    &mut drafts,
+                )
                 .await?
                 .map(|(o, v)| (o, Some(entity(EntityKind::User, user_id, v)), None)),
             CommandBody::Directory(DirectoryCommand::EmployerUpsert(u)) => self
@@ -670,6 +769,16 @@ impl<'c> Uow<'c> {
                 .enumerate()
                 .map(|(seq, d)| to_cloud_event(&cmd.tenant, &cmd.command_id, seq, d, now)),
         );
+        // The erased entity's events of this batch, its erasure's included.
+        for (tenant, kind, id) in std::mem::take(&mut self.erased) {
+            for e in self
+                .outbox
+                .iter_mut()
+                .filter(|e| e.tenant == tenant && e.entity_kind == kind && e.entity_id == id)
+            {
+                e.scrub = true;
+            }
+        }
         Reply {
             items,
             ..self.reply(cmd, first_event, outcome, entity)
@@ -844,7 +953,119 @@ impl<'c> Uow<'c> {
         }
         self.keep_contact_decision(key, command_id, decision, drafts)
             .await?;
+        if outcome == Outcome::Applied {
+            match op {
+                ContactOp::Erase => {
+                    let email = record.held_state().and_then(|c| c.email.clone());
+                    self.forget(ctx, command_id, EntityKind::Contact, id, email, drafts)
+                        .await?;
+                }
+                ContactOp::ConfirmConsent => {
+                    if let Some(email) = record.live().and_then(|c| c.email.as_deref()) {
+                        self.consent(ctx, command_id, id, email, drafts).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
         Ok(Ok((outcome, version, destructive)))
+    }
+
+    /// After an erasure: scrubs what else the worker keeps of the entity,
+    /// puts its address on the blocklist and suppresses the tenant's other
+    /// contacts with it.
+    async fn forget(
+        &mut self,
+        ctx: &Ctx<'_>,
+        command_id: &str,
+        kind: EntityKind,
+        id: &EntityId,
+        email: Option<String>,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<(), StoreError> {
+        let tenant = ctx.tenant.as_str();
+        self.flush().await?;
+        let scrubbed = privacy::scrub(self.conn, tenant, kind, id).await?;
+        tracing::info!(
+            tenant,
+            kind = kind.as_str(),
+            dead_letters = scrubbed.dead_letters,
+            held = scrubbed.held,
+            outbox = scrubbed.outbox,
+            "erased"
+        );
+        self.erased.push((tenant.to_owned(), kind, id.to_string()));
+        let Some(email) = email else {
+            return Ok(());
+        };
+        privacy::add_erased(self.conn, tenant, &self.hash_key.email_hmac(tenant, &email)).await?;
+        self.blocklists
+            .entry(tenant.to_owned())
+            .or_default()
+            .add(&email);
+        let except = (kind == EntityKind::Contact).then_some(id);
+        self.reevaluate_contacts(ctx, command_id, &email, except, drafts)
+            .await
+    }
+
+    /// After a consent: the address leaves the blocklist, and the tenant's
+    /// other contacts with it are unsuppressed unless something else
+    /// suppresses them.
+    async fn consent(
+        &mut self,
+        ctx: &Ctx<'_>,
+        command_id: &str,
+        id: &EntityId,
+        email: &str,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<(), StoreError> {
+        let tenant = ctx.tenant.as_str();
+        privacy::remove_erased(self.conn, tenant, &self.hash_key.email_hmac(tenant, email)).await?;
+        if let Some(list) = self.blocklists.get_mut(tenant) {
+            list.remove(email);
+        }
+        self.reevaluate_contacts(ctx, command_id, email, Some(id), drafts)
+            .await
+    }
+
+    /// Re-decides the suppression of the tenant's live contacts with
+    /// `email` (but `except`) under the batch's blocklist.
+    async fn reevaluate_contacts(
+        &mut self,
+        ctx: &Ctx<'_>,
+        command_id: &str,
+        email: &str,
+        except: Option<&EntityId>,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<(), StoreError> {
+        let tenant = ctx.tenant.as_str();
+        self.flush().await?;
+        let keys: Vec<Key> = privacy::contacts_with_email(self.conn, tenant, email)
+            .await?
+            .into_iter()
+            .filter(|c| Some(c) != except)
+            .map(|c| (tenant.to_owned(), c))
+            .collect();
+        self.load_contacts(&keys).await?;
+        let blocklist = self.blocklist(tenant);
+        let ctx = Ctx {
+            blocklist: &blocklist,
+            ..*ctx
+        };
+        let address = normalize_email(email);
+        for key in keys {
+            let ContactRecord::Live(contact) = self.contact(&key) else {
+                continue;
+            };
+            if contact.email.as_deref().map(normalize_email) != Some(address.clone()) {
+                continue;
+            }
+            if let Some(d) = reevaluate(&ctx, &contact) {
+                self.keep_contact_decision(key, command_id, d, drafts)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn keep_contact_decision(
@@ -914,6 +1135,12 @@ impl<'c> Uow<'c> {
             .map(|id| (tenant.to_owned(), id.clone()))
             .collect();
         self.load_contacts(&keys).await?;
+        // The filter's contacts were looked up just now.
+        let blocklist = self.blocklist(tenant);
+        let ctx = &Ctx {
+            blocklist: &blocklist,
+            ..*ctx
+        };
         let mut items = Vec::with_capacity(ids.len());
         let mut destructive = 0;
         for id in &ids {
@@ -962,6 +1189,7 @@ impl<'c> Uow<'c> {
     async fn user_command(
         &mut self,
         ctx: &Ctx<'_>,
+        command_id: &str,
         id: &EntityId,
         op: &UserOp,
         expected_version: Option<u64>,
@@ -995,6 +1223,11 @@ impl<'c> Uow<'c> {
             self.set_user(key, w);
         }
         drafts.extend(d.events);
+        if let (UserOp::Erase, Outcome::Applied) = (op, d.outcome) {
+            let email = record.held_state().map(|u| u.email.clone());
+            self.forget(ctx, command_id, EntityKind::User, id, email, drafts)
+                .await?;
+        }
         Ok(Ok((d.outcome, version)))
     }
 }

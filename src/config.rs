@@ -28,6 +28,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub relay: RelaySettings,
     pub retention: RetentionSettings,
+    pub privacy: PrivacySettings,
     pub limits: Limits,
     /// `[tenants.default]` and per-tenant policy overrides.
     pub tenants: BTreeMap<String, TenantPolicyOverride>,
@@ -178,6 +179,19 @@ impl Default for RetentionSettings {
     }
 }
 
+/// `[privacy]`: the key of the erased-address blocklist (contract section 11).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// HMAC-SHA-256 key, at least 32 characters; generated once and kept in
+    /// the database when not configured. It cannot be changed later: see
+    /// the README ("Right to be forgotten").
+    pub hash_key: Option<SecretString>,
+}
+
+/// The shortest `privacy.hash_key` accepted.
+pub const MIN_HASH_KEY_CHARS: usize = 32;
+
 impl Settings {
     /// Layers defaults, the optional file and the environment, then checks
     /// cross-field rules.
@@ -245,6 +259,17 @@ impl Settings {
             return invalid(
                 "limits.dead_letter_body_bytes",
                 "must be at most limits.max_body_bytes",
+            );
+        }
+        let key_ok = self
+            .privacy
+            .hash_key
+            .as_ref()
+            .is_none_or(|k| k.expose_secret().chars().count() >= MIN_HASH_KEY_CHARS);
+        if !key_ok {
+            return invalid(
+                "privacy.hash_key",
+                "must be at least 32 characters (or left out, to have one generated)",
             );
         }
         if self.worker.batch_size == 0 {

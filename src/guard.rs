@@ -3,6 +3,7 @@
 //! its own `issued_at` and authorised as its producer) or discard them into
 //! the dead-letter store. The CLI calls these, as the console will.
 
+use crate::privacy::{HashKey, KeyError};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
@@ -43,6 +44,8 @@ pub enum GuardError {
     Store(#[from] StoreError),
     #[error("tenant: {0}")]
     Tenant(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 impl From<sqlx::Error> for GuardError {
@@ -81,18 +84,19 @@ pub async fn release(
 ) -> Result<Vec<Released>, GuardError> {
     let tenant_id = TenantId::parse(tenant).map_err(|r| GuardError::Tenant(r.message))?;
     let held = selected(pool, tenant, &selection).await?;
+    let hash_key = HashKey::load(pool, settings.privacy.hash_key.as_ref()).await?;
     let mut results = Vec::with_capacity(held.len());
     if dry_run {
         let mut tx = pool.begin().await?;
         for h in &held {
-            results.extend(release_one(settings, &mut tx, h).await?);
+            results.extend(release_one(settings, &hash_key, &mut tx, h).await?);
         }
         tx.rollback().await?;
         return Ok(results);
     }
     for h in &held {
         let mut tx = pool.begin().await?;
-        let released = release_one(settings, &mut tx, h).await?;
+        let released = release_one(settings, &hash_key, &mut tx, h).await?;
         tx.commit().await?;
         results.extend(released);
     }
@@ -106,6 +110,7 @@ pub async fn release(
 /// applies it as a fresh delivery with the guardrail off.
 async fn release_one(
     settings: &Settings,
+    hash_key: &HashKey,
     conn: &mut PgConnection,
     h: &Held,
 ) -> Result<Option<Released>, GuardError> {
@@ -125,6 +130,7 @@ async fn release_one(
         producers: &producers,
         limits: &settings.limits,
         guardrail: false,
+        hash_key,
     };
     let batch = [(msg, prepared)];
     let done = apply_batch(conn, &batch, &rules, now, true).await?;
@@ -237,6 +243,7 @@ async fn publish_released(
         issued_at: now,
         actor: Some(actor),
         now,
+        blocklist: &Default::default(),
     };
     let data = EventData::GuardrailReleased(GuardrailReleased {
         released,

@@ -167,6 +167,7 @@ impl Inbound {
             tenant: failure.tenant.clone(),
             command_id: failure.command_id.clone(),
             command_type: failure.command_type.clone(),
+            subject: crate::domain::envelope::subject_of(&self.body),
             code: failure.rejection.code.as_str().to_owned(),
             message: failure.rejection.message.clone(),
         }

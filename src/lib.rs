@@ -27,6 +27,7 @@ pub mod failpoints;
 pub mod guard;
 pub mod intake;
 pub mod monitoring;
+pub mod privacy;
 pub mod relay;
 pub mod retention;
 pub mod schemas;

@@ -33,6 +33,7 @@ use crate::domain::outcome::{Rejection, Reply};
 use crate::domain::policy::{Policies, Producers};
 use crate::domain::registry::CommandType;
 use crate::intake::Inbound;
+use crate::privacy::HashKey;
 use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
 
@@ -42,6 +43,7 @@ pub struct Processor {
     pub policies: Policies,
     pub producers: Producers,
     pub limits: Limits,
+    pub hash_key: HashKey,
     /// Woken after each commit that wrote events.
     pub relay_wake: Arc<Notify>,
 }
@@ -144,6 +146,7 @@ impl Processor {
             producers: &self.producers,
             limits: &self.limits,
             guardrail: true,
+            hash_key: &self.hash_key,
         };
         let outcome = apply_batch(&mut tx, batch, &rules, now, check_duplicates).await?;
         tx.commit().await?;

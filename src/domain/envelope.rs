@@ -8,7 +8,7 @@ use super::contact::command::{self as contact_command, ContactOp};
 use super::directory::{self, DirectoryCommand};
 use super::ids::{check_short, CommandId, EntityId, Limits, TenantId};
 use super::json::{parse_strict, JsonError};
-use super::outcome::{ErrorCode, Outcome, Rejection, Reply};
+use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection, Reply};
 use super::payload::{parse_time, printable, required_str, take_id};
 use super::registry::CommandType;
 use super::user::command::{self as user_command, UserOp};
@@ -148,6 +148,22 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Command, DecodeFailure> {
         tenant,
         command_type,
     })
+}
+
+/// The contact or user a message names, read leniently from its body
+/// whether or not it decodes, so that an erasure finds its dead letters:
+/// `type` `contact.*` or `user.*` with a string `payload.contact_id` or
+/// `payload.user_id`.
+pub fn subject_of(body: &[u8]) -> Option<(EntityKind, String)> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let type_name = value.get("type")?.as_str()?;
+    let (kind, field) = match type_name.split_once('.')?.0 {
+        "contact" => (EntityKind::Contact, "contact_id"),
+        "user" => (EntityKind::User, "user_id"),
+        _ => return None,
+    };
+    let id = value.get("payload")?.get(field)?.as_str()?;
+    Some((kind, id.to_owned()))
 }
 
 fn holds_nul(map: &Map<String, Value>) -> bool {

@@ -119,6 +119,8 @@ event_types! {
     UserDeleted = "user.deleted", entity User, data UserDeleted;
     ContactRestored = "contact.restored", entity Contact, data OnContact<Created>;
     UserRestored = "user.restored", entity User, data OnUser<Created>;
+    ContactErased = "contact.erased", entity Contact, data ContactErased;
+    UserErased = "user.erased", entity User, data UserErased;
     GuardrailTripped = "guardrail.tripped", entity Tenant, data GuardrailTripped;
     GuardrailReleased = "guardrail.released", entity Tenant, data GuardrailReleased;
 }
@@ -314,6 +316,23 @@ pub struct UserDeleted {
     pub email: String,
 }
 
+/// The ids and a hash of the address, never the address: what a system
+/// that kept a copy needs to find and forget it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ContactErased {
+    pub contact_id: EntityId,
+    /// Lower-case hex SHA-256 of the trimmed, lower-cased email; null when
+    /// the contact had none.
+    pub email_sha256: Option<String>,
+}
+
+/// See [`ContactErased`].
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UserErased {
+    pub user_id: EntityId,
+    pub email_sha256: String,
+}
+
 /// An event as decided by the domain: which entity version it describes and
 /// its `data` object.
 #[derive(Clone, Debug, PartialEq)]
@@ -351,6 +370,8 @@ pub struct OutboxEvent {
     pub entity_id: String,
     pub version: u64,
     pub cloud_event: Value,
+    /// Its entity was erased: `data` goes once the event is published.
+    pub scrub: bool,
 }
 
 /// Namespace of the name-based (v5) event ids: an event's id is derived from
@@ -403,6 +424,7 @@ pub fn to_cloud_event(
         entity_id: draft.entity_id,
         version: draft.version,
         cloud_event,
+        scrub: false,
     }
 }
 

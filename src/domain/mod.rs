@@ -15,6 +15,7 @@ pub mod kinds;
 pub mod outcome;
 pub mod payload;
 pub mod policy;
+pub mod privacy;
 #[cfg(test)]
 mod proptests;
 pub mod record;
@@ -40,6 +41,8 @@ pub struct Ctx<'a> {
     pub actor: Option<&'a str>,
     /// Wall-clock time of processing, for `updated_at` and event times.
     pub now: OffsetDateTime,
+    /// The tenant's erased addresses among those the command may touch.
+    pub blocklist: &'a privacy::Blocklist,
 }
 
 /// Last writer wins per aspect: a command is fresh unless an aspect already

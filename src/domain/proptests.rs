@@ -11,6 +11,7 @@ use super::event::EventType;
 use super::ids::{EntityId, Limits, TenantId};
 use super::outcome::Outcome;
 use super::policy::TenantPolicy;
+use super::privacy::Blocklist;
 use super::registry::CommandType;
 use super::user::decide::decide_user;
 use super::user::{User, UserRecord};
@@ -174,6 +175,9 @@ fn contact_op() -> impl Strategy<Value = ContactOp> {
             }
         ),
         Just(ContactOp::Delete),
+        Just(ContactOp::Restore),
+        Just(ContactOp::Erase),
+        Just(ContactOp::ConfirmConsent),
     ]
 }
 
@@ -207,7 +211,8 @@ proptest! {
 
     #[test]
     fn deciding_any_sequence_keeps_the_invariants(
-        steps in prop::collection::vec((contact_op(), -30i64..30, prop::option::of(0u64..4)), 1..40)
+        steps in prop::collection::vec((contact_op(), -30i64..30, prop::option::of(0u64..4)), 1..40),
+        erased in any::<bool>(),
     ) {
         let tenant = TenantId::parse("acme").unwrap();
         let policy = TenantPolicy::default();
@@ -216,19 +221,30 @@ proptest! {
         let base = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
         let mut record = ContactRecord::Absent;
         let mut users = vec![linked_user()];
+        let blocklist = if erased { Blocklist::of(["A@example.com"]) } else { Blocklist::default() };
         for (op, minutes, expected) in steps {
-            let ctx = Ctx { tenant: &tenant, policy: &policy, limits: &limits, issued_at: base + Duration::minutes(minutes), actor: None, now: base };
+            let ctx = Ctx { tenant: &tenant, policy: &policy, limits: &limits, issued_at: base + Duration::minutes(minutes), actor: None, now: base, blocklist: &blocklist };
             let before = match &record { ContactRecord::Live(c) => Some(c.version), _ => None };
             let Ok(d) = decide_contact(&ctx, &id, &record, &op, expected, &users) else { continue };
             match d.outcome {
                 Outcome::Applied => {
-                    prop_assert!(!d.events.is_empty());
                     let after = d.version_after(&record);
-                    if let (Some(b), Some(a)) = (before, after) {
+                    // A consent may change only the blocklist (another reason
+                    // still suppresses the contact): no event, no version.
+                    if d.events.is_empty() {
+                        prop_assert_eq!(&op, &ContactOp::ConfirmConsent);
+                        prop_assert_eq!(after, before);
+                    } else if let (Some(b), Some(a)) = (before, after) {
                         prop_assert_eq!(a, b + 1);
                     }
+                    // Events carry the version written: the contact's, or its tombstone's.
+                    let written = match &d.write {
+                        Some(ContactRecord::Live(c)) => Some(c.version),
+                        Some(ContactRecord::Deleted { version, .. }) => Some(*version),
+                        Some(ContactRecord::Absent) | None => None,
+                    };
                     for e in d.events.iter().filter(|e| e.entity_kind == super::outcome::EntityKind::Contact) {
-                        prop_assert_eq!(Some(e.version), after.or(before.map(|b| b + 1)));
+                        prop_assert_eq!(Some(e.version), written);
                     }
                 }
                 Outcome::Unchanged | Outcome::Stale => {
@@ -240,7 +256,8 @@ proptest! {
                 }
             }
             if let (Some(ContactRecord::Live(c)), Outcome::Applied) = (&d.write, d.outcome) {
-                prop_assert_eq!(c.email_suppressed, !c.suppression_reasons(&policy).is_empty());
+                let under = if op == ContactOp::ConfirmConsent { Blocklist::default() } else { blocklist.clone() };
+                prop_assert_eq!(c.email_suppressed, !c.suppression_reasons(&policy, &under).is_empty());
                 let flips = d.events.iter().filter(|e| matches!(e.event_type, EventType::ContactEmailSuppressed | EventType::ContactEmailUnsuppressed)).count();
                 prop_assert!(flips <= 1);
             }
@@ -257,7 +274,7 @@ proptest! {
 
     #[test]
     fn user_decisions_never_panic(
-        ops in prop::collection::vec((0u8..5, -10i64..10, any::<bool>()), 1..20)
+        ops in prop::collection::vec((0u8..7, -10i64..10, any::<bool>()), 1..20)
     ) {
         use crate::domain::user::command::{UserOp, UserUpsert};
         let tenant = TenantId::parse("acme").unwrap();
@@ -267,12 +284,14 @@ proptest! {
         let base = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
         let mut record = UserRecord::Absent;
         for (kind, minutes, role_exists) in ops {
-            let ctx = Ctx { tenant: &tenant, policy: &policy, limits: &limits, issued_at: base + Duration::minutes(minutes), actor: None, now: base };
+            let ctx = Ctx { tenant: &tenant, policy: &policy, limits: &limits, issued_at: base + Duration::minutes(minutes), actor: None, now: base, blocklist: &Default::default() };
             let op = match kind {
                 0 => UserOp::Upsert(UserUpsert { email: Some("u@example.com".into()), role_id: Some(EntityId::trusted("r")), ..UserUpsert::default() }),
                 1 => UserOp::RevokeAccess { reason: None },
                 2 => UserOp::RestoreAccess { reason: None },
                 3 => UserOp::ChangeRole { role_id: EntityId::trusted("r2") },
+                4 => UserOp::Restore,
+                5 => UserOp::Erase,
                 _ => UserOp::Delete,
             };
             if let Ok(d) = decide_user(&ctx, &id, &record, &op, None, role_exists) {

@@ -30,6 +30,18 @@ impl<T> Record<T> {
     }
 }
 
+impl<T> Record<T> {
+    /// The entity's data the store still holds: live, or kept by a soft
+    /// delete (even past its window, until the purge).
+    pub fn held_state(&self) -> Option<&T> {
+        match self {
+            Record::Live(t) => Some(t),
+            Record::Deleted { kept: Some(k), .. } => Some(&k.state),
+            Record::Deleted { kept: None, .. } | Record::Absent => None,
+        }
+    }
+}
+
 /// A soft-deleted entity as it was, restorable until `purge_after`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kept<T> {

@@ -10,6 +10,7 @@ use super::event::{EventDraft, EventType};
 use super::ids::{EntityId, Limits, TenantId};
 use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use super::policy::TenantPolicy;
+use super::privacy::Blocklist;
 use super::ts::Ts;
 use super::Ctx;
 use time::macros::datetime;
@@ -38,6 +39,7 @@ pub struct World {
     pub policy: TenantPolicy,
     pub limits: Limits,
     pub actor: &'static str,
+    pub blocklist: Blocklist,
 }
 
 impl World {
@@ -51,6 +53,7 @@ impl World {
             policy: TenantPolicy::default(),
             limits: Limits::default(),
             actor,
+            blocklist: Blocklist::default(),
         }
     }
 
@@ -74,6 +77,7 @@ impl World {
             issued_at: at(minute),
             actor: Some(self.actor),
             now: NOW,
+            blocklist: &self.blocklist,
         }
     }
 }

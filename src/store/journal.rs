@@ -3,7 +3,7 @@
 
 use super::StoreError;
 use crate::domain::event::OutboxEvent;
-use crate::domain::outcome::Reply;
+use crate::domain::outcome::{EntityKind, Reply};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
@@ -68,6 +68,7 @@ pub async fn write_outbox_and_inbox(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let mut e_scrub = Vec::with_capacity(n);
     for e in events {
         e_tenants.push(e.tenant.as_str());
         e_ids.push(e.id);
@@ -77,6 +78,7 @@ pub async fn write_outbox_and_inbox(
         e_entities.push(e.entity_id.as_str());
         e_versions.push(e.version as i64);
         e_bodies.push(&e.cloud_event);
+        e_scrub.push(e.scrub);
     }
     let p_tenants: Vec<&str> = processed.iter().map(|r| r.0.as_str()).collect();
     let p_ids: Vec<&str> = processed.iter().map(|r| r.1.as_str()).collect();
@@ -89,10 +91,10 @@ pub async fn write_outbox_and_inbox(
     // WITH ORDINALITY keeps the outbox ids (bigserial) in the events' order.
     let inserted = sqlx::query(
         "WITH events AS ( \
-           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body) \
-           SELECT t, i, k, ty, ki, ei, v, b FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], \
-             $5::text[], $6::text[], $7::bigint[], $8::jsonb[]) \
-           WITH ORDINALITY AS u(t, i, k, ty, ki, ei, v, b, n) ORDER BY n) \
+           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body, scrub) \
+           SELECT t, i, k, ty, ki, ei, v, b, s FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::bigint[], $8::jsonb[], $14::bool[]) \
+           WITH ORDINALITY AS u(t, i, k, ty, ki, ei, v, b, s, n) ORDER BY n) \
          INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, reply) \
          SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[]) \
          ON CONFLICT DO NOTHING",
@@ -110,6 +112,7 @@ pub async fn write_outbox_and_inbox(
     .bind(p_kinds)
     .bind(p_outcomes)
     .bind(p_replies)
+    .bind(e_scrub)
     .execute(conn)
     .await?
     .rows_affected();
@@ -175,7 +178,8 @@ pub async fn mark_published(
              AND classid = (($2::bigint >> 32) & 4294967295)::oid \
              AND objid = ($2::bigint & 4294967295)::oid) AS held), \
          marked AS ( \
-           UPDATE outbox SET published_at = now() \
+           UPDATE outbox SET published_at = now(), \
+             body = CASE WHEN scrub THEN body - 'data' ELSE body END \
            WHERE id = ANY($1) AND published_at IS NULL AND (SELECT held FROM lock)) \
          SELECT held FROM lock",
     )
@@ -207,6 +211,9 @@ pub struct DeadLetter {
     pub tenant: Option<String>,
     pub command_id: Option<String>,
     pub command_type: Option<String>,
+    /// The contact or user the message names, so that erasing it removes
+    /// the row: (`contact` or `user`, id).
+    pub subject: Option<(EntityKind, String)>,
     pub code: String,
     pub message: String,
     /// The delivery's trusted `x-replayed` header (0 for an original message).
@@ -253,8 +260,9 @@ pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Resul
     let opt = |s: &Option<String>| s.as_deref().map(|s| pg_text(s).into_owned());
     Ok(sqlx::query_scalar(
         "INSERT INTO dead_letters (fingerprint, body, body_len, body_sha256, properties, exchange, \
-         routing_key, user_id, tenant_id, command_id, command_type, code, message, last_failure_replay) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         routing_key, user_id, tenant_id, command_id, command_type, code, message, last_failure_replay, \
+         entity_kind, entity_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (fingerprint) DO UPDATE SET last_failed_at = now(), \
          failure_count = dead_letters.failure_count + 1, code = EXCLUDED.code, \
          message = EXCLUDED.message, properties = EXCLUDED.properties, \
@@ -262,6 +270,8 @@ pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Resul
          tenant_id = COALESCE(EXCLUDED.tenant_id, dead_letters.tenant_id), \
          command_id = COALESCE(EXCLUDED.command_id, dead_letters.command_id), \
          command_type = COALESCE(EXCLUDED.command_type, dead_letters.command_type), \
+         entity_kind = COALESCE(EXCLUDED.entity_kind, dead_letters.entity_kind), \
+         entity_id = COALESCE(EXCLUDED.entity_id, dead_letters.entity_id), \
          last_failure_replay = GREATEST(dead_letters.last_failure_replay, EXCLUDED.last_failure_replay) \
          RETURNING id",
     )
@@ -279,6 +289,8 @@ pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Resul
     .bind(pg_text(&d.code))
     .bind(pg_text(&d.message))
     .bind(d.replay)
+    .bind(d.subject.as_ref().map(|(kind, _)| kind.as_str()))
+    .bind(d.subject.as_ref().map(|(_, id)| pg_text(id).into_owned()))
     .fetch_one(conn)
     .await?)
 }

@@ -4,6 +4,7 @@
 pub mod entities;
 pub mod guardrail;
 pub mod journal;
+pub mod privacy;
 
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -5,6 +5,7 @@ mod bad_input;
 mod contacts;
 mod dead_letters;
 mod deploy;
+mod erasure;
 mod guardrail;
 mod hardening;
 // Shared with the chaos test binary, which uses the process helpers this one does not.

@@ -1,6 +1,6 @@
 //! The published JSON Schemas (deploy/schemas) against real traffic: every
 //! command sent here validates against its type's schema, and every event
-//! the worker emits (all 28 types occur) against its event type's schema.
+//! the worker emits (all 30 types occur) against its event type's schema.
 
 use std::collections::BTreeSet;
 
@@ -114,6 +114,14 @@ async fn commands_replies_and_every_event_type_match_the_published_schemas() {
         c("user.delete", 9, json!({"user_id": "u-1"})),
         c("contact.restore", 10, json!({"contact_id": "c-1"})),
         c("user.restore", 10, json!({"user_id": "u-1"})),
+        c("contact.erase", 11, json!({"contact_id": "c-1"})),
+        c("user.erase", 11, json!({"user_id": "u-1"})),
+        c(
+            "contact.upsert",
+            12,
+            json!({"contact_id": "c-2", "email": "DANA@example.com"}),
+        ),
+        c("contact.confirm_consent", 13, json!({"contact_id": "c-2"})),
     ];
     let mut events = Vec::new();
     for cmd in &commands {

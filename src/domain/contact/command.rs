@@ -43,6 +43,10 @@ command_kinds! {
             bulk true, frozen true, destructive false, wire Empty;
         Delete = "contact.delete", id "contact_id", aspect "all (never stale)",
             bulk false, frozen true, destructive true, wire Empty;
+        Erase = "contact.erase", id "contact_id", aspect "all (never stale)",
+            bulk false, frozen true, destructive true, wire Empty;
+        ConfirmConsent = "contact.confirm_consent", id "contact_id", aspect "none (the blocklist is not ordered by time)",
+            bulk false, frozen true, destructive false, wire Empty;
     }
 }
 
@@ -122,6 +126,11 @@ pub enum ContactOp {
     /// Brings a soft-deleted contact back, within its restore window.
     Restore,
     Delete,
+    /// Forgets the contact for good: its data, activity and dead letters;
+    /// its address goes on the tenant's blocklist.
+    Erase,
+    /// The person opted in again: their address leaves the blocklist.
+    ConfirmConsent,
 }
 
 impl ContactOp {
@@ -141,6 +150,8 @@ impl ContactOp {
             ContactOp::LogActivity(_) => ContactKind::LogActivity,
             ContactOp::Restore => ContactKind::Restore,
             ContactOp::Delete => ContactKind::Delete,
+            ContactOp::Erase => ContactKind::Erase,
+            ContactOp::ConfirmConsent => ContactKind::ConfirmConsent,
         }
     }
 
@@ -170,7 +181,9 @@ impl ContactOp {
             | ContactOp::Reject { .. }
             | ContactOp::LogActivity(_)
             | ContactOp::Restore
-            | ContactOp::Delete => false,
+            | ContactOp::Delete
+            | ContactOp::Erase
+            | ContactOp::ConfirmConsent => false,
         }
     }
 }
@@ -235,6 +248,14 @@ pub fn decode(
         ContactKind::Delete => {
             payload::empty(payload)?;
             ContactOp::Delete
+        }
+        ContactKind::Erase => {
+            payload::empty(payload)?;
+            ContactOp::Erase
+        }
+        ContactKind::ConfirmConsent => {
+            payload::empty(payload)?;
+            ContactOp::ConfirmConsent
         }
     })
 }

@@ -4,13 +4,14 @@
 use super::command::{Archive, ContactOp, ContactUpsert, LogActivity, Revive};
 use super::*;
 use crate::domain::event::{
-    ActivityLogged, AttributeChange, AttributesChanged, Changed, ContactDeleted, ContactField,
-    Created, EmailSuppressed, EmailUnsuppressed, EventData, EventDraft, EventType, FromTo,
-    OnContact, Placement, Reason,
+    ActivityLogged, AttributeChange, AttributesChanged, Changed, ContactDeleted, ContactErased,
+    ContactField, Created, EmailSuppressed, EmailUnsuppressed, EventData, EventDraft, EventType,
+    FromTo, OnContact, Placement, Reason,
 };
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use crate::domain::policy::{DeleteMode, TenantPolicy};
+use crate::domain::privacy::email_sha256;
 use crate::domain::record::{check_version, Kept};
 use crate::domain::ts::Ts;
 use crate::domain::user::User;
@@ -118,7 +119,9 @@ pub fn check_op_against_policy(policy: &TenantPolicy, op: &ContactOp) -> Result<
         | ContactOp::Revive(_)
         | ContactOp::LogActivity(_)
         | ContactOp::Restore
-        | ContactOp::Delete => Ok(()),
+        | ContactOp::Delete
+        | ContactOp::Erase
+        | ContactOp::ConfirmConsent => Ok(()),
     }
 }
 
@@ -142,6 +145,9 @@ pub fn decide_contact(
     // What the command asks of the tenant's policy is wrong whatever the
     // contact's state, so it is refused first (a replay would fail again).
     check_op_against_policy(ctx.policy, op)?;
+    if let ContactOp::Erase = op {
+        return erase(ctx, id, record, expected_version);
+    }
     let contact = match (record, op) {
         (ContactRecord::Live(_), ContactOp::Restore) => {
             return Err(Rejection::new(
@@ -183,8 +189,10 @@ pub fn decide_contact(
             ),
         ));
     }
-    if let ContactOp::Delete = op {
-        return delete(ctx, contact);
+    match op {
+        ContactOp::Delete => return delete(ctx, contact),
+        ContactOp::ConfirmConsent => return Ok(confirm_consent(ctx, contact)),
+        _ => {}
     }
     let mut w = Working::new(ctx, contact);
     w.apply(id, op, linked_users)?;
@@ -237,11 +245,111 @@ fn delete(ctx: &Ctx<'_>, contact: &Contact) -> Result<ContactDecision, Rejection
     })
 }
 
+/// Forgets a contact, live or soft-deleted: a tombstone one version up,
+/// `ContactEmailSuppressed` (reason `erased`) first if its address was
+/// still mailed, then `ContactErased` with the address's hash. The store
+/// scrubs the rest (see [`crate::domain::privacy`]).
+fn erase(
+    ctx: &Ctx<'_>,
+    id: &EntityId,
+    record: &ContactRecord,
+    expected_version: Option<u64>,
+) -> Result<ContactDecision, Rejection> {
+    let (contact, version, at) = match record {
+        ContactRecord::Live(c) => (c, c.version, ctx.issued_at),
+        ContactRecord::Deleted {
+            kept: Some(k),
+            version,
+            at,
+        } => (&*k.state, *version, at.get().max(ctx.issued_at)),
+        ContactRecord::Deleted { kept: None, .. } | ContactRecord::Absent => {
+            return Err(Rejection::new(
+                ErrorCode::NotFound,
+                format!("contact `{id}` does not exist"),
+            ))
+        }
+    };
+    check_version(EntityKind::Contact, expected_version, version)?;
+    let version = version + 1;
+    let draft = |data| EventDraft::new(ctx, id, version, data);
+    let mut events = Vec::new();
+    // A soft-deleted contact's address was suppressed by its delete.
+    if let (Some(email), ContactRecord::Live(_)) = (&contact.email, record) {
+        if !contact.email_suppressed {
+            events.push(draft(EventData::ContactEmailSuppressed(EmailSuppressed {
+                email: email.clone(),
+                reasons: vec!["erased".to_owned()],
+                contact: None,
+            })));
+        }
+    }
+    events.push(draft(EventData::ContactErased(ContactErased {
+        contact_id: id.clone(),
+        email_sha256: contact.email.as_deref().map(email_sha256),
+    })));
+    Ok(ContactDecision {
+        outcome: Outcome::Applied,
+        write: Some(ContactRecord::Deleted {
+            at: Ts(at),
+            version,
+            kept: None,
+        }),
+        events,
+        users: vec![],
+        activity: None,
+        ensure_employers: vec![],
+        erase_activity: true,
+    })
+}
+
+/// The person opted in again: applied when the contact's address is on the
+/// blocklist (the store then takes it off and re-evaluates the tenant's
+/// other contacts with it), unchanged otherwise.
+fn confirm_consent(ctx: &Ctx<'_>, contact: &Contact) -> ContactDecision {
+    let unchanged = ContactDecision {
+        outcome: Outcome::Unchanged,
+        ..ContactDecision::stale()
+    };
+    let Some(email) = contact.email.as_deref().filter(|e| ctx.blocklist.holds(e)) else {
+        return unchanged;
+    };
+    let mut blocklist = ctx.blocklist.clone();
+    blocklist.remove(email);
+    let consented = Ctx {
+        blocklist: &blocklist,
+        ..*ctx
+    };
+    match reevaluate(&consented, contact) {
+        Some(d) => d,
+        None => ContactDecision {
+            outcome: Outcome::Applied,
+            ..ContactDecision::stale()
+        },
+    }
+}
+
+/// A contact whose address's suppression may have changed outside it (an
+/// erasure or a consent for the same address): one version up with
+/// `ContactEmailSuppressed` or `ContactEmailUnsuppressed` if its
+/// suppression changes under `ctx.blocklist`, `None` if it does not.
+pub fn reevaluate(ctx: &Ctx<'_>, contact: &Contact) -> Option<ContactDecision> {
+    let mut probe = contact.clone();
+    probe.refresh_derived(ctx.policy, ctx.blocklist);
+    if probe.email_suppressed == contact.email_suppressed {
+        return None;
+    }
+    let mut w = Working::new(ctx, contact);
+    w.w.mark_changed();
+    Some(w.finish())
+}
+
 /// Brings a soft-deleted contact back as it was, one version after its delete.
 fn restore(ctx: &Ctx<'_>, kept: &Contact, deleted_version: u64) -> ContactDecision {
     let mut contact = kept.clone();
     contact.version = deleted_version + 1;
     contact.updated_at = Ts(ctx.now);
+    // Its address may have been erased meanwhile (under another contact).
+    contact.refresh_derived(ctx.policy, ctx.blocklist);
     let snapshot = ContactSnapshot::of(&contact, ctx.tenant.as_str());
     let restored = OnContact {
         change: Created {},
@@ -320,14 +428,14 @@ fn create(ctx: &Ctx<'_>, id: &EntityId, u: &ContactUpsert) -> Result<ContactDeci
         created_at: Ts(ctx.now),
         updated_at: Ts(ctx.now),
     };
-    contact.refresh_derived(ctx.policy);
+    contact.refresh_derived(ctx.policy, ctx.blocklist);
     let snapshot = ContactSnapshot::of(&contact, ctx.tenant.as_str());
     let draft = |data| EventDraft::new(ctx, id, 1, data);
     let mut events = vec![draft(EventData::ContactCreated(OnContact {
         change: Created {},
         contact: snapshot.clone(),
     }))];
-    let reasons = contact.suppression_reasons(ctx.policy);
+    let reasons = contact.suppression_reasons(ctx.policy, ctx.blocklist);
     // Reasons exist only for a contact with an email.
     if let Some(email) = contact.email.clone().filter(|_| !reasons.is_empty()) {
         events.push(draft(EventData::ContactEmailSuppressed(EmailSuppressed {
@@ -435,8 +543,11 @@ impl<'a> Working<'a> {
                 }
             }
             ContactOp::LogActivity(a) => self.log_activity(a),
-            // Decided by `delete` and `restore` before any working copy exists.
-            ContactOp::Restore | ContactOp::Delete => {}
+            // Decided before any working copy exists.
+            ContactOp::Restore
+            | ContactOp::Delete
+            | ContactOp::Erase
+            | ContactOp::ConfirmConsent => {}
         }
         Ok(())
     }
@@ -765,9 +876,9 @@ impl<'a> Working<'a> {
             _ => {}
         }
         self.w.next.bump(ctx.now);
-        self.w.next.refresh_derived(ctx.policy);
+        self.w.next.refresh_derived(ctx.policy, ctx.blocklist);
         let was = self.w.before.email_suppressed;
-        let now = self.w.next.suppression_reasons(ctx.policy);
+        let now = self.w.next.suppression_reasons(ctx.policy, ctx.blocklist);
         // A suppressed contact has an email: there are no reasons without one.
         let email = self.w.next.email.clone();
         if let (false, true, Some(email)) = (was, self.w.next.email_suppressed, email) {

@@ -9,6 +9,7 @@ mod tests;
 
 use super::ids::EntityId;
 use super::policy::TenantPolicy;
+use super::privacy::Blocklist;
 use super::record::Record;
 use super::ts::Ts;
 use super::working::versioned;
@@ -35,6 +36,8 @@ pub enum ActivityKind {
 
 /// The reserved attribute that drives email suppression.
 pub const DO_NOT_EMAIL: &str = "do_not_email";
+/// The suppression reason of an address that was erased (contract section 11).
+pub const PREVIOUSLY_ERASED: &str = "previously_erased";
 
 /// Aspects of a contact (contract section 3); attributes are `attribute:NAME`.
 pub const PROFILE: &str = "profile";
@@ -131,11 +134,14 @@ pub struct Activity {
 
 impl Contact {
     /// Why the email is suppressed; empty when it is not (or there is no email).
-    pub fn suppression_reasons(&self, policy: &TenantPolicy) -> Vec<String> {
-        if self.email.is_none() {
+    pub fn suppression_reasons(&self, policy: &TenantPolicy, blocklist: &Blocklist) -> Vec<String> {
+        let Some(email) = &self.email else {
             return vec![];
-        }
+        };
         let mut reasons = Vec::new();
+        if blocklist.holds(email) {
+            reasons.push(PREVIOUSLY_ERASED.to_owned());
+        }
         if self.attributes.get(DO_NOT_EMAIL) == Some(&Value::Bool(true)) {
             reasons.push(DO_NOT_EMAIL.to_owned());
         }
@@ -151,9 +157,9 @@ impl Contact {
         reasons
     }
 
-    /// Recomputes the stored derived flags under `policy`.
-    pub fn refresh_derived(&mut self, policy: &TenantPolicy) {
-        self.email_suppressed = !self.suppression_reasons(policy).is_empty();
+    /// Recomputes the stored derived flags under `policy` and `blocklist`.
+    pub fn refresh_derived(&mut self, policy: &TenantPolicy, blocklist: &Blocklist) {
+        self.email_suppressed = !self.suppression_reasons(policy, blocklist).is_empty();
         self.shown_on_employer = !policy.hiding_statuses.contains(&self.status);
     }
 

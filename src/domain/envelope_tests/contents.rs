@@ -161,7 +161,7 @@ fn a_bulk_names_each_contact_once() {
 }
 
 #[test]
-fn a_bulk_accepts_every_contact_command_but_bulk_upsert_and_delete() {
+fn a_bulk_accepts_every_contact_command_but_bulk_upsert_delete_and_the_privacy_ones() {
     for t in all_types() {
         let mut op_payload = valid_payload(t);
         op_payload.as_object_mut().unwrap().remove("contact_id");
@@ -170,7 +170,14 @@ fn a_bulk_accepts_every_contact_command_but_bulk_upsert_and_delete() {
             json!({"contact_ids": ["c-1"], "operation": {"type": t, "payload": op_payload}}),
         );
         let allowed = t.starts_with("contact.")
-            && !matches!(t, "contact.bulk" | "contact.upsert" | "contact.delete");
+            && !matches!(
+                t,
+                "contact.bulk"
+                    | "contact.upsert"
+                    | "contact.delete"
+                    | "contact.erase"
+                    | "contact.confirm_consent"
+            );
         if allowed {
             let CommandBody::Bulk(b) = accepted(&v).body else {
                 panic!()

@@ -84,7 +84,9 @@ fn valid_payload(command_type: &str) -> Value {
             "contact_id": "c-17", "kind": "message", "body": "left us",
             "action_code": "deact-1", "occurred_at": "2026-11-21T10:00:00+01:00"
         }),
-        "contact.delete" | "contact.restore" => json!({"contact_id": "c-17"}),
+        "contact.delete" | "contact.restore" | "contact.erase" | "contact.confirm_consent" => {
+            json!({"contact_id": "c-17"})
+        }
         "contact.bulk" => json!({
             "contact_ids": ["c-1", "c-2"],
             "operation": {"type": "contact.deactivate", "payload": {"reason": "closed"}},
@@ -104,7 +106,7 @@ fn valid_payload(command_type: &str) -> Value {
             json!({"user_id": "u-1", "reason": "left"})
         }
         "user.change_role" => json!({"user_id": "u-1", "role_id": "r-admin"}),
-        "user.delete" | "user.restore" => json!({"user_id": "u-1"}),
+        "user.delete" | "user.restore" | "user.erase" => json!({"user_id": "u-1"}),
         other => panic!("no example for {other}"),
     }
 }
@@ -153,4 +155,28 @@ fn contact_op(c: &Command) -> &ContactOp {
 
 fn id(s: &str) -> EntityId {
     EntityId::trusted(s)
+}
+
+#[test]
+fn the_subject_of_a_message_is_read_whether_or_not_it_decodes() {
+    use crate::domain::envelope::subject_of;
+    use crate::domain::outcome::EntityKind;
+    let contact =
+        br#"{"type":"contact.upsert","payload":{"contact_id":"c-1","email":"not an email"}}"#;
+    assert_eq!(
+        subject_of(contact),
+        Some((EntityKind::Contact, "c-1".to_owned()))
+    );
+    let user = br#"{"type":"user.erase","bogus":1,"payload":{"user_id":"u-1"}}"#;
+    assert_eq!(subject_of(user), Some((EntityKind::User, "u-1".to_owned())));
+    for none in [
+        &br#"{"type":"contact.bulk","payload":{"contact_ids":["c-1"]}}"#[..],
+        br#"{"type":"employer.upsert","payload":{"employer_id":"e-1"}}"#,
+        br#"{"type":"contact.upsert","payload":{"contact_id":7}}"#,
+        br#"{"type":"contact.upsert"}"#,
+        br#"not json"#,
+        br#"[1,2]"#,
+    ] {
+        assert_eq!(subject_of(none), None, "{}", String::from_utf8_lossy(none));
+    }
 }

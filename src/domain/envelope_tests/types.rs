@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn a_valid_example_of_every_command_type_is_accepted() {
-    assert_eq!(all_types().len(), 23);
+    assert_eq!(all_types().len(), 26);
     for t in all_types() {
         let c = accepted(&valid(t));
         assert_eq!(c.type_name(), t);
@@ -96,6 +96,8 @@ fn the_minimal_payload_of_every_command_type_is_accepted() {
         ),
         ("contact.delete", json!({"contact_id": "c"})),
         ("contact.restore", json!({"contact_id": "c"})),
+        ("contact.erase", json!({"contact_id": "c"})),
+        ("contact.confirm_consent", json!({"contact_id": "c"})),
         (
             "contact.bulk",
             json!({"filter": {"employer_id": "e"}, "operation": {"type": "contact.approve"}}),
@@ -111,6 +113,7 @@ fn the_minimal_payload_of_every_command_type_is_accepted() {
         ("user.change_role", json!({"user_id": "u", "role_id": "r"})),
         ("user.delete", json!({"user_id": "u"})),
         ("user.restore", json!({"user_id": "u"})),
+        ("user.erase", json!({"user_id": "u"})),
     ];
     assert_eq!(minimal.len(), all_types().len());
     for (t, payload) in minimal {

@@ -22,6 +22,8 @@ command_kinds! {
             bulk false, frozen false, destructive false, wire Empty;
         Delete = "user.delete", id "user_id", aspect "all (never stale)",
             bulk false, frozen false, destructive true, wire Empty;
+        Erase = "user.erase", id "user_id", aspect "all (never stale)",
+            bulk false, frozen false, destructive true, wire Empty;
     }
 }
 
@@ -49,6 +51,8 @@ pub enum UserOp {
     /// Brings a soft-deleted user back, within its restore window.
     Restore,
     Delete,
+    /// Forgets the user for good; their address goes on the blocklist.
+    Erase,
 }
 
 impl UserOp {
@@ -60,6 +64,7 @@ impl UserOp {
             UserOp::ChangeRole { .. } => UserKind::ChangeRole,
             UserOp::Restore => UserKind::Restore,
             UserOp::Delete => UserKind::Delete,
+            UserOp::Erase => UserKind::Erase,
         }
     }
 
@@ -75,7 +80,8 @@ impl UserOp {
             UserOp::RevokeAccess { .. }
             | UserOp::RestoreAccess { .. }
             | UserOp::Restore
-            | UserOp::Delete => None,
+            | UserOp::Delete
+            | UserOp::Erase => None,
         }
     }
 }
@@ -120,6 +126,10 @@ pub fn decode(
         UserKind::Delete => {
             payload::empty(payload)?;
             UserOp::Delete
+        }
+        UserKind::Erase => {
+            payload::empty(payload)?;
+            UserOp::Erase
         }
     })
 }

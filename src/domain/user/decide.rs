@@ -4,11 +4,13 @@ use super::command::{UserOp, UserUpsert};
 use super::{User, UserRecord, UserSnapshot, ACCESS, PROFILE, ROLE};
 use crate::domain::decision::Decision;
 use crate::domain::event::{
-    Changed, Created, EventData, EventDraft, FromTo, OnUser, Reason, UserDeleted, UserField,
+    Changed, Created, EventData, EventDraft, FromTo, OnUser, Reason, UserDeleted, UserErased,
+    UserField,
 };
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use crate::domain::policy::DeleteMode;
+use crate::domain::privacy::email_sha256;
 use crate::domain::record::{check_version, Kept};
 use crate::domain::ts::Ts;
 use crate::domain::working::{Versioned, Working};
@@ -29,6 +31,9 @@ pub fn decide_user(
         Some(r) if !role_exists => Err(role_not_found(r)),
         _ => Ok(()),
     };
+    if let UserOp::Erase = op {
+        return erase(ctx, id, record, expected_version);
+    }
     let current = match record {
         UserRecord::Live(_) if matches!(op, UserOp::Restore) => {
             return Err(Rejection::new(
@@ -87,8 +92,8 @@ pub fn decide_user(
             }
         }
         UserOp::Delete => return Ok(delete(ctx, user)),
-        // Only a deleted user is restored: refused above.
-        UserOp::Restore => {}
+        // Only a deleted user is restored, and erase is decided above.
+        UserOp::Restore | UserOp::Erase => {}
     }
     Ok(w.finish())
 }
@@ -215,6 +220,52 @@ fn delete(ctx: &Ctx<'_>, user: &User) -> Decision<UserRecord> {
         )],
         ensure_employers: vec![],
     }
+}
+
+/// Forgets a user, live or soft-deleted: a tombstone one version up and
+/// `UserErased` with the address's hash; the store scrubs the rest and puts
+/// the address on the tenant's blocklist.
+fn erase(
+    ctx: &Ctx<'_>,
+    id: &EntityId,
+    record: &UserRecord,
+    expected_version: Option<u64>,
+) -> Result<Decision<UserRecord>, Rejection> {
+    let (user, version, at) = match record {
+        UserRecord::Live(u) => (u, u.version, ctx.issued_at),
+        UserRecord::Deleted {
+            kept: Some(k),
+            version,
+            at,
+        } => (&*k.state, *version, at.get().max(ctx.issued_at)),
+        UserRecord::Deleted { kept: None, .. } | UserRecord::Absent => {
+            return Err(Rejection::new(
+                ErrorCode::NotFound,
+                format!("user `{id}` does not exist"),
+            ))
+        }
+    };
+    check_version(EntityKind::User, expected_version, version)?;
+    let version = version + 1;
+    let erased = UserErased {
+        user_id: id.clone(),
+        email_sha256: email_sha256(&user.email),
+    };
+    Ok(Decision {
+        outcome: Outcome::Applied,
+        write: Some(UserRecord::Deleted {
+            at: Ts(at),
+            version,
+            kept: None,
+        }),
+        events: vec![EventDraft::new(
+            ctx,
+            id,
+            version,
+            EventData::UserErased(erased),
+        )],
+        ensure_employers: vec![],
+    })
 }
 
 /// Brings a soft-deleted user back as it was, one version after its delete.

@@ -125,7 +125,7 @@ fn do_not_email_without_an_email_suppresses_nothing() {
     assert_applied(&d, 1, &[ContactAttributesChanged]);
     assert!(!written(&d).email_suppressed);
     assert!(written(&d)
-        .suppression_reasons(&sim.world.policy)
+        .suppression_reasons(&sim.world.policy, &sim.world.blocklist)
         .is_empty());
 }
 

@@ -11,6 +11,7 @@ mod bulk;
 mod creation;
 mod delete;
 mod employer;
+mod erasure;
 mod restore;
 mod status;
 mod update;

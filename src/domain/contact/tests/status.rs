@@ -53,14 +53,16 @@ fn suppression_reasons_list_every_cause() {
     let mut sim = Sim::new();
     sim.ok(1, set_attrs(&[("do_not_email", Some(json!(true)))]));
     assert_eq!(
-        sim.contact().suppression_reasons(&sim.world.policy),
+        sim.contact()
+            .suppression_reasons(&sim.world.policy, &sim.world.blocklist),
         ["do_not_email"]
     );
     sim.ok(2, change_status("D"));
     sim.ok(3, deactivate());
     sim.ok(4, reject());
     assert_eq!(
-        sim.contact().suppression_reasons(&sim.world.policy),
+        sim.contact()
+            .suppression_reasons(&sim.world.policy, &sim.world.blocklist),
         ["do_not_email", "inactive", "rejected", "status:D"]
     );
 }

@@ -3,6 +3,7 @@
 mod access;
 mod creation;
 mod delete;
+mod erasure;
 mod restore;
 mod role_change;
 mod update;

@@ -6,7 +6,9 @@
 //!    cycling deactivate, change_status B, reactivate, change_status C, and
 //!    time from the first publish to the last matching event on `{p}.events`;
 //! 3. paced: the same at `--rate` commands/s, for latency under moderate load;
-//! 4. baseline: a broker-only echo (consume -> publish event with confirm ->
+//! 4. erasure: a contact with 10,000 activity rows and 1,000 dead letters
+//!    is erased while other commands flow at `--rate` (see `e2e/erasure.rs`);
+//! 5. baseline: a broker-only echo (consume -> publish event with confirm ->
 //!    ack, no database) under the same flood, the message path's own limit.
 //!
 //! Prints a table and one JSON line.
@@ -29,6 +31,9 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+
+#[path = "e2e/erasure.rs"]
+mod erasure;
 
 struct Args {
     contacts: usize,
@@ -440,6 +445,16 @@ async fn main() {
     );
     let mut paced = figures(&sent, &arrivals);
     (paced.worker_peak_rss_mb, paced.worker_cpu_seconds) = proc_stats(pid);
+    let erased = erasure::run(
+        &conn,
+        &names.commands,
+        &arrivals,
+        &pool,
+        a.contacts,
+        a.rate,
+        a.commands + a.paced_commands,
+    )
+    .await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -529,9 +544,25 @@ async fn main() {
     let ratio = flood.commands_per_sec / baseline.commands_per_sec;
     println!("worker flood / broker-only echo = {ratio:.2}");
     println!(
+        "erasure of a contact with {} activity rows, {} dead letters, {} outbox rows: {:.0} ms \
+         (publish to ContactErased); {} other commands meanwhile at {}/s: p50 {:.1} ms, p99 {:.1} ms, \
+         max {:.1} ms; left after (activity, dead letters, outbox data): {:?}",
+        erased.activity_rows,
+        erased.dead_letters,
+        erased.outbox_rows,
+        erased.erase_ms,
+        erased.others,
+        a.rate,
+        erased.others_p50_ms,
+        erased.others_p99_ms,
+        erased.others_max_ms,
+        erased.left_after
+    );
+    println!(
         "{}",
         json!({"bench": "e2e", "flood": flood, "paced": paced, "paced_rate": a.rate,
-               "baseline": baseline, "baseline_paced": baseline_paced, "ratio_to_baseline": ratio})
+               "baseline": baseline, "baseline_paced": baseline_paced, "ratio_to_baseline": ratio,
+               "erasure": erased})
     );
 
     for q in [

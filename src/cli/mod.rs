@@ -3,6 +3,7 @@
 pub mod check;
 pub mod dlq;
 pub mod guard;
+pub mod privacy;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -73,6 +74,9 @@ pub enum Command {
     /// The mass-change guardrail: status, held commands, release, discard.
     #[command(subcommand)]
     Guard(guard::GuardCommand),
+    /// Data-subject requests: who holds an address, whether it was erased.
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCommand),
     /// Publish a command (JSON) from a file or stdin to `{prefix}.commands`.
     ///
     /// The routing key is `{tenant}.{type}` from the body. Example:
@@ -181,6 +185,12 @@ pub enum DlqCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// Runs a `privacy` subcommand.
+pub async fn privacy(settings: &Settings, cmd: privacy::PrivacyCommand) -> anyhow::Result<()> {
+    let pool = store::connect(settings).await?;
+    privacy::run(settings, &pool, cmd).await
 }
 
 /// Runs a `guard` subcommand.

@@ -158,7 +158,8 @@ pub enum Marked {
     NotLockHolder,
 }
 
-/// Marks confirmed rows published, fenced by the relay's lock: the UPDATE
+/// Marks confirmed rows published (stripping the `data` of rows whose
+/// entity was erased meanwhile), fenced by the relay's lock: the UPDATE
 /// applies only while this backend holds the session-level advisory lock
 /// `lock_key`, so a relay that lost its lock (or whose statements a
 /// transaction pooler sends to another backend) marks nothing and learns

@@ -471,7 +471,7 @@ async fn an_erased_address_stays_suppressed_on_every_path_until_consent() {
 }
 
 #[tokio::test]
-async fn a_user_erasure_blocks_the_address_for_contacts() {
+async fn a_user_erasure_blocks_the_address_for_contacts_and_lookup_shows_it() {
     let env = TestEnv::start().await;
     let user = env.command(
         "acme",
@@ -480,8 +480,43 @@ async fn a_user_erasure_blocks_the_address_for_contacts() {
         json!({"user_id": "u-1", "email": "U@Example.com"}),
     );
     env.send(&user).await;
+    let contact = env.command(
+        "acme",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-0", "email": "u@example.COM"}),
+    );
+    env.send(&contact).await;
+    let delete = env.command("acme", "contact.delete", 1, json!({"contact_id": "c-0"}));
+    env.send(&delete).await;
+    let lookup = [
+        "privacy",
+        "lookup",
+        "--tenant",
+        "acme",
+        "--email",
+        "u@example.com",
+        "--json",
+    ];
+    let (code, out, err) = env.cli_text(&lookup).await;
+    assert_eq!(code, 0, "{err}");
+    let found: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        found["holders"],
+        json!([{"kind": "contact", "id": "c-0", "deleted": true},
+               {"kind": "user", "id": "u-1", "deleted": false}])
+    );
+    assert_eq!(found["erased"], false);
     let erase = env.command("acme", "user.erase", 1, json!({"user_id": "u-1"}));
     assert_eq!(env.send(&erase).await["outcome"], "applied");
+    let (_, out, _) = env.cli_text(&lookup).await;
+    let found: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(found["erased"], true);
+    assert_eq!(
+        found["holders"].as_array().unwrap().len(),
+        1,
+        "the contact is left to erase"
+    );
     let contact = env.command(
         "acme",
         "contact.upsert",
@@ -540,7 +575,8 @@ async fn every_scrub_can_use_an_index() {
     for statement in [
         "DELETE FROM dead_letters WHERE tenant_id = 'a' AND entity_kind = 'contact' AND entity_id = 'c'",
         "DELETE FROM held_commands WHERE tenant_id = 'a' AND entity_kind = 'contact' AND entity_id = 'c'",
-        "UPDATE outbox SET scrub = true WHERE tenant_id = 'a' AND entity_kind = 'contact' AND entity_id = 'c' AND body ? 'data'",
+        "UPDATE outbox SET scrub = true WHERE tenant_id = 'a' AND entity_kind = 'contact' AND entity_id = 'c' AND published_at IS NULL",
+        "DELETE FROM outbox WHERE tenant_id = 'a' AND entity_kind = 'contact' AND entity_id = 'c' AND published_at IS NOT NULL",
         "DELETE FROM contact_activity WHERE tenant_id = 'a' AND contact_id = 'c'",
         "SELECT contact_id FROM contacts WHERE tenant_id = 'a' AND state IS NOT NULL AND lower(state->>'email') = lower('x')",
         "SELECT 1 FROM erased_emails WHERE tenant_id = 'a' AND email_hmac = '\\x00'",

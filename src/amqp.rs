@@ -46,11 +46,15 @@ impl Names {
         }
     }
 
-    /// Command queues with their binding keys.
-    pub fn command_queues(&self) -> [(&str, [&'static str; 2]); 2] {
+    /// Command queues with their binding keys; `command.cancel` goes with
+    /// the contacts (contract section 12).
+    pub fn command_queues(&self) -> [(&str, &'static [&'static str]); 2] {
         [
-            (&self.contact_queue, ["*.contact.#", "*.employer.#"]),
-            (&self.user_queue, ["*.user.#", "*.role.#"]),
+            (
+                &self.contact_queue,
+                &["*.contact.#", "*.employer.#", "*.command.cancel"],
+            ),
+            (&self.user_queue, &["*.user.#", "*.role.#"]),
         ]
     }
 }
@@ -98,7 +102,7 @@ pub fn topology(names: &Names, delivery_limit: u32) -> Topology {
     };
     let mut bindings = Vec::new();
     for (queue, keys) in names.command_queues() {
-        for key in keys {
+        for &key in keys {
             bindings.push((names.commands.clone(), queue.to_owned(), key));
         }
     }

@@ -90,7 +90,9 @@ pub async fn run(
         limits: settings.limits.clone(),
         hash_key,
         relay_wake,
+        schedule_wake: Arc::new(Notify::new()),
     });
+    tasks.spawn(crate::schedule::run(processor.clone(), token.clone()));
     tasks.spawn(supervise_consumers(
         processor,
         settings.clone(),

@@ -26,8 +26,9 @@ use crate::domain::decision::Decision;
 use crate::domain::directory::{decide_employer, decide_role, DirectoryCommand};
 use crate::domain::envelope::{Command, CommandBody, DecodeFailure};
 use crate::domain::event::{to_cloud_event, EventDraft, OutboxEvent};
-use crate::domain::event::{EventData, GuardrailTripped};
+use crate::domain::event::{CommandCancelled, CommandScheduled, EventData, GuardrailTripped};
 use crate::domain::guardrail::{Allowance, Verdict};
+use crate::domain::ids::CommandId;
 use crate::domain::ids::{EntityId, Limits};
 use crate::domain::outcome::{
     BulkItem, EntityKind, EntityRef, ErrorCode, Outcome, Rejection, Reply,
@@ -35,6 +36,8 @@ use crate::domain::outcome::{
 use crate::domain::policy::TenantPolicy;
 use crate::domain::policy::{Policies, Producers};
 use crate::domain::privacy::{normalize_email, Blocklist};
+use crate::domain::schedule::{due_later, not_cancellable};
+use crate::domain::ts::Ts;
 use crate::domain::user::command::UserOp;
 use crate::domain::user::decide::decide_user;
 use crate::domain::user::UserRecord;
@@ -43,6 +46,7 @@ use crate::intake::Inbound;
 use crate::privacy::HashKey;
 use crate::store::entities::{self, DirectoryEntry};
 use crate::store::journal;
+use crate::store::schedule::{self, Scheduled};
 use crate::store::{guardrail, privacy, StoreError};
 
 /// Decoded and authorised, or refused before touching the database.
@@ -63,10 +67,15 @@ pub struct Rules<'a> {
     pub guardrail: bool,
     /// The key of the erased-address blocklist.
     pub hash_key: &'a HashKey,
+    /// Whether a command whose `effective_at` lies ahead is scheduled:
+    /// off when a due command (or a released one) is applied.
+    pub schedule: bool,
 }
 
 /// What to do with a delivery once its batch committed.
 #[derive(Debug)]
+// One per delivery, consumed at once: boxing the reply is not worth it.
+#[allow(clippy::large_enum_variant)]
 pub enum Disposition {
     /// Applied, unchanged, stale, duplicate or dead-lettered: done with it.
     Ack { reply: Reply },
@@ -79,6 +88,8 @@ pub enum Disposition {
 pub struct BatchOutcome {
     pub dispositions: Vec<Disposition>,
     pub events: usize,
+    /// Commands the batch scheduled: the scheduler may need to wake sooner.
+    pub scheduled: usize,
 }
 
 type Key = (String, EntityId);
@@ -116,6 +127,8 @@ struct Uow<'c> {
     /// Entities the command being applied erased: their events so far are
     /// scrubbed once published.
     erased: Vec<(String, EntityKind, String)>,
+    /// Commands scheduled by this batch.
+    scheduled: usize,
 }
 
 /// A cache write, for rolling back a refused bulk.
@@ -198,11 +211,12 @@ pub async fn apply_batch(
         };
         dispositions.push(disposition);
     }
-    let events = uow.outbox.len();
+    let (events, scheduled) = (uow.outbox.len(), uow.scheduled);
     uow.finish().await?;
     Ok(BatchOutcome {
         dispositions,
         events,
+        scheduled,
     })
 }
 
@@ -270,7 +284,9 @@ fn blocklist_locks(commands: &[&Command]) -> Vec<(String, bool)> {
                     op: UserOp::Erase, ..
                 } => true,
                 CommandBody::Bulk(_) => false,
-                CommandBody::User { .. } | CommandBody::Directory(_) => return None,
+                CommandBody::User { .. }
+                | CommandBody::Directory(_)
+                | CommandBody::Cancel { .. } => return None,
             };
             Some((c.tenant.to_string(), exclusive))
         })
@@ -294,6 +310,19 @@ fn held_subject(cmd: &Command) -> (Option<EntityRef>, Option<serde_json::Value>)
         ),
         CommandBody::Directory(DirectoryCommand::RoleUpsert(u)) => {
             (Some(entity(EntityKind::Role, &u.role_id, None)), None)
+        }
+        // Never destructive, so never held.
+        CommandBody::Cancel { .. } => (None, None),
+    }
+}
+
+/// What a scheduled command is about: its entity, or its tenant for a bulk.
+fn scheduled_subject(cmd: &Command) -> (EntityKind, EntityId) {
+    match &cmd.body {
+        CommandBody::Contact { contact_id, .. } => (EntityKind::Contact, contact_id.clone()),
+        CommandBody::User { user_id, .. } => (EntityKind::User, user_id.clone()),
+        CommandBody::Bulk(_) | CommandBody::Directory(_) | CommandBody::Cancel { .. } => {
+            (EntityKind::Tenant, EntityId::trusted(cmd.tenant.as_str()))
         }
     }
 }
@@ -330,6 +359,7 @@ impl<'c> Uow<'c> {
             blocklists: HashMap::new(),
             looked_up: HashSet::new(),
             erased: Vec::new(),
+            scheduled: 0,
         }
     }
 
@@ -349,6 +379,16 @@ impl<'c> Uow<'c> {
             kind = cmd.type_name(),
             outcome = tracing::field::Empty,
         );
+        if rules.schedule {
+            let policy = rules.policies.for_tenant(cmd.tenant.as_str());
+            match due_later(cmd, policy, rules.limits, now) {
+                Err(rejection) => {
+                    return self.dead_letter(msg, &cmd.refused(rejection), rules).await
+                }
+                Ok(Some(at)) => return self.schedule(msg, cmd, at, rules, now).await,
+                Ok(None) => {}
+            }
+        }
         let result = self
             .command(cmd, rules.policies, rules.limits, now)
             .instrument(span.clone())
@@ -357,15 +397,7 @@ impl<'c> Uow<'c> {
             Ok(reply) => {
                 span.record("outcome", reply.outcome.as_str());
                 tracing::debug!(parent: &span, events = reply.events.len(), "command applied");
-                let key = (cmd.tenant.to_string(), cmd.command_id.to_string());
-                self.seen.insert(key, reply.clone());
-                self.inbox.push((
-                    cmd.tenant.to_string(),
-                    cmd.command_id.to_string(),
-                    cmd.type_name().to_owned(),
-                    reply.clone(),
-                ));
-                Ok(Disposition::Ack { reply })
+                Ok(self.record(cmd, reply))
             }
             Err(Decided::Rejected(rejection)) => {
                 self.dead_letter(msg, &cmd.refused(rejection), rules).await
@@ -463,15 +495,135 @@ impl<'c> Uow<'c> {
             hold_id: Some(hold_id),
             ..self.reply(cmd, first_event, Outcome::Held, entity)
         };
-        let key = (tenant.to_owned(), cmd.command_id.to_string());
+        Ok(self.record(cmd, reply))
+    }
+
+    /// Records a command's reply in the inbox (and for duplicates later in
+    /// the batch).
+    fn record(&mut self, cmd: &Command, reply: Reply) -> Disposition {
+        let key = (cmd.tenant.to_string(), cmd.command_id.to_string());
         self.seen.insert(key, reply.clone());
         self.inbox.push((
-            tenant.to_owned(),
+            cmd.tenant.to_string(),
             cmd.command_id.to_string(),
             cmd.type_name().to_owned(),
             reply.clone(),
         ));
-        Ok(Disposition::Ack { reply })
+        Disposition::Ack { reply }
+    }
+
+    /// Keeps a command whose `effective_at` lies ahead, whole, until it is
+    /// due: outcome `scheduled`, event `CommandScheduled`.
+    async fn schedule(
+        &mut self,
+        msg: &Inbound,
+        cmd: &Command,
+        at: OffsetDateTime,
+        rules: &Rules<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Disposition, StoreError> {
+        let tenant = cmd.tenant.as_str();
+        let user_id = msg.acting_producer(rules.producers).map(str::to_owned);
+        let (kind, id) = scheduled_subject(cmd);
+        schedule::schedule(
+            self.conn,
+            &Scheduled {
+                tenant_id: tenant.to_owned(),
+                command_id: cmd.command_id.to_string(),
+                command_type: cmd.type_name().to_owned(),
+                entity_kind: kind.as_str().to_owned(),
+                entity_id: id.to_string(),
+                user_id: user_id.clone(),
+                effective_at: at,
+                body: msg.body.clone(),
+                properties: crate::amqp::properties_to_json(&msg.properties),
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+            },
+        )
+        .await?;
+        self.scheduled += 1;
+        let key = (tenant.to_owned(), id.clone());
+        let version = match kind {
+            EntityKind::Contact => self
+                .contacts
+                .get(&key)
+                .and_then(|r| r.live())
+                .map(|c| c.version),
+            EntityKind::User => self
+                .users
+                .get(&key)
+                .and_then(|r| r.live())
+                .map(|u| u.version),
+            _ => None,
+        };
+        let no_addresses = Blocklist::default();
+        let policy = rules.policies.for_tenant(tenant);
+        let ctx = command_ctx(cmd, policy, rules.limits, now, &no_addresses);
+        let data = EventData::CommandScheduled(CommandScheduled {
+            command_id: cmd.command_id.to_string(),
+            command_type: cmd.type_name().to_owned(),
+            effective_at: Ts(at),
+            user_id,
+        });
+        let draft = EventDraft {
+            entity_kind: kind,
+            ..EventDraft::new(&ctx, &id, version.unwrap_or(0), data)
+        };
+        let first_event = self.outbox.len();
+        self.outbox
+            .push(to_cloud_event(&cmd.tenant, &cmd.command_id, 0, draft, now));
+        let entity = (kind != EntityKind::Tenant).then(|| entity(kind, &id, version));
+        let reply = Reply {
+            scheduled_for: Some(Ts(at)),
+            ..self.reply(cmd, first_event, Outcome::Scheduled, entity)
+        };
+        Ok(self.record(cmd, reply))
+    }
+
+    /// `command.cancel`: takes a pending command out of the schedule.
+    async fn cancel(
+        &mut self,
+        ctx: &Ctx<'_>,
+        target: &CommandId,
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<Result<(Outcome, EntityRef), Decided>, StoreError> {
+        let tenant = ctx.tenant.as_str();
+        let Some(taken) = schedule::take(self.conn, tenant, target.as_str()).await? else {
+            let key = (tenant.to_owned(), target.to_string());
+            let recorded = match self.seen.get(&key) {
+                Some(reply) => Some(reply.outcome),
+                None => schedule::recorded_outcome(self.conn, tenant, target.as_str())
+                    .await?
+                    .map(|o| Outcome::parse(&o).unwrap_or(Outcome::Applied)),
+            };
+            return Ok(Err(not_cancellable(target, recorded).into()));
+        };
+        schedule::mark_cancelled(self.conn, tenant, target.as_str()).await?;
+        // Scheduled earlier in this batch: its inbox row is still buffered.
+        let key = (tenant.to_owned(), target.to_string());
+        if let Some(reply) = self.seen.get_mut(&key) {
+            reply.outcome = Outcome::Cancelled;
+            reply.scheduled_for = None;
+        }
+        for row in self
+            .inbox
+            .iter_mut()
+            .filter(|r| r.0 == tenant && r.1 == target.as_str())
+        {
+            row.3.outcome = Outcome::Cancelled;
+            row.3.scheduled_for = None;
+        }
+        let kind = EntityKind::parse(&taken.entity_kind).unwrap_or(EntityKind::Tenant);
+        let id = EntityId::trusted(&taken.entity_id);
+        let data = EventData::CommandCancelled(CommandCancelled {
+            command_id: target.to_string(),
+        });
+        drafts.push(EventDraft {
+            entity_kind: kind,
+            ..EventDraft::new(ctx, &id, 0, data)
+        });
+        Ok(Ok((Outcome::Applied, entity(kind, &id, None))))
     }
 
     /// Locks and loads every contact and user the batch names directly,
@@ -503,7 +655,7 @@ impl<'c> Uow<'c> {
                     }
                     users.insert((t, user_id.clone()));
                 }
-                CommandBody::Bulk(_) | CommandBody::Directory(_) => {}
+                CommandBody::Bulk(_) | CommandBody::Directory(_) | CommandBody::Cancel { .. } => {}
             }
         }
         let creating_contacts: Vec<Key> = creating_contacts.into_iter().collect();
@@ -746,6 +898,10 @@ impl<'c> Uow<'c> {
                 })
                 .await?
                 .map(|(o, e)| (o, Some(e), None)),
+            CommandBody::Cancel { command_id: target } => self
+                .cancel(&ctx, target, &mut drafts)
+                .await?
+                .map(|(o, e)| (o, Some(e), None)),
         };
         Ok(decided.map(|(outcome, entity, items)| {
             self.recorded(cmd, now, drafts, outcome, entity, items)
@@ -807,6 +963,7 @@ impl<'c> Uow<'c> {
             error: None,
             items: None,
             hold_id: None,
+            scheduled_for: None,
         }
     }
 
@@ -986,12 +1143,15 @@ impl<'c> Uow<'c> {
         let tenant = ctx.tenant.as_str();
         self.flush().await?;
         let scrubbed = privacy::scrub(self.conn, tenant, kind, id).await?;
+        let unscheduled =
+            schedule::forget_entity(self.conn, tenant, kind.as_str(), id.as_str()).await?;
         tracing::info!(
             tenant,
             kind = kind.as_str(),
             dead_letters = scrubbed.dead_letters,
             held = scrubbed.held,
             outbox = scrubbed.outbox,
+            scheduled = unscheduled,
             "erased"
         );
         self.erased.push((tenant.to_owned(), kind, id.to_string()));

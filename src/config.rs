@@ -246,6 +246,17 @@ impl Settings {
                 "must be more than 0 and at most 7 days",
             );
         }
+        let zones_ok = self
+            .tenants
+            .values()
+            .filter_map(|t| t.time_zone.as_deref())
+            .all(crate::domain::effective::known_time_zone);
+        if !zones_ok {
+            return invalid(
+                "tenants.*.time_zone",
+                "must be an IANA time zone name, like Europe/Berlin",
+            );
+        }
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch", "must be at least 1");
         }

@@ -131,6 +131,7 @@ async fn release_one(
         limits: &settings.limits,
         guardrail: false,
         hash_key,
+        schedule: false,
     };
     let batch = [(msg, prepared)];
     let done = apply_batch(conn, &batch, &rules, now, true).await?;

@@ -30,6 +30,7 @@ pub mod monitoring;
 pub mod privacy;
 pub mod relay;
 pub mod retention;
+pub mod schedule;
 pub mod schemas;
 pub mod store;
 pub mod telemetry;

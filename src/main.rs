@@ -35,6 +35,7 @@ async fn main() -> ExitCode {
         Command::Dlq(cmd) => cli::dlq(&settings, cmd).await,
         Command::Guard(cmd) => cli::guard(&settings, cmd).await,
         Command::Privacy(cmd) => cli::privacy(&settings, cmd).await,
+        Command::Schedule(cmd) => cli::schedule(&settings, cmd).await,
         Command::Schemas { out } => lifecycle_worker::schemas::write_all(&out)
             .map(|n| eprintln!("{n} schemas written to {}", out.display()))
             .map_err(Into::into),

@@ -36,7 +36,8 @@ pub async fn purge_once(pool: &PgPool, settings: &RetentionSettings) -> Result<P
             pool,
             "DELETE FROM processed_commands WHERE (tenant_id, command_id) IN ( \
              SELECT tenant_id, command_id FROM processed_commands \
-             WHERE processed_at < now() - make_interval(days => $1) LIMIT $2)",
+             WHERE processed_at < now() - make_interval(days => $1) \
+             AND outcome <> 'scheduled' LIMIT $2)",
             settings.processed_commands_days,
         )
         .await?,

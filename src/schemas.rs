@@ -17,7 +17,7 @@ use schemars::{Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::domain::event::EventType;
-use crate::domain::outcome::Reply;
+use crate::domain::outcome::{EntityKind, Reply};
 use crate::domain::registry::CommandType;
 
 const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -239,7 +239,11 @@ fn event(t: EventType) -> Value {
         .for_serialize()
         .into_generator();
     let data = t.data_schema(&mut gen).to_value();
-    let kind = t.entity_kind().as_str();
+    // A scheduling event's subject is the command's entity, or its tenant.
+    let subject = match t.entity_kind() {
+        EntityKind::Command => "^(contact|user|tenant)/".to_owned(),
+        kind => format!("^{}/", kind.as_str()),
+    };
     with_defs(
         json!({
             "$schema": DIALECT,
@@ -254,7 +258,7 @@ fn event(t: EventType) -> Value {
                 "id": {"type": "string", "format": "uuid", "description": "Stable: consumers dedupe on it."},
                 "source": {"type": "string", "pattern": "^/lifecycle/"},
                 "type": {"const": t.type_name()},
-                "subject": {"type": "string", "pattern": format!("^{kind}/")},
+                "subject": {"type": "string", "pattern": subject},
                 "time": {"type": "string", "format": "date-time"},
                 "datacontenttype": {"const": "application/json"},
                 "tenant": {"type": "string"},
@@ -333,7 +337,7 @@ pub fn asyncapi() -> Value {
                          "description": "Topic exchange; routing key {tenant}.{type}.",
                          "bindings": exchange("{prefix}.commands", "topic")},
             "contactCommands": {"address": "{prefix}.contact.commands", "parameters": prefix,
-                                "description": "Quorum queue bound *.contact.# and *.employer.#.",
+                                "description": "Quorum queue bound *.contact.#, *.employer.# and *.command.cancel.",
                                 "bindings": queue("{prefix}.contact.commands")},
             "userCommands": {"address": "{prefix}.user.commands", "parameters": prefix,
                              "description": "Quorum queue bound *.user.# and *.role.#.",

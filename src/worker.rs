@@ -46,10 +46,12 @@ pub struct Processor {
     pub hash_key: HashKey,
     /// Woken after each commit that wrote events.
     pub relay_wake: Arc<Notify>,
+    /// Woken after each commit that scheduled a command.
+    pub schedule_wake: Arc<Notify>,
 }
 
 impl Processor {
-    fn prepare(&self, msg: &Inbound, now: OffsetDateTime) -> Prepared {
+    pub fn prepare(&self, msg: &Inbound, now: OffsetDateTime) -> Prepared {
         match admit(&msg.arrival(), &self.limits, &self.producers, now) {
             Ok(cmd) => Prepared::Command(Box::new(cmd)),
             Err(failure) => Prepared::Refused(failure),
@@ -112,6 +114,9 @@ impl Processor {
                     if outcome.events > 0 {
                         self.relay_wake.notify_one();
                     }
+                    if outcome.scheduled > 0 {
+                        self.schedule_wake.notify_one();
+                    }
                     record_metrics(batch, &outcome.dispositions);
                     return Some(Ok(outcome.dispositions));
                 }
@@ -147,6 +152,7 @@ impl Processor {
             limits: &self.limits,
             guardrail: true,
             hash_key: &self.hash_key,
+            schedule: true,
         };
         let outcome = apply_batch(&mut tx, batch, &rules, now, check_duplicates).await?;
         tx.commit().await?;
@@ -482,7 +488,7 @@ pub async fn drain_dead_letters(
 
 /// A broker-level dead letter as a store row: original exchange and routing
 /// key from the `x-death` header, ids where the body is readable.
-fn poison_dead_letter(msg: &Inbound, producers: &Producers, limits: &Limits) -> DeadLetter {
+pub fn poison_dead_letter(msg: &Inbound, producers: &Producers, limits: &Limits) -> DeadLetter {
     let death = death_of(&msg.properties);
     let count = death["count"].as_i64().unwrap_or(0);
     let message = format!(

@@ -77,6 +77,9 @@ pub enum Command {
     /// Data-subject requests: who holds an address, whether it was erased.
     #[command(subcommand)]
     Privacy(privacy::PrivacyCommand),
+    /// Effective-dated commands waiting for their time.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Publish a command (JSON) from a file or stdin to `{prefix}.commands`.
     ///
     /// The routing key is `{tenant}.{type}` from the body. Example:
@@ -125,6 +128,55 @@ pub enum UserCommand {
         /// The user id (the upstream system's own id).
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Pending scheduled commands by due time, as a table or JSON.
+    ///
+    /// Example: lifecycle-worker schedule list --tenant acme --json
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `schedule` subcommand.
+pub async fn schedule(settings: &Settings, cmd: ScheduleCommand) -> anyhow::Result<()> {
+    let pool = store::connect(settings).await?;
+    let ScheduleCommand::List { tenant, json } = cmd;
+    let rows = crate::store::schedule::list(&pool, tenant.as_deref()).await?;
+    let at = |s: &crate::store::schedule::Scheduled| crate::domain::ts::Ts(s.effective_at);
+    if json {
+        let list: Vec<Value> = rows
+            .iter()
+            .map(|s| {
+                serde_json::json!({"tenant": s.tenant_id, "command_id": s.command_id,
+                    "type": s.command_type, "effective_at": at(s),
+                    "entity": {"kind": s.entity_kind, "id": s.entity_id}, "user_id": s.user_id})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<26} {:<16} {:<36} {:<26} ENTITY",
+        "EFFECTIVE_AT", "TENANT", "COMMAND_ID", "TYPE"
+    );
+    for s in &rows {
+        println!(
+            "{:<26} {:<16} {:<36} {:<26} {}/{}",
+            crate::domain::event::format_time(s.effective_at),
+            s.tenant_id,
+            s.command_id,
+            s.command_type,
+            s.entity_kind,
+            s.entity_id
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +305,7 @@ pub async fn contact_show(
         return Err(CliError::NotFound(format!("no contact `{id}` in tenant `{tenant}`")).into());
     };
     let mut snapshot = contact.snapshot(tenant);
+    snapshot["scheduled"] = pending(&mut conn, tenant, "contact", id).await?;
     if activity {
         let trail = entities::activity_of(&mut conn, tenant, id).await?;
         snapshot["activity"] = Value::Array(trail);
@@ -261,13 +314,32 @@ pub async fn contact_show(
     Ok(())
 }
 
+/// An entity's pending scheduled commands, as `show` lists them.
+async fn pending(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    kind: &str,
+    id: &str,
+) -> anyhow::Result<Value> {
+    let pending = crate::store::schedule::of_entity(conn, tenant, kind, id).await?;
+    Ok(pending
+        .iter()
+        .map(|s| {
+            serde_json::json!({"command_id": s.command_id, "type": s.command_type,
+                               "effective_at": crate::domain::ts::Ts(s.effective_at)})
+        })
+        .collect())
+}
+
 pub async fn user_show(settings: &Settings, tenant: &str, id: &str) -> anyhow::Result<()> {
     let pool = store::connect(settings).await?;
     let mut conn = pool.acquire().await?;
     let Some(user) = entities::find::<User>(&mut conn, tenant, id).await? else {
         return Err(CliError::NotFound(format!("no user `{id}` in tenant `{tenant}`")).into());
     };
-    println!("{}", serde_json::to_string_pretty(&user.snapshot(tenant))?);
+    let mut snapshot = user.snapshot(tenant);
+    snapshot["scheduled"] = pending(&mut conn, tenant, "user", id).await?;
+    println!("{}", serde_json::to_string_pretty(&snapshot)?);
     Ok(())
 }
 

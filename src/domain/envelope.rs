@@ -6,10 +6,11 @@
 use super::contact::bulk::{self, BulkCommand};
 use super::contact::command::{self as contact_command, ContactOp};
 use super::directory::{self, DirectoryCommand};
+use super::effective::EffectiveAt;
 use super::ids::{check_short, CommandId, EntityId, Limits, TenantId};
 use super::json::{parse_strict, JsonError};
 use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection, Reply};
-use super::payload::{parse_time, printable, required_str, take_id};
+use super::payload::{parse_time, payload_as, printable, required_str, take_id, CancelWire};
 use super::registry::CommandType;
 use super::user::command::{self as user_command, UserOp};
 use serde_json::{Map, Value};
@@ -23,6 +24,8 @@ pub struct Command {
     pub issued_at: OffsetDateTime,
     pub actor: Option<String>,
     pub expected_version: Option<u64>,
+    /// When it takes effect (contract section 12); `None`: at once.
+    pub effective_at: Option<EffectiveAt>,
     pub body: CommandBody,
 }
 
@@ -48,10 +51,20 @@ impl Command {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandBody {
-    Contact { contact_id: EntityId, op: ContactOp },
+    Contact {
+        contact_id: EntityId,
+        op: ContactOp,
+    },
     Bulk(BulkCommand),
     Directory(DirectoryCommand),
-    User { user_id: EntityId, op: UserOp },
+    User {
+        user_id: EntityId,
+        op: UserOp,
+    },
+    /// `command.cancel`: a scheduled command of the same tenant.
+    Cancel {
+        command_id: CommandId,
+    },
 }
 
 impl CommandBody {
@@ -61,6 +74,7 @@ impl CommandBody {
             CommandBody::Bulk(_) => CommandType::Bulk,
             CommandBody::Directory(d) => CommandType::Directory(d.kind()),
             CommandBody::User { op, .. } => CommandType::User(op.kind()),
+            CommandBody::Cancel { .. } => CommandType::Cancel,
         }
     }
 }
@@ -88,6 +102,7 @@ impl DecodeFailure {
             error: Some(self.rejection.clone().into()),
             items: None,
             hold_id: None,
+            scheduled_for: None,
         }
     }
 }
@@ -189,13 +204,14 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-const ENVELOPE_FIELDS: [&str; 7] = [
+const ENVELOPE_FIELDS: [&str; 8] = [
     "command_id",
     "type",
     "tenant",
     "issued_at",
     "actor",
     "expected_version",
+    "effective_at",
     "payload",
 ];
 
@@ -235,17 +251,34 @@ fn decode_envelope(map: &Map<String, Value>, limits: &Limits) -> Result<Command,
         None => return Err(Rejection::invalid("missing field `payload`")),
     };
     let body = decode_body(type_name, payload, limits)?;
-    if expected_version.is_some() && matches!(body, CommandBody::Bulk(_)) {
-        return Err(Rejection::invalid(
-            "expected_version is not allowed on contact.bulk",
-        ));
+    if expected_version.is_some()
+        && matches!(body, CommandBody::Bulk(_) | CommandBody::Cancel { .. })
+    {
+        return Err(Rejection::invalid(format!(
+            "expected_version is not allowed on {}",
+            body.command_type().name()
+        )));
     }
+    let effective_at = match map.get("effective_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if body.command_type().may_be_scheduled() => {
+            Some(EffectiveAt::parse(s)?)
+        }
+        Some(Value::String(_)) => {
+            return Err(Rejection::invalid(format!(
+                "effective_at is not allowed on {}",
+                body.command_type().name()
+            )))
+        }
+        Some(_) => return Err(Rejection::invalid("effective_at must be a string")),
+    };
     Ok(Command {
         command_id,
         tenant,
         issued_at,
         actor,
         expected_version,
+        effective_at,
         body,
     })
 }
@@ -274,8 +307,16 @@ fn decode_body(
             user_id: take_id(&mut payload, kind.id_field(), limits)?,
             op: user_command::decode(kind, payload, limits)?,
         },
+        CommandType::Cancel => {
+            let p: CancelWire = payload_as(payload)?;
+            CommandBody::Cancel {
+                command_id: CommandId::parse(&p.command_id, limits)
+                    .map_err(|r| Rejection::invalid(format!("payload.{}", r.message)))?,
+            }
+        }
     })
 }
+
 #[cfg(test)]
 #[path = "envelope_tests/mod.rs"]
 mod tests;

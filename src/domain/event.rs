@@ -121,8 +121,29 @@ event_types! {
     UserRestored = "user.restored", entity User, data OnUser<Created>;
     ContactErased = "contact.erased", entity Contact, data ContactErased;
     UserErased = "user.erased", entity User, data UserErased;
+    CommandScheduled = "command.scheduled", entity Command, data CommandScheduled;
+    CommandCancelled = "command.cancelled", entity Command, data CommandCancelled;
     GuardrailTripped = "guardrail.tripped", entity Tenant, data GuardrailTripped;
     GuardrailReleased = "guardrail.released", entity Tenant, data GuardrailReleased;
+}
+
+/// A command will apply at `effective_at` (contract section 12).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CommandScheduled {
+    pub command_id: String,
+    #[serde(rename = "type")]
+    pub command_type: String,
+    pub effective_at: Ts,
+    /// The AMQP user the command was authorised as.
+    pub user_id: Option<String>,
+}
+
+/// A scheduled command was cancelled; the event's `commandid` is the cancel's.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CommandCancelled {
+    pub command_id: String,
 }
 
 /// The guardrail tripped: the allowance and the command that would have
@@ -457,6 +478,7 @@ mod tests {
             // A tenant's events are the guardrail's (contract section 10).
             let expected = match t.entity_kind() {
                 EntityKind::Tenant => "guardrail",
+                EntityKind::Command => "command",
                 other => other.as_str(),
             };
             assert_eq!(kind, expected, "{t:?}");

@@ -30,6 +30,9 @@ pub struct Limits {
     /// dated far ahead would win every later comparison.
     #[serde(with = "human_duration")]
     pub max_clock_skew: Duration,
+    /// How far ahead an `effective_at` may lie (contract section 12).
+    #[serde(with = "human_duration")]
+    pub max_schedule_ahead: Duration,
 }
 
 /// `"1h"`, `"90s"`, ... in configuration files.
@@ -78,6 +81,7 @@ impl Default for Limits {
             max_json_depth: 32,
             dead_letter_body_bytes: 64 * 1024,
             max_clock_skew: Duration::from_secs(3600),
+            max_schedule_ahead: Duration::from_secs(400 * 86_400),
         }
     }
 }

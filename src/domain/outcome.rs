@@ -1,5 +1,6 @@
 //! Outcomes, rejection codes and the reply body of contract section 4.
 
+use super::ts::Ts;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -99,6 +100,10 @@ pub enum Outcome {
     Rejected,
     /// Held by the mass-change guardrail until released or discarded.
     Held,
+    /// Waiting for its `effective_at` (contract section 12).
+    Scheduled,
+    /// Scheduled, then cancelled by a `command.cancel`.
+    Cancelled,
 }
 
 impl Outcome {
@@ -109,7 +114,23 @@ impl Outcome {
             Outcome::Stale => "stale",
             Outcome::Rejected => "rejected",
             Outcome::Held => "held",
+            Outcome::Scheduled => "scheduled",
+            Outcome::Cancelled => "cancelled",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [
+            Outcome::Applied,
+            Outcome::Unchanged,
+            Outcome::Stale,
+            Outcome::Rejected,
+            Outcome::Held,
+            Outcome::Scheduled,
+            Outcome::Cancelled,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 }
 
@@ -122,6 +143,9 @@ pub enum EntityKind {
     Role,
     /// A tenant as a whole: the subject of guardrail events.
     Tenant,
+    /// What scheduling events are declared about; their subject is the
+    /// scheduled command's entity (or its tenant, for a bulk).
+    Command,
 }
 
 impl EntityKind {
@@ -132,7 +156,21 @@ impl EntityKind {
             EntityKind::Employer => "employer",
             EntityKind::Role => "role",
             EntityKind::Tenant => "tenant",
+            EntityKind::Command => "command",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<EntityKind> {
+        [
+            EntityKind::Contact,
+            EntityKind::User,
+            EntityKind::Employer,
+            EntityKind::Role,
+            EntityKind::Tenant,
+            EntityKind::Command,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -183,4 +221,7 @@ pub struct Reply {
     /// For a `held` command: the hold to release or discard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_id: Option<i64>,
+    /// For a `scheduled` command: when it applies (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<Ts>,
 }

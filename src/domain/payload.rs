@@ -116,3 +116,11 @@ pub fn empty(payload: Map<String, Value>) -> Result<(), Rejection> {
     let _: Empty = payload_as(payload)?;
     Ok(())
 }
+
+/// The payload of `command.cancel` (contract section 12).
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelWire {
+    /// The scheduled command to cancel.
+    pub command_id: String,
+}

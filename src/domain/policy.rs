@@ -24,6 +24,8 @@ pub struct TenantPolicy {
     pub reactivate_prefix: String,
     /// The mass-change guardrail (contract section 10).
     pub guardrail: Guardrail,
+    /// IANA name; an `effective_at` date is midnight there (contract section 12).
+    pub time_zone: String,
 }
 
 /// How deletes end (contract section 11).
@@ -90,6 +92,7 @@ impl Default for TenantPolicy {
             deactivate_prefix: "deact".into(),
             reactivate_prefix: "react".into(),
             guardrail: Guardrail::default(),
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -107,6 +110,7 @@ pub struct TenantPolicyOverride {
     pub deactivate_prefix: Option<String>,
     pub reactivate_prefix: Option<String>,
     pub guardrail: Option<GuardrailOverride>,
+    pub time_zone: Option<String>,
 }
 
 impl TenantPolicyOverride {
@@ -145,6 +149,10 @@ impl TenantPolicyOverride {
                     window: g.window.unwrap_or(base.guardrail.window),
                 },
             },
+            time_zone: self
+                .time_zone
+                .clone()
+                .unwrap_or_else(|| base.time_zone.clone()),
         }
     }
 }

@@ -251,7 +251,7 @@ proptest! {
                     prop_assert!(d.events.is_empty());
                     prop_assert_eq!(d.version_after(&record), before);
                 }
-                Outcome::Rejected | Outcome::Held => {
+                Outcome::Rejected | Outcome::Held | Outcome::Scheduled | Outcome::Cancelled => {
                     prop_assert!(false, "decisions never carry Rejected or Held")
                 }
             }

@@ -19,9 +19,12 @@ pub enum CommandType {
     Bulk,
     Directory(DirectoryKind),
     User(UserKind),
+    /// `command.cancel`: cancels a scheduled command (contract section 12).
+    Cancel,
 }
 
 pub const BULK: &str = "contact.bulk";
+pub const CANCEL: &str = "command.cancel";
 
 impl CommandType {
     /// Every command type, in contract order.
@@ -35,11 +38,25 @@ impl CommandType {
             .chain(std::iter::once(CommandType::Bulk))
             .chain(directory)
             .chain(user)
+            .chain(std::iter::once(CommandType::Cancel))
+    }
+
+    /// Whether `effective_at` is allowed: not on upserts, activity or cancels.
+    pub fn may_be_scheduled(self) -> bool {
+        match self {
+            CommandType::Contact(k) => !matches!(k, ContactKind::Upsert | ContactKind::LogActivity),
+            CommandType::User(k) => k != UserKind::Upsert,
+            CommandType::Bulk => true,
+            CommandType::Directory(_) | CommandType::Cancel => false,
+        }
     }
 
     pub fn parse(name: &str) -> Option<CommandType> {
         if name == BULK {
             return Some(CommandType::Bulk);
+        }
+        if name == CANCEL {
+            return Some(CommandType::Cancel);
         }
         ContactKind::parse(name)
             .map(CommandType::Contact)
@@ -53,6 +70,7 @@ impl CommandType {
             CommandType::Bulk => BULK,
             CommandType::Directory(k) => k.name(),
             CommandType::User(k) => k.name(),
+            CommandType::Cancel => CANCEL,
         }
     }
 
@@ -68,6 +86,11 @@ impl CommandType {
             ),
             CommandType::Directory(k) => (k.wire_schema(gen), Some(k.id_field()), k.aspect()),
             CommandType::User(k) => (k.wire_schema(gen), Some(k.id_field()), k.aspect()),
+            CommandType::Cancel => (
+                inline::<super::payload::CancelWire>(gen),
+                None,
+                "none (the scheduled command's own)",
+            ),
         };
         let mut schema = schema.to_value();
         let Some(obj) = schema.as_object_mut() else {
@@ -111,7 +134,7 @@ mod tests {
     #[test]
     fn every_type_parses_back_and_names_are_unique() {
         let names: Vec<&str> = CommandType::all().map(CommandType::name).collect();
-        assert_eq!(names.len(), 26);
+        assert_eq!(names.len(), 27);
         let unique: std::collections::BTreeSet<&&str> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
         for t in CommandType::all() {

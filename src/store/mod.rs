@@ -5,6 +5,7 @@ pub mod entities;
 pub mod guardrail;
 pub mod journal;
 pub mod privacy;
+pub mod schedule;
 
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

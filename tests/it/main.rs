@@ -15,6 +15,7 @@ mod ops;
 mod relay;
 mod restore;
 mod retention;
+mod schedule;
 mod schema_validators;
 mod schemas;
 mod security;

@@ -107,6 +107,7 @@ fn valid_payload(command_type: &str) -> Value {
         }
         "user.change_role" => json!({"user_id": "u-1", "role_id": "r-admin"}),
         "user.delete" | "user.restore" | "user.erase" => json!({"user_id": "u-1"}),
+        "command.cancel" => json!({"command_id": "8f0c6f9e-0000-4c1e-9a53-1d2f5e0b7a11"}),
         other => panic!("no example for {other}"),
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn a_valid_example_of_every_command_type_is_accepted() {
-    assert_eq!(all_types().len(), 26);
+    assert_eq!(all_types().len(), 27);
     for t in all_types() {
         let c = accepted(&valid(t));
         assert_eq!(c.type_name(), t);
@@ -20,8 +20,11 @@ fn a_valid_example_of_every_command_type_is_accepted() {
 }
 
 #[test]
-fn every_command_type_but_bulk_accepts_an_expected_version() {
-    for t in all_types().iter().filter(|t| **t != "contact.bulk") {
+fn every_command_type_but_bulk_and_cancel_accepts_an_expected_version() {
+    for t in all_types()
+        .iter()
+        .filter(|t| !["contact.bulk", "command.cancel"].contains(t))
+    {
         let mut v = valid(t);
         v["expected_version"] = json!(7);
         assert_eq!(accepted(&v).expected_version, Some(7), "{t}");
@@ -34,6 +37,7 @@ fn every_command_type_but_bulk_accepts_an_expected_version() {
 fn every_payload_must_name_its_entity() {
     for t in all_types().iter().filter(|t| **t != "contact.bulk") {
         let key = match t.split('.').next().unwrap() {
+            "command" => "command_id",
             "contact" => "contact_id",
             "employer" => "employer_id",
             "role" => "role_id",
@@ -114,6 +118,7 @@ fn the_minimal_payload_of_every_command_type_is_accepted() {
         ("user.delete", json!({"user_id": "u"})),
         ("user.restore", json!({"user_id": "u"})),
         ("user.erase", json!({"user_id": "u"})),
+        ("command.cancel", json!({"command_id": "c"})),
     ];
     assert_eq!(minimal.len(), all_types().len());
     for (t, payload) in minimal {
@@ -141,5 +146,38 @@ fn required_payload_fields_are_required() {
             p.remove(field);
         });
         assert_eq!(code(&v), ErrorCode::InvalidCommand, "{t} without {field}");
+    }
+}
+
+#[test]
+fn effective_at_is_a_timestamp_or_a_date_on_the_commands_that_may_wait() {
+    use crate::domain::effective::EffectiveAt;
+    let mut v = valid("contact.deactivate");
+    v["effective_at"] = json!("2026-12-31");
+    assert_eq!(
+        accepted(&v).effective_at,
+        Some(EffectiveAt::Day(time::macros::date!(2026 - 12 - 31)))
+    );
+    v["effective_at"] = json!("2026-12-31T17:00:00-05:00");
+    assert_eq!(
+        accepted(&v).effective_at,
+        Some(EffectiveAt::At(datetime!(2026-12-31 22:00 UTC)))
+    );
+    v["effective_at"] = json!(null);
+    assert_eq!(accepted(&v).effective_at, None);
+    for bad in [json!("next friday"), json!(20261231), json!("2026-02-30")] {
+        v["effective_at"] = bad.clone();
+        assert_eq!(code(&v), ErrorCode::InvalidCommand, "{bad}");
+    }
+    for t in all_types() {
+        let mut v = valid(t);
+        v["effective_at"] = json!("2026-12-31");
+        let refused =
+            t.ends_with(".upsert") || ["contact.log_activity", "command.cancel"].contains(&t);
+        if refused {
+            assert_eq!(code(&v), ErrorCode::InvalidCommand, "{t}");
+        } else {
+            assert!(accepted(&v).effective_at.is_some(), "{t}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use lapin::Channel;
 use lifecycle_worker::amqp;
 
 /// Restores the shared services when a test ends, even by panicking.
-struct RestoreServices;
+pub struct RestoreServices;
 
 impl Drop for RestoreServices {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ impl Drop for RestoreServices {
     }
 }
 
-async fn fresh_channel(env: &TestEnv) -> (lapin::Connection, Channel) {
+pub async fn fresh_channel(env: &TestEnv) -> (lapin::Connection, Channel) {
     let conn = amqp::connect(&env.settings.amqp, "chaos-test")
         .await
         .expect("broker");
@@ -33,7 +33,7 @@ async fn fresh_channel(env: &TestEnv) -> (lapin::Connection, Channel) {
     (conn, ch)
 }
 
-fn run(cmd: &str, args: &[&str]) {
+pub fn run(cmd: &str, args: &[&str]) {
     let status = std::process::Command::new(cmd)
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -42,7 +42,7 @@ fn run(cmd: &str, args: &[&str]) {
     assert!(status.success(), "{cmd} {args:?} failed");
 }
 
-fn pg_cluster() -> String {
+pub fn pg_cluster() -> String {
     std::fs::read_dir("/etc/postgresql")
         .expect("a Debian Postgres cluster")
         .filter_map(|e| e.ok())

@@ -14,6 +14,7 @@
 mod helpers;
 
 mod faults;
+mod schedule;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;

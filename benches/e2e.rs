@@ -8,7 +8,9 @@
 //! 3. paced: the same at `--rate` commands/s, for latency under moderate load;
 //! 4. erasure: a contact with 10,000 activity rows and 1,000 dead letters
 //!    is erased while other commands flow at `--rate` (see `e2e/erasure.rs`);
-//! 5. baseline: a broker-only echo (consume -> publish event with confirm ->
+//! 5. scheduling: 1,000 commands due at one instant, how late they apply,
+//!    and the cost of waiting with 1,000,000 scheduled (`e2e/schedule.rs`);
+//! 6. baseline: a broker-only echo (consume -> publish event with confirm ->
 //!    ack, no database) under the same flood, the message path's own limit.
 //!
 //! Prints a table and one JSON line.
@@ -34,6 +36,8 @@ use tokio::sync::watch;
 
 #[path = "e2e/erasure.rs"]
 mod erasure;
+#[path = "e2e/schedule.rs"]
+mod schedule;
 
 struct Args {
     contacts: usize,
@@ -74,6 +78,9 @@ fn args() -> Args {
 struct Arrivals {
     seen: Arc<Mutex<HashMap<String, Instant>>>,
     count: watch::Sender<usize>,
+    /// Wall-clock time of each command's first event other than
+    /// `CommandScheduled`: when a scheduled command was applied.
+    applied: Arc<Mutex<HashMap<String, time::OffsetDateTime>>>,
 }
 
 impl Arrivals {
@@ -81,6 +88,7 @@ impl Arrivals {
         Arrivals {
             seen: Arc::default(),
             count: watch::channel(0).0,
+            applied: Arc::default(),
         }
     }
 
@@ -131,6 +139,15 @@ async fn listen_events(conn: &Connection, exchange: &str, arrivals: Arrivals) {
         while let Some(Ok(d)) = consumer.next().await {
             let now = Instant::now();
             let v: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
+            if let (Some(c), false) = (v["commandid"].as_str(), v["type"] == "CommandScheduled") {
+                let wall = time::OffsetDateTime::now_utc();
+                arrivals
+                    .applied
+                    .lock()
+                    .unwrap()
+                    .entry(c.to_owned())
+                    .or_insert(wall);
+            }
             if let Some(c) = v["commandid"].as_str() {
                 let mut seen = arrivals.seen.lock().unwrap();
                 if seen.insert(c.to_owned(), now).is_none() {
@@ -455,6 +472,7 @@ async fn main() {
         a.commands + a.paced_commands,
     )
     .await;
+    let scheduling = schedule::run(&conn, &names.commands, &arrivals, &pool).await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -559,10 +577,23 @@ async fn main() {
         erased.left_after
     );
     println!(
+        "{} commands due at the same second: applied (event received) {:.0} ms after effective_at at p50, \
+         {:.0} ms at p99, {:.0} ms at most; {} scheduled and none due: a wake-up costs \
+         min(effective_at) {:.3} ms + the claim {:.3} ms, {:.0} wake-ups per process per minute",
+        schedule::DUE,
+        scheduling.late_p50_ms,
+        scheduling.late_p99_ms,
+        scheduling.late_max_ms,
+        schedule::WAITING,
+        scheduling.next_due_ms,
+        scheduling.claim_ms,
+        scheduling.idle_wakeups_per_minute
+    );
+    println!(
         "{}",
         json!({"bench": "e2e", "flood": flood, "paced": paced, "paced_rate": a.rate,
                "baseline": baseline, "baseline_paced": baseline_paced, "ratio_to_baseline": ratio,
-               "erasure": erased})
+               "erasure": erased, "scheduling": scheduling})
     );
 
     for q in [

@@ -214,8 +214,18 @@ fn command(t: CommandType) -> Value {
         "actor": {"type": ["string", "null"], "minLength": 1, "maxLength": 128},
         "payload": payload,
     });
-    if t != CommandType::Bulk {
+    if !matches!(t, CommandType::Bulk | CommandType::Cancel) {
         properties["expected_version"] = json!({"type": ["integer", "null"], "minimum": 0});
+    }
+    if t.may_be_scheduled() {
+        properties["effective_at"] = json!({
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+                {"type": "null"}
+            ],
+            "description": "When it takes effect: an instant, or a day (its first instant in the tenant's time_zone)."
+        });
     }
     with_defs(
         json!({

@@ -160,11 +160,11 @@ fn asyncapi_document_is_version_3_and_every_reference_resolves() {
     assert_eq!(ops["receiveCommands"]["action"], "receive");
     assert_eq!(
         ops["receiveCommands"]["messages"].as_array().unwrap().len(),
-        26
+        27
     );
     assert_eq!(
         ops["publishEvents"]["messages"].as_array().unwrap().len(),
-        30
+        32
     );
 }
 

@@ -5,11 +5,13 @@
 
 use crate::helpers::{eventually, types, TestEnv};
 use lifecycle_worker::config::Settings;
+use lifecycle_worker::domain::event::format_time;
 use lifecycle_worker::domain::policy::GuardrailOverride;
 use lifecycle_worker::domain::privacy::email_sha256;
 use lifecycle_worker::privacy::{HashKey, KeyError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 
 fn trip_after(n: u64) -> impl FnOnce(&mut Settings) {
     move |s: &mut Settings| {
@@ -407,6 +409,23 @@ async fn an_erased_address_stays_suppressed_on_every_path_until_consent() {
     .await;
     assert_eq!(shown(&env, "acme", "c-2").await["active"], true);
     assert_eq!(shown(&env, "acme", "c-2").await["email_suppressed"], true);
+    // A scheduled command, applied when due.
+    let mut scheduled = e.command(
+        "acme",
+        "contact.set_attributes",
+        11,
+        json!({"contact_id": "c-2", "attributes": {"do_not_email": false, "tier": "gold"}}),
+    );
+    let due = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    scheduled["effective_at"] = json!(format_time(due));
+    assert_eq!(e.send(&scheduled).await["outcome"], "scheduled");
+    let applied = eventually("the scheduled change applied", || async {
+        env.contact_show("acme", "c-2")
+            .await
+            .filter(|c| c["attributes"]["tier"] == "gold")
+    })
+    .await;
+    assert_eq!(applied["email_suppressed"], true);
 
     // Tenant isolation.
     let elsewhere = send(

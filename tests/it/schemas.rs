@@ -1,6 +1,6 @@
 //! The published JSON Schemas (deploy/schemas) against real traffic: every
 //! command sent here validates against its type's schema, and every event
-//! the worker emits (all 30 types occur) against its event type's schema.
+//! the worker emits (all 32 types occur) against its event type's schema.
 
 use std::collections::BTreeSet;
 
@@ -170,6 +170,28 @@ async fn commands_replies_and_every_event_type_match_the_published_schemas() {
         ))
         .await;
     assert_valid("reply.json", &rejected);
+    // Scheduled, then cancelled.
+    let mut later = c("contact.deactivate", 14, json!({"contact_id": "c-2"}));
+    later["effective_at"] = json!(lifecycle_worker::domain::event::format_time(
+        time::OffsetDateTime::now_utc() + time::Duration::days(30)
+    ));
+    assert_valid("commands/contact.deactivate.json", &later);
+    let scheduled = env.send(&later).await;
+    assert_eq!(scheduled["outcome"], "scheduled", "{scheduled}");
+    assert_valid("reply.json", &scheduled);
+    events.extend(env.events_of(&scheduled).await);
+    let cancel = c(
+        "command.cancel",
+        15,
+        json!({"command_id": later["command_id"]}),
+    );
+    assert_valid("commands/command.cancel.json", &cancel);
+    let cancelled = env.send(&cancel).await;
+    assert_eq!(cancelled["outcome"], "applied", "{cancelled}");
+    events.extend(env.events_of(&cancelled).await);
+    let duplicate = env.send(&later).await;
+    assert_eq!(duplicate["outcome"], "cancelled");
+    assert_valid("reply.json", &duplicate);
 
     let mut seen = BTreeSet::new();
     for e in &events {

@@ -25,10 +25,13 @@ pub struct Scheduled {
 const COLUMNS: &str = "tenant_id, command_id, command_type, entity_kind, entity_id, user_id, \
     effective_at, body, properties, exchange, routing_key";
 
-/// Stores a command until it is due.
+/// Stores a command until it is due. A row already there is a duplicate
+/// that the batch did not look up: [`StoreError::ConcurrentDuplicate`]
+/// makes the batch run again, checking the inbox first.
 pub async fn schedule(conn: &mut PgConnection, s: &Scheduled) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "INSERT INTO scheduled_commands ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO scheduled_commands ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT DO NOTHING"
     ))
     .bind(&s.tenant_id)
     .bind(&s.command_id)
@@ -42,7 +45,11 @@ pub async fn schedule(conn: &mut PgConnection, s: &Scheduled) -> Result<(), Stor
     .bind(&s.exchange)
     .bind(&s.routing_key)
     .execute(conn)
-    .await?;
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(StoreError::ConcurrentDuplicate);
+    }
     Ok(())
 }
 

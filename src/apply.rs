@@ -47,7 +47,7 @@ use crate::privacy::HashKey;
 use crate::store::entities::{self, DirectoryEntry};
 use crate::store::journal;
 use crate::store::schedule::{self, Scheduled};
-use crate::store::{guardrail, privacy, StoreError};
+use crate::store::{guardrail, privacy, replays, StoreError};
 
 /// Decoded and authorised, or refused before touching the database.
 #[derive(Debug, Clone)]
@@ -209,6 +209,20 @@ pub async fn apply_batch(
                 }
             }
         };
+        // A replay that got an outcome other than a rejection resolves its
+        // dead letter (a rejection updated the row already).
+        if let Disposition::Ack { reply } = &disposition {
+            let replay = msg.replayed && rules.producers.trusts_replay_from(msg.user_id(), true);
+            if replay && reply.outcome != Outcome::Rejected {
+                let fingerprint = journal::fingerprint(&msg.routing_key, &msg.body_sha256());
+                let outcome = if reply.duplicate {
+                    format!("{} (duplicate)", reply.outcome.as_str())
+                } else {
+                    reply.outcome.as_str().to_owned()
+                };
+                replays::resolve(uow.conn, &fingerprint, &outcome).await?;
+            }
+        }
         dispositions.push(disposition);
     }
     let (events, scheduled) = (uow.outbox.len(), uow.scheduled);

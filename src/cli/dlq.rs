@@ -1,5 +1,5 @@
-//! `dlq list | show | replay | purge`: the operator's view of the dead-letter
-//! store (contract section 6).
+//! `dlq list | show | groups | replay | edit | purge`: the operator's view
+//! of the dead-letter store (contract sections 6 and 13).
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -10,6 +10,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
+use sha2::Digest;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -19,6 +20,7 @@ use crate::config::Settings;
 use crate::domain::event::format_time;
 use crate::domain::policy::ORIGINAL_USER_HEADER;
 use crate::store::journal::{self, DeadLetterFilter, DeadLetterRow};
+use crate::store::replays::{self, Claim, Operator};
 
 /// Parses `7d`, `24h`, `30m`, `90s` (anything humantime accepts).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -49,6 +51,8 @@ fn row_json(r: &DeadLetterRow) -> Value {
         "body_len": r.body_len,
         "body_sha256": r.body_sha256,
         "truncated": r.truncated(),
+        "group": r.group_id,
+        "resolved_at": r.resolved_at.map(format_time),
     })
 }
 
@@ -153,7 +157,13 @@ pub fn render_body(body: &[u8]) -> String {
     }
 }
 
-pub async fn show(pool: &PgPool, id: i64) -> anyhow::Result<()> {
+/// A body as JSON output shows it: the JSON itself, else its text.
+fn body_value(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+pub async fn show(pool: &PgPool, id: i64, as_json: bool) -> anyhow::Result<()> {
     let filter = DeadLetterFilter {
         ids: vec![id],
         ..DeadLetterFilter::default()
@@ -165,10 +175,29 @@ pub async fn show(pool: &PgPool, id: i64) -> anyhow::Result<()> {
     else {
         return Err(CliError::NotFound(format!("no dead letter {id}")).into());
     };
+    let history: Vec<Value> = replays::history(pool, id)
+        .await?
+        .iter()
+        .map(|h| {
+            json!({"at": format_time(h.at), "action": h.action, "replay": h.replay,
+                   "amqp_user": h.amqp_user, "os_user": h.os_user, "result": h.result,
+                   "old_body": h.old_body.as_deref().map(body_value),
+                   "new_body": h.new_body.as_deref().map(body_value)})
+        })
+        .collect();
     let mut meta = row_json(&r);
     meta["exchange"] = json!(r.exchange);
     meta["properties"] = r.properties.clone();
     meta["body_bytes"] = json!(r.body.len());
+    if as_json {
+        meta["body"] = body_value(&r.body);
+        meta["history"] = Value::Array(history);
+        println!(
+            "{}",
+            escape_controls(&serde_json::to_string_pretty(&meta)?, true)
+        );
+        return Ok(());
+    }
     println!(
         "{}",
         escape_controls(&serde_json::to_string_pretty(&meta)?, true)
@@ -183,6 +212,55 @@ pub async fn show(pool: &PgPool, id: i64) -> anyhow::Result<()> {
         println!("--- body ---");
     }
     println!("{}", escape_controls(&render_body(&r.body), true));
+    if !history.is_empty() {
+        println!("--- history ---");
+        for h in &history {
+            let replay = h["replay"]
+                .as_i64()
+                .map(|n| format!(" #{n}"))
+                .unwrap_or_default();
+            println!(
+                "{}  {}{replay}  by {} ({})  {}",
+                h["at"].as_str().unwrap_or(""),
+                h["action"].as_str().unwrap_or(""),
+                h["amqp_user"].as_str().unwrap_or("-"),
+                h["os_user"].as_str().unwrap_or("-"),
+                escape_controls(h["result"].as_str().unwrap_or("(no outcome yet)"), false)
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn groups(pool: &PgPool, tenant: Option<String>, as_json: bool) -> anyhow::Result<()> {
+    let groups = replays::groups(pool, tenant.as_deref()).await?;
+    if as_json {
+        println!(
+            "{}",
+            escape_controls(&serde_json::to_string_pretty(&groups)?, true)
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<12}  {:>6}  {:<18}  {:<24}  {:<20}  TEMPLATE",
+        "GROUP", "COUNT", "CODE", "TYPE", "LAST FAILED"
+    );
+    for g in &groups {
+        println!(
+            "{:<12}  {:>6}  {:<18}  {:<24}  {:<20}  {}",
+            g.group,
+            g.count,
+            g.code,
+            cut(g.command_type.as_deref().unwrap_or("-"), 24),
+            format_time(
+                g.last_failed_at
+                    .replace_nanosecond(0)
+                    .unwrap_or(g.last_failed_at)
+            ),
+            cut(&g.template, 80)
+        );
+    }
+    println!("{} group(s)", groups.len());
     Ok(())
 }
 
@@ -238,26 +316,38 @@ pub fn replay_filter(
     all: bool,
     code: Option<String>,
     tenant: Option<String>,
+    group: Option<String>,
 ) -> Result<DeadLetterFilter, CliError> {
-    if ids.is_empty() && !all && code.is_none() && tenant.is_none() {
+    if ids.is_empty() && !all && code.is_none() && tenant.is_none() && group.is_none() {
         return Err(CliError::Failed(
-            "name what to replay: IDs, --all, --code C or --tenant T".into(),
+            "name what to replay: IDs, --all, --code C, --tenant T or --group G".into(),
         ));
     }
+    // A selector takes the rows that failed before the replay started: the
+    // ones failing during it are not swept in.
+    let before = ids.is_empty().then(OffsetDateTime::now_utc);
     Ok(DeadLetterFilter {
         pending_only: ids.is_empty(),
         ids,
         code,
         tenant,
+        group,
+        before,
         ..DeadLetterFilter::default()
     })
 }
 
+/// Replays the rows `filter` names: with `canary` (N, timeout), N of them
+/// first, waiting for their outcomes and stopping if one fails again.
+/// Exit status: 0 when every row named was replayed; 1 (a `Refused`) when
+/// some were not (a canary failed, a replay of them is still in flight, a
+/// cut body); 2 for anything else.
 pub async fn replay(
     settings: &Settings,
     pool: &PgPool,
     filter: DeadLetterFilter,
     dry_run: bool,
+    canary: Option<(usize, Duration)>,
 ) -> anyhow::Result<()> {
     let rows = journal::find_dead_letters(pool, &filter).await?;
     if rows.is_empty() {
@@ -289,9 +379,32 @@ pub async fn replay(
         println!("dry run: {} dead letter(s) would be replayed", rows.len());
         return Ok(());
     }
-    let user = replaying_user(settings)?;
-    let replayed = publish_rows(settings, pool, &rows, &user).await?;
+    let who = operator(settings)?;
+    let mut rest: &[DeadLetterRow] = &rows;
+    let mut replayed = 0;
+    let mut in_flight = 0;
+    if let Some((n, timeout)) = canary {
+        let (first, after) = rows.split_at(n.min(rows.len()));
+        let (claims, skipped) = publish_rows(settings, pool, first, &who).await?;
+        in_flight += skipped;
+        wait_for_canary(pool, &claims, timeout).await?;
+        println!(
+            "canary: {} dead letter(s) replayed and applied",
+            claims.len()
+        );
+        replayed += claims.len();
+        rest = after;
+    }
+    let (claims, skipped) = publish_rows(settings, pool, rest, &who).await?;
+    replayed += claims.len();
+    in_flight += skipped;
     println!("{replayed} dead letter(s) replayed");
+    if in_flight > 0 {
+        return Err(CliError::Refused(format!(
+            "{in_flight} dead letter(s) not replayed: a replay of them is still in flight (run again once it has an outcome)"
+        ))
+        .into());
+    }
     match cut.len() {
         0 => Ok(()),
         n => Err(CliError::Refused(format!(
@@ -299,6 +412,185 @@ pub async fn replay(
         ))
         .into()),
     }
+}
+
+/// Waits until every canary replay has an outcome; any but an applied one
+/// stops the replay.
+async fn wait_for_canary(pool: &PgPool, claims: &[Claim], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let results = replays::results(pool, claims).await?;
+        if let Some((c, r)) = claims
+            .iter()
+            .zip(&results)
+            .find_map(|(c, r)| r.as_deref().filter(|r| !applied(r)).map(|r| (c, r)))
+        {
+            return Err(CliError::Refused(format!(
+                "canary: dead letter {} {}; stopped before replaying the rest",
+                c.dead_letter_id,
+                escape_controls(r, false)
+            ))
+            .into());
+        }
+        if results.iter().all(Option::is_some) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let waiting = results.iter().filter(|r| r.is_none()).count();
+            return Err(CliError::Refused(format!(
+                "canary: {waiting} replay(s) had no outcome within {}; stopped before replaying the rest (is a worker running?)",
+                humantime::format_duration(timeout)
+            ))
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether a replay's recorded result means it was applied.
+fn applied(result: &str) -> bool {
+    !(result.starts_with("failed again") || result.starts_with("not published"))
+}
+
+/// Who is replaying or editing: the replaying AMQP user (checked) and the
+/// operating-system user.
+fn operator(settings: &Settings) -> Result<Operator, CliError> {
+    let os_user = ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    Ok(Operator {
+        amqp_user: replaying_user(settings)?,
+        os_user,
+    })
+}
+
+/// `dlq edit`: the corrected body must decode and pass admission as the
+/// original producer; then it replaces the stored one and is replayed.
+pub async fn edit(
+    settings: &Settings,
+    pool: &PgPool,
+    id: i64,
+    file: Option<std::path::PathBuf>,
+    new_id: bool,
+) -> anyhow::Result<()> {
+    let filter = DeadLetterFilter {
+        ids: vec![id],
+        ..DeadLetterFilter::default()
+    };
+    let Some(row) = journal::find_dead_letters(pool, &filter)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Err(CliError::NotFound(format!("no dead letter {id}")).into());
+    };
+    if row.truncated() {
+        return Err(CliError::Refused(format!(
+            "dead letter {id} kept only the first bytes of its body: there is nothing whole to edit"
+        ))
+        .into());
+    }
+    let text = match file {
+        Some(path) => std::fs::read(&path)
+            .map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display())))?,
+        None if std::io::stdin().is_terminal() => edit_in_editor(&row.body)?,
+        None => {
+            return Err(CliError::Failed(
+                "give the corrected body with --file F (or run on a terminal to use $EDITOR)"
+                    .into(),
+            )
+            .into())
+        }
+    };
+    let mut body: Value = serde_json::from_slice(&text).map_err(|e| {
+        CliError::Refused(format!("the new body is not JSON ({e}); nothing published"))
+    })?;
+    let original_id = serde_json::from_slice::<Value>(&row.body)
+        .ok()
+        .and_then(|v| v.get("command_id").cloned())
+        .or_else(|| row.command_id.clone().map(Value::String));
+    if new_id {
+        body["command_id"] = json!(uuid::Uuid::new_v4().to_string());
+    } else if let Some(original) = original_id {
+        body["command_id"] = original;
+    }
+    let bytes = serde_json::to_vec(&body)?;
+    let routing_key = match (body["tenant"].as_str(), body["type"].as_str()) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        _ => row.routing_key.clone(),
+    };
+    let arrival = crate::domain::admission::Arrival {
+        body: &bytes,
+        body_len: bytes.len(),
+        routing_key: &routing_key,
+        user_id: row.user_id.as_deref(),
+        replayed: false,
+        original_user: None,
+    };
+    if let Err(f) = crate::domain::admission::admit(
+        &arrival,
+        &settings.limits,
+        &settings.producers(),
+        OffsetDateTime::now_utc(),
+    ) {
+        return Err(CliError::Refused(format!(
+            "the new body is refused ({}): {}; nothing published",
+            f.rejection.code, f.rejection.message
+        ))
+        .into());
+    }
+    let who = operator(settings)?;
+    let sha = crate::intake::hex(&sha2::Sha256::digest(&bytes));
+    replays::edit(
+        pool,
+        id,
+        &row.body,
+        &bytes,
+        &journal::fingerprint(&routing_key, &sha),
+        &sha,
+        &routing_key,
+        &who,
+    )
+    .await?;
+    let edited = journal::find_dead_letters(pool, &filter).await?;
+    let (claims, in_flight) = publish_rows(settings, pool, &edited, &who).await?;
+    if in_flight > 0 {
+        return Err(CliError::Refused(format!(
+            "dead letter {id} was edited but not replayed: a replay of it is still in flight"
+        ))
+        .into());
+    }
+    println!(
+        "dead letter {id} edited and replayed ({} published)",
+        claims.len()
+    );
+    Ok(())
+}
+
+/// Opens the body, pretty-printed, in `$EDITOR` (or `vi`); returns the text saved.
+fn edit_in_editor(body: &[u8]) -> Result<Vec<u8>, CliError> {
+    let path = std::env::temp_dir().join(format!("dlq-edit-{}.json", uuid::Uuid::new_v4()));
+    let pretty = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_vec_pretty(&v).ok())
+        .unwrap_or_else(|| body.to_vec());
+    std::fs::write(&path, pretty)
+        .map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
+    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".to_owned());
+    let status = std::process::Command::new(&editor)
+        .arg(&path)
+        .status()
+        .map_err(|e| CliError::Failed(format!("starting {editor}: {e}")))?;
+    let text = std::fs::read(&path)
+        .map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display())));
+    let _ = std::fs::remove_file(&path);
+    if !status.success() {
+        return Err(CliError::Failed(format!(
+            "{editor} exited with {status}; nothing changed"
+        )));
+    }
+    text
 }
 
 /// The AMQP user a replay connects as, which must be granted `replay`
@@ -320,29 +612,50 @@ fn replaying_user(settings: &Settings) -> Result<String, CliError> {
     Ok(user)
 }
 
-/// Republishes rows with confirms, marking each replayed once confirmed;
-/// returns how many were.
+/// Claims rows and republishes the claimed ones with confirms, each marked
+/// published once confirmed. Returns the claims published and how many
+/// rows were left alone because a replay of them is in flight.
 async fn publish_rows(
     settings: &Settings,
     pool: &PgPool,
     rows: &[DeadLetterRow],
-    user: &str,
-) -> anyhow::Result<usize> {
+    who: &Operator,
+) -> anyhow::Result<(Vec<Claim>, usize)> {
+    if rows.is_empty() {
+        return Ok((vec![], 0));
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let claims = replays::claim(pool, &ids, who).await?;
+    let skipped = rows.len() - claims.len();
+    for r in rows
+        .iter()
+        .filter(|r| !claims.iter().any(|c| c.dead_letter_id == r.id))
+    {
+        println!("skipped {}: a replay of it is still in flight", r.id);
+    }
     let names = Names::new(&settings.amqp.prefix);
     let conn = amqp::connect(&settings.amqp, "dlq-replay").await?;
     let ch = amqp::confirm_channel(&conn).await?;
     // A progress bar only when the list would not fit on a screen.
-    let bar = (rows.len() > 20 && std::io::stderr().is_terminal()).then(|| {
-        let b = ProgressBar::new(rows.len() as u64);
+    let bar = (claims.len() > 20 && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new(claims.len() as u64);
         b.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} replayed ({eta} left)")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     });
-    let mut replayed = 0usize;
-    for r in rows {
-        let props = replay_properties(&r.properties, r.replay_count, user, r.user_id.as_deref());
+    let mut done = Vec::with_capacity(claims.len());
+    for c in &claims {
+        let Some(r) = rows.iter().find(|r| r.id == c.dead_letter_id) else {
+            continue;
+        };
+        let props = replay_properties(
+            &r.properties,
+            r.replay_count,
+            &who.amqp_user,
+            r.user_id.as_deref(),
+        );
         let confirm = ch
             .basic_publish(
                 names.commands.as_str().into(),
@@ -358,16 +671,22 @@ async fn publish_rows(
             .await?
             .await?;
         if !confirm.is_ack() || confirm.take_message().is_some() {
+            let why = format!(
+                "not accepted by the broker (no queue for key `{}`?)",
+                r.routing_key
+            );
+            replays::not_published(pool, *c, &why).await?;
             return Err(CliError::Failed(format!(
-                "dead letter {} was not accepted by the broker (no queue for key `{}`?); {replayed} replayed before it",
-                r.id, r.routing_key
+                "dead letter {} was {why}; {} replayed before it",
+                r.id,
+                done.len()
             ))
             .into());
         }
-        // Marked only after the confirm: an interrupted replay re-sends at
-        // most the row in flight, and the inbox makes that a duplicate.
-        journal::mark_replayed(pool, r.id).await?;
-        replayed += 1;
+        // Marked only after the confirm; the claim keeps a second replay
+        // from publishing it again while its outcome is awaited.
+        replays::published(pool, r.id).await?;
+        done.push(*c);
         match &bar {
             Some(b) => b.inc(1),
             None => println!("replayed {} with key {}", r.id, r.routing_key),
@@ -377,7 +696,7 @@ async fn publish_rows(
         b.finish();
     }
     let _ = conn.close(200, "done".into()).await;
-    Ok(replayed)
+    Ok((done, skipped))
 }
 
 pub async fn purge(

@@ -197,11 +197,39 @@ pub enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one dead letter: metadata, properties and the body (pretty JSON,
-    /// escaped text or hex).
+    /// Show one dead letter: metadata, properties, the body (pretty JSON,
+    /// escaped text or hex) and its history of replays and edits.
     ///
-    /// Example: lifecycle-worker dlq show 42
-    Show { id: i64 },
+    /// Example: lifecycle-worker dlq show 42 --json
+    Show {
+        id: i64,
+        /// One JSON object, body and history included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Failure causes of the rows not replayed successfully: code, type and
+    /// the message with ids, numbers and quoted values as placeholders.
+    ///
+    /// Example: lifecycle-worker dlq groups --tenant acme --json
+    Groups {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a dead letter's body by a corrected one and replay it. The
+    /// new body must decode and is authorised as the original producer; it
+    /// keeps the command_id unless --new-id. Without --file, opens $EDITOR.
+    ///
+    /// Example: lifecycle-worker dlq edit 42 --file fixed.json
+    Edit {
+        id: i64,
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Give the command a new command_id (a new command, not a retry).
+        #[arg(long)]
+        new_id: bool,
+    },
     /// Republish dead letters to `{prefix}.commands` with their original
     /// routing key and properties, plus header `x-replayed`.
     ///
@@ -213,12 +241,22 @@ pub enum DlqCommand {
     ///           lifecycle-worker dlq replay --code not_found --dry-run
     Replay {
         ids: Vec<i64>,
-        #[arg(long, conflicts_with_all = ["ids", "code", "tenant"])]
+        #[arg(long, conflicts_with_all = ["ids", "code", "tenant", "group"])]
         all: bool,
         #[arg(long, conflicts_with = "ids")]
         code: Option<String>,
         #[arg(long, conflicts_with = "ids")]
         tenant: Option<String>,
+        /// A failure group (`dlq groups`): its rows that failed before the
+        /// replay started.
+        #[arg(long, conflicts_with = "ids")]
+        group: Option<String>,
+        /// Replay N rows first and stop (exit 1) if any fails again.
+        #[arg(long, value_name = "N")]
+        canary: Option<usize>,
+        /// How long the canary waits for its outcomes, e.g. 60s.
+        #[arg(long, value_parser = dlq::parse_duration, default_value = "60s")]
+        canary_timeout: Duration,
         /// List what would be replayed; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -261,16 +299,22 @@ pub async fn dlq(settings: &Settings, cmd: DlqCommand) -> anyhow::Result<()> {
             since,
             json,
         } => dlq::list(&pool, tenant, code, since, json).await,
-        DlqCommand::Show { id } => dlq::show(&pool, id).await,
+        DlqCommand::Show { id, json } => dlq::show(&pool, id, json).await,
+        DlqCommand::Groups { tenant, json } => dlq::groups(&pool, tenant, json).await,
+        DlqCommand::Edit { id, file, new_id } => dlq::edit(settings, &pool, id, file, new_id).await,
         DlqCommand::Replay {
             ids,
             all,
             code,
             tenant,
+            group,
+            canary,
+            canary_timeout,
             dry_run,
         } => {
-            let filter = dlq::replay_filter(ids, all, code, tenant)?;
-            dlq::replay(settings, &pool, filter, dry_run).await
+            let filter = dlq::replay_filter(ids, all, code, tenant, group)?;
+            let canary = canary.map(|n| (n, canary_timeout));
+            dlq::replay(settings, &pool, filter, dry_run, canary).await
         }
         DlqCommand::Purge {
             ids,

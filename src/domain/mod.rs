@@ -9,6 +9,7 @@ pub mod directory;
 pub mod effective;
 pub mod envelope;
 pub mod event;
+pub mod failure;
 pub mod guardrail;
 pub mod ids;
 pub mod json;

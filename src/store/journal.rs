@@ -224,12 +224,18 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// The same message (routing key and body) failing again maps to the same row.
     pub fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(self.routing_key.as_bytes());
-        h.update([0]);
-        h.update(self.body_sha256.as_bytes());
-        crate::intake::hex(&h.finalize())
+        fingerprint(&self.routing_key, &self.body_sha256)
     }
+}
+
+/// What makes the same message failing again update its row: routing key
+/// and body.
+pub fn fingerprint(routing_key: &str, body_sha256: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(routing_key.as_bytes());
+    h.update([0]);
+    h.update(body_sha256.as_bytes());
+    crate::intake::hex(&h.finalize())
 }
 
 /// Postgres text and jsonb refuse U+0000; a dead letter is stored whatever
@@ -259,11 +265,15 @@ pub(crate) fn pg_json(v: &Value) -> Value {
 /// Nothing in the message can make this fail (see [`pg_text`]).
 pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Result<i64, StoreError> {
     let opt = |s: &Option<String>| s.as_deref().map(|s| pg_text(s).into_owned());
-    Ok(sqlx::query_scalar(
+    let template = crate::domain::failure::template(&d.message);
+    let group = crate::domain::failure::group_id(&d.code, d.command_type.as_deref(), &template);
+    // Failing again ends a replay's claim; the replay's history row gets
+    // the result.
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO dead_letters (fingerprint, body, body_len, body_sha256, properties, exchange, \
          routing_key, user_id, tenant_id, command_id, command_type, code, message, last_failure_replay, \
-         entity_kind, entity_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         entity_kind, entity_id, template, group_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          ON CONFLICT (fingerprint) DO UPDATE SET last_failed_at = now(), \
          failure_count = dead_letters.failure_count + 1, code = EXCLUDED.code, \
          message = EXCLUDED.message, properties = EXCLUDED.properties, \
@@ -273,6 +283,8 @@ pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Resul
          command_type = COALESCE(EXCLUDED.command_type, dead_letters.command_type), \
          entity_kind = COALESCE(EXCLUDED.entity_kind, dead_letters.entity_kind), \
          entity_id = COALESCE(EXCLUDED.entity_id, dead_letters.entity_id), \
+         template = EXCLUDED.template, group_id = EXCLUDED.group_id, \
+         claimed_at = NULL, claim_published = false, resolved_at = NULL, \
          last_failure_replay = GREATEST(dead_letters.last_failure_replay, EXCLUDED.last_failure_replay) \
          RETURNING id",
     )
@@ -292,8 +304,21 @@ pub async fn store_dead_letter(conn: &mut PgConnection, d: &DeadLetter) -> Resul
     .bind(d.replay)
     .bind(d.subject.as_ref().map(|(kind, _)| kind.as_str()))
     .bind(d.subject.as_ref().map(|(_, id)| pg_text(id).into_owned()))
-    .fetch_one(conn)
-    .await?)
+    .bind(pg_text(&template))
+    .bind(&group)
+    .fetch_one(&mut *conn)
+    .await?;
+    if d.replay > 0 {
+        sqlx::query(
+            "UPDATE dead_letter_history SET result = $2 \
+             WHERE dead_letter_id = $1 AND action = 'replay' AND result IS NULL",
+        )
+        .bind(id)
+        .bind(pg_text(&format!("failed again: {}: {}", d.code, d.message)))
+        .execute(conn)
+        .await?;
+    }
+    Ok(id)
 }
 
 /// A row of the dead-letter store as the CLI and tests see it.
@@ -321,6 +346,10 @@ pub struct DeadLetterRow {
     pub body_sha256: String,
     /// The producer a replay is authorised as.
     pub user_id: Option<String>,
+    /// The failure cause (`dlq groups`).
+    pub group_id: Option<String>,
+    /// When a replay of it was applied.
+    pub resolved_at: Option<OffsetDateTime>,
 }
 
 impl DeadLetterRow {
@@ -332,8 +361,8 @@ impl DeadLetterRow {
 
 const DEAD_LETTER_COLUMNS: &str = "id, tenant_id, command_id, command_type, code, message, \
     failure_count, first_failed_at, last_failed_at, replayed_at, replay_count, \
-    last_failure_replay >= replay_count AS pending, exchange, \
-    routing_key, properties, body, body_len, body_sha256, user_id";
+    last_failure_replay >= replay_count AND resolved_at IS NULL AS pending, exchange, \
+    routing_key, properties, body, body_len, body_sha256, user_id, group_id, resolved_at";
 
 /// Which dead letters an operator means. Empty fields do not filter.
 #[derive(Clone, Debug, Default)]
@@ -345,8 +374,10 @@ pub struct DeadLetterFilter {
     pub since: Option<OffsetDateTime>,
     /// Last failed before this time.
     pub before: Option<OffsetDateTime>,
-    /// Only rows not replayed since their last failure.
+    /// Only rows not replayed since their last failure (nor resolved).
     pub pending_only: bool,
+    /// One failure group.
+    pub group: Option<String>,
 }
 
 pub async fn find_dead_letters(
@@ -360,7 +391,8 @@ pub async fn find_dead_letters(
          AND ($3::text IS NULL OR code = $3) \
          AND ($4::timestamptz IS NULL OR last_failed_at >= $4) \
          AND ($5::timestamptz IS NULL OR last_failed_at < $5) \
-         AND (NOT $6 OR last_failure_replay >= replay_count) \
+         AND (NOT $6 OR (last_failure_replay >= replay_count AND resolved_at IS NULL)) \
+         AND ($7::text IS NULL OR group_id = $7) \
          ORDER BY id"
     ))
     .bind(&f.ids)
@@ -369,23 +401,13 @@ pub async fn find_dead_letters(
     .bind(f.since)
     .bind(f.before)
     .bind(f.pending_only)
+    .bind(&f.group)
     .fetch_all(pool)
     .await?)
 }
 
 pub async fn list_dead_letters(pool: &PgPool) -> Result<Vec<DeadLetterRow>, StoreError> {
     find_dead_letters(pool, &DeadLetterFilter::default()).await
-}
-
-/// Records a replay; returns the new replay count.
-pub async fn mark_replayed(pool: &PgPool, id: i64) -> Result<i32, StoreError> {
-    Ok(sqlx::query_scalar(
-        "UPDATE dead_letters SET replayed_at = now(), replay_count = replay_count + 1 \
-         WHERE id = $1 RETURNING replay_count",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await?)
 }
 
 pub async fn purge_dead_letters(pool: &PgPool, ids: &[i64]) -> Result<u64, StoreError> {

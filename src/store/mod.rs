@@ -5,6 +5,7 @@ pub mod entities;
 pub mod guardrail;
 pub mod journal;
 pub mod privacy;
+pub mod replays;
 pub mod schedule;
 
 use secrecy::ExposeSecret;
@@ -194,5 +195,6 @@ pub async fn prepare(settings: &Settings) -> Result<PgPool, StoreError> {
     let pool = connect(settings).await?;
     ensure_schema(&pool, &settings.database.schema).await?;
     migrate(&pool).await?;
+    replays::backfill_groups(&pool).await?;
     Ok(pool)
 }

@@ -624,30 +624,26 @@ async fn publish_rows(
     if rows.is_empty() {
         return Ok((vec![], 0));
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let claims = replays::claim(pool, &ids, who).await?;
-    let skipped = rows.len() - claims.len();
-    for r in rows
-        .iter()
-        .filter(|r| !claims.iter().any(|c| c.dead_letter_id == r.id))
-    {
-        println!("skipped {}: a replay of it is still in flight", r.id);
-    }
     let names = Names::new(&settings.amqp.prefix);
     let conn = amqp::connect(&settings.amqp, "dlq-replay").await?;
     let ch = amqp::confirm_channel(&conn).await?;
     // A progress bar only when the list would not fit on a screen.
-    let bar = (claims.len() > 20 && std::io::stderr().is_terminal()).then(|| {
-        let b = ProgressBar::new(claims.len() as u64);
+    let bar = (rows.len() > 20 && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new(rows.len() as u64);
         b.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} replayed ({eta} left)")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     });
-    let mut done = Vec::with_capacity(claims.len());
-    for c in &claims {
-        let Some(r) = rows.iter().find(|r| r.id == c.dead_letter_id) else {
+    let mut done = Vec::with_capacity(rows.len());
+    let mut skipped = 0;
+    for r in rows {
+        // Claimed one at a time, just before publishing: a replay killed
+        // mid-way leaves at most one row claimed and unpublished.
+        let Some(c) = replays::claim(pool, &[r.id], who).await?.pop() else {
+            skipped += 1;
+            println!("skipped {}: a replay of it is still in flight", r.id);
             continue;
         };
         let props = replay_properties(
@@ -675,7 +671,7 @@ async fn publish_rows(
                 "not accepted by the broker (no queue for key `{}`?)",
                 r.routing_key
             );
-            replays::not_published(pool, *c, &why).await?;
+            replays::not_published(pool, c, &why).await?;
             return Err(CliError::Failed(format!(
                 "dead letter {} was {why}; {} replayed before it",
                 r.id,
@@ -686,7 +682,7 @@ async fn publish_rows(
         // Marked only after the confirm; the claim keeps a second replay
         // from publishing it again while its outcome is awaited.
         replays::published(pool, r.id).await?;
-        done.push(*c);
+        done.push(c);
         match &bar {
             Some(b) => b.inc(1),
             None => println!("replayed {} with key {}", r.id, r.routing_key),

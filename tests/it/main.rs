@@ -5,6 +5,7 @@ mod bad_input;
 mod contacts;
 mod dead_letters;
 mod deploy;
+mod dlq_scale;
 mod erasure;
 mod guardrail;
 mod hardening;

@@ -444,3 +444,92 @@ async fn an_edit_must_decode_keeps_the_command_id_and_is_in_the_history() {
     let _ = std::fs::remove_dir_all(&dir);
     env.finish().await;
 }
+
+#[tokio::test]
+async fn an_edit_is_authorised_as_the_original_producer() {
+    use lifecycle_worker::domain::policy::ProducerGrant;
+    let grant = ProducerGrant {
+        tenants: vec!["acme".into()],
+        commands: vec!["*".into()],
+        replay: true,
+    };
+    let env = TestEnv::start_with(|s| {
+        s.producers.insert("guest".into(), grant.clone());
+    })
+    .await;
+    let as_guest = || lifecycle_worker::amqp::json_properties().with_user_id("guest".into());
+    let send = |cmd: Value| {
+        let env = &env;
+        async move {
+            let body = serde_json::to_vec(&cmd).unwrap();
+            env.send_raw(&crate::helpers::routing_key_of(&cmd), &body, as_guest())
+                .await
+        }
+    };
+    send(env.command(
+        "acme",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-1", "first_name": "A"}),
+    ))
+    .await;
+    let bad = env.command(
+        "acme",
+        "contact.change_status",
+        1,
+        json!({"contact_id": "c-1", "status": "ZZ"}),
+    );
+    assert_eq!(send(bad.clone()).await["error"]["code"], "invalid_status");
+    let id = env.dead_letters().await[0].id.to_string();
+    // The CLI with the same grants (guest may replay).
+    let dir = std::env::temp_dir().join(format!("dlq-auth-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        "[producers.guest]\ntenants = [\"acme\"]\ncommands = [\"*\"]\nreplay = true\n",
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let edit = |file: &str| {
+        let env = &env;
+        let (config, file, id) = (config.clone(), file.to_owned(), id.clone());
+        async move {
+            let out = env
+                .cli_with(
+                    &["--config", &config, "dlq", "edit", &id, "--file", &file],
+                    &[],
+                )
+                .await;
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let mut elsewhere = bad.clone();
+    elsewhere["tenant"] = json!("globex");
+    elsewhere["payload"]["status"] = json!("B");
+    let path = dir.join("globex.json");
+    std::fs::write(&path, elsewhere.to_string()).unwrap();
+    let (code, err) = edit(&path.to_string_lossy()).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("forbidden"),
+        "the producer may not send for globex: {err}"
+    );
+    let mut fixed = bad.clone();
+    fixed["payload"]["status"] = json!("B");
+    let path = dir.join("fixed.json");
+    std::fs::write(&path, fixed.to_string()).unwrap();
+    let (code, err) = edit(&path.to_string_lossy()).await;
+    assert_eq!(code, Some(0), "{err}");
+    eventually("the edit applied, as guest", || async {
+        env.contact_show("acme", "c-1")
+            .await
+            .filter(|c| c["status"] == "B")
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    env.finish().await;
+}

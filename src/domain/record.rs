@@ -42,6 +42,43 @@ impl<T> Record<T> {
     }
 }
 
+/// What an erasure works on (contract section 11).
+pub struct Erasable<'a, T> {
+    /// The data the store still holds: live, or kept by a soft delete.
+    pub state: &'a T,
+    pub live: bool,
+    /// The version the tombstone follows.
+    pub version: u64,
+    /// The tombstone's time: the erasure's, or a later delete's.
+    pub at: Ts,
+}
+
+impl<T: super::working::Versioned> Record<T> {
+    /// `None` when nothing is held: never existed, hard-deleted, purged or
+    /// already erased.
+    pub fn erasable(&self, issued_at: time::OffsetDateTime) -> Option<Erasable<'_, T>> {
+        match self {
+            Record::Live(t) => Some(Erasable {
+                state: t,
+                live: true,
+                version: t.version(),
+                at: Ts(issued_at),
+            }),
+            Record::Deleted {
+                kept: Some(k),
+                version,
+                at,
+            } => Some(Erasable {
+                state: &k.state,
+                live: false,
+                version: *version,
+                at: Ts(at.get().max(issued_at)),
+            }),
+            Record::Deleted { kept: None, .. } | Record::Absent => None,
+        }
+    }
+}
+
 /// A soft-deleted entity as it was, restorable until `purge_after`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kept<T> {

@@ -15,6 +15,7 @@ pub trait Versioned: Clone {
     fn aspects_mut(&mut self) -> &mut BTreeMap<String, Ts>;
     /// One version up, updated now.
     fn bump(&mut self, now: OffsetDateTime);
+    fn version(&self) -> u64;
 }
 
 /// Implements [`Versioned`] for an entity with `aspects`, `version` and
@@ -33,6 +34,9 @@ macro_rules! versioned {
             fn bump(&mut self, now: time::OffsetDateTime) {
                 self.version += 1;
                 self.updated_at = $crate::domain::ts::Ts(now);
+            }
+            fn version(&self) -> u64 {
+                self.version
             }
         }
     };

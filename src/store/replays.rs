@@ -86,7 +86,7 @@ pub async fn claim(pool: &PgPool, ids: &[i64], who: &Operator) -> Result<Vec<Cla
     Ok(sqlx::query_as(
         "WITH c AS ( \
            UPDATE dead_letters SET claimed_at = now(), claim_published = false \
-           WHERE id = ANY($1) AND resolved_at IS NULL AND (claimed_at IS NULL \
+           WHERE id = ANY($1) AND (claimed_at IS NULL \
              OR (NOT claim_published AND claimed_at < now() - interval '30 seconds') \
              OR claimed_at < now() - interval '10 minutes') \
            RETURNING id, replay_count) \

@@ -179,6 +179,17 @@ async fn failures_group_by_cause_and_a_group_replay_takes_only_what_failed_befor
     assert_eq!(history[0]["amqp_user"], "guest");
     assert!(history[0]["os_user"].is_string());
     assert_eq!(history[0]["result"], "applied");
+    // Named by id, a resolved row is replayed again: a duplicate.
+    let (code, out, err) = env
+        .cli_text(&["dlq", "replay", &replayed.to_string()])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let again = eventually("the second replay's outcome", || async {
+        let h = history_of(&env, replayed).await;
+        (h.len() == 2 && h[1]["result"].is_string()).then_some(h)
+    })
+    .await;
+    assert_eq!(again[1]["result"], "applied (duplicate)");
 
     // A canary of a group that still fails stops the replay.
     let status = group_of(&all, "contact.change_status")["group"]

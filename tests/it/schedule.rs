@@ -19,6 +19,25 @@ fn effective(mut cmd: Value, at: &str) -> Value {
     cmd
 }
 
+/// A command of `tenant` on contact `id`, effective at `at`.
+fn later(env: &TestEnv, tenant: &str, kind: &str, id: &str, minute: u32, at: &str) -> Value {
+    effective(
+        env.command(tenant, kind, minute, json!({"contact_id": id})),
+        at,
+    )
+}
+
+/// Creates contact `id` in `tenant`.
+async fn upsert(env: &TestEnv, tenant: &str, id: &str) {
+    let cmd = env.command(
+        tenant,
+        "contact.upsert",
+        0,
+        json!({"contact_id": id, "first_name": "Sam"}),
+    );
+    assert_eq!(env.send(&cmd).await["outcome"], "applied");
+}
+
 /// The inbox's outcome of a command, once it is no longer `scheduled`.
 async fn final_outcome(env: &TestEnv, cmd: &Value) -> Value {
     let id = cmd["command_id"].as_str().unwrap().to_owned();
@@ -112,22 +131,8 @@ async fn a_future_command_is_scheduled_then_applied_once_when_due() {
 #[tokio::test]
 async fn a_later_reactivation_makes_a_scheduled_termination_stale() {
     let env = TestEnv::start().await;
-    env.send(&env.command(
-        "acme",
-        "contact.upsert",
-        0,
-        json!({"contact_id": "c-1", "first_name": "Sam"}),
-    ))
-    .await;
-    let termination = effective(
-        env.command(
-            "acme",
-            "contact.deactivate",
-            1,
-            json!({"contact_id": "c-1"}),
-        ),
-        &in_seconds(2),
-    );
+    upsert(&env, "acme", "c-1").await;
+    let termination = later(&env, "acme", "contact.deactivate", "c-1", 1, &in_seconds(2));
     assert_eq!(env.send(&termination).await["outcome"], "scheduled");
     // HR rescinds it: a reactivation issued after the termination was decided.
     let rescind = env.command(
@@ -149,17 +154,8 @@ async fn a_later_reactivation_makes_a_scheduled_termination_stale() {
 #[tokio::test]
 async fn a_scheduled_command_can_be_cancelled_once() {
     let env = TestEnv::start().await;
-    env.send(&env.command(
-        "acme",
-        "contact.upsert",
-        0,
-        json!({"contact_id": "c-1", "first_name": "Sam"}),
-    ))
-    .await;
-    let cmd = effective(
-        env.command("acme", "contact.archive", 1, json!({"contact_id": "c-1"})),
-        &in_seconds(3600),
-    );
+    upsert(&env, "acme", "c-1").await;
+    let cmd = later(&env, "acme", "contact.archive", "c-1", 1, &in_seconds(3600));
     assert_eq!(env.send(&cmd).await["outcome"], "scheduled");
     let cancel = env.command(
         "acme",
@@ -204,13 +200,12 @@ async fn a_scheduled_command_can_be_cancelled_once() {
     );
     assert_eq!(env.send(&late).await["error"]["code"], "invalid_transition");
     // Another tenant's command is unknown here.
-    let other = effective(
-        env.command(
-            "globex",
-            "contact.deactivate",
-            1,
-            json!({"contact_id": "c-1"}),
-        ),
+    let other = later(
+        &env,
+        "globex",
+        "contact.deactivate",
+        "c-1",
+        1,
         &in_seconds(3600),
     );
     env.send(&other).await;
@@ -232,46 +227,26 @@ async fn dates_are_midnight_in_the_tenants_zone_and_bad_schedules_are_refused() 
     .await;
     let next_year = OffsetDateTime::now_utc().year() + 1;
     let day = format!("{next_year}-01-15");
-    let cmd = effective(
-        env.command(
-            "berlin",
-            "contact.deactivate",
-            1,
-            json!({"contact_id": "c-1"}),
-        ),
-        &day,
-    );
+    let cmd = later(&env, "berlin", "contact.deactivate", "c-1", 1, &day);
     let reply = env.send(&cmd).await;
     assert_eq!(
         reply["scheduled_for"],
         json!(format!("{next_year}-01-14T23:00:00Z"))
     );
-    let utc = effective(
-        env.command(
-            "acme",
-            "contact.deactivate",
-            1,
-            json!({"contact_id": "c-1"}),
-        ),
-        &day,
-    );
+    let utc = later(&env, "acme", "contact.deactivate", "c-1", 1, &day);
     assert_eq!(
         env.send(&utc).await["scheduled_for"],
         json!(format!("{next_year}-01-15T00:00:00Z"))
     );
 
     let refused = [
-        effective(
-            env.command("acme", "contact.upsert", 1, json!({"contact_id": "c-1"})),
-            &day,
-        ),
-        effective(
-            env.command(
-                "acme",
-                "contact.deactivate",
-                1,
-                json!({"contact_id": "c-1"}),
-            ),
+        later(&env, "acme", "contact.upsert", "c-1", 1, &day),
+        later(
+            &env,
+            "acme",
+            "contact.deactivate",
+            "c-1",
+            1,
             &format!("{}-01-01", next_year + 2),
         ),
         effective(
@@ -317,34 +292,19 @@ async fn when_due_it_is_judged_like_any_command_held_or_dead_lettered_and_replay
         });
     })
     .await;
-    env.send(&env.command(
-        "held",
-        "contact.upsert",
-        0,
-        json!({"contact_id": "c-1", "first_name": "Sam"}),
-    ))
-    .await;
-    let guarded = effective(
-        env.command(
-            "held",
-            "contact.deactivate",
-            1,
-            json!({"contact_id": "c-1"}),
-        ),
-        &in_seconds(1),
-    );
+    upsert(&env, "held", "c-1").await;
+    let guarded = later(&env, "held", "contact.deactivate", "c-1", 1, &in_seconds(1));
     assert_eq!(
         env.send(&guarded).await["outcome"],
         "scheduled",
         "the guardrail counts it when it runs"
     );
-    let missing = effective(
-        env.command(
-            "acme",
-            "contact.deactivate",
-            1,
-            json!({"contact_id": "c-404"}),
-        ),
+    let missing = later(
+        &env,
+        "acme",
+        "contact.deactivate",
+        "c-404",
+        1,
         &in_seconds(1),
     );
     assert_eq!(
@@ -385,13 +345,12 @@ async fn erasing_an_entity_drops_its_scheduled_commands() {
         json!({"contact_id": "c-1", "email": "x@example.com"}),
     ))
     .await;
-    let cmd = effective(
-        env.command(
-            "acme",
-            "contact.deactivate",
-            1,
-            json!({"contact_id": "c-1"}),
-        ),
+    let cmd = later(
+        &env,
+        "acme",
+        "contact.deactivate",
+        "c-1",
+        1,
         &in_seconds(3600),
     );
     env.send(&cmd).await;

@@ -12,7 +12,7 @@ use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use crate::domain::policy::{DeleteMode, TenantPolicy};
 use crate::domain::privacy::email_sha256;
-use crate::domain::record::{check_version, Kept};
+use crate::domain::record::{check_version, Erasable, Kept};
 use crate::domain::ts::Ts;
 use crate::domain::user::User;
 use crate::domain::working::{self, Versioned};
@@ -255,26 +255,24 @@ fn erase(
     record: &ContactRecord,
     expected_version: Option<u64>,
 ) -> Result<ContactDecision, Rejection> {
-    let (contact, version, at) = match record {
-        ContactRecord::Live(c) => (c, c.version, ctx.issued_at),
-        ContactRecord::Deleted {
-            kept: Some(k),
-            version,
-            at,
-        } => (&*k.state, *version, at.get().max(ctx.issued_at)),
-        ContactRecord::Deleted { kept: None, .. } | ContactRecord::Absent => {
-            return Err(Rejection::new(
-                ErrorCode::NotFound,
-                format!("contact `{id}` does not exist"),
-            ))
-        }
+    let Some(Erasable {
+        state: contact,
+        live,
+        version,
+        at,
+    }) = record.erasable(ctx.issued_at)
+    else {
+        return Err(Rejection::new(
+            ErrorCode::NotFound,
+            format!("contact `{id}` does not exist"),
+        ));
     };
     check_version(EntityKind::Contact, expected_version, version)?;
     let version = version + 1;
     let draft = |data| EventDraft::new(ctx, id, version, data);
     let mut events = Vec::new();
     // A soft-deleted contact's address was suppressed by its delete.
-    if let (Some(email), ContactRecord::Live(_)) = (&contact.email, record) {
+    if let (Some(email), true) = (&contact.email, live) {
         if !contact.email_suppressed {
             events.push(draft(EventData::ContactEmailSuppressed(EmailSuppressed {
                 email: email.clone(),
@@ -290,7 +288,7 @@ fn erase(
     Ok(ContactDecision {
         outcome: Outcome::Applied,
         write: Some(ContactRecord::Deleted {
-            at: Ts(at),
+            at,
             version,
             kept: None,
         }),

@@ -11,7 +11,7 @@ use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use crate::domain::policy::DeleteMode;
 use crate::domain::privacy::email_sha256;
-use crate::domain::record::{check_version, Kept};
+use crate::domain::record::{check_version, Erasable, Kept};
 use crate::domain::ts::Ts;
 use crate::domain::working::{Versioned, Working};
 use crate::domain::Ctx;
@@ -231,19 +231,17 @@ fn erase(
     record: &UserRecord,
     expected_version: Option<u64>,
 ) -> Result<Decision<UserRecord>, Rejection> {
-    let (user, version, at) = match record {
-        UserRecord::Live(u) => (u, u.version, ctx.issued_at),
-        UserRecord::Deleted {
-            kept: Some(k),
-            version,
-            at,
-        } => (&*k.state, *version, at.get().max(ctx.issued_at)),
-        UserRecord::Deleted { kept: None, .. } | UserRecord::Absent => {
-            return Err(Rejection::new(
-                ErrorCode::NotFound,
-                format!("user `{id}` does not exist"),
-            ))
-        }
+    let Some(Erasable {
+        state: user,
+        version,
+        at,
+        ..
+    }) = record.erasable(ctx.issued_at)
+    else {
+        return Err(Rejection::new(
+            ErrorCode::NotFound,
+            format!("user `{id}` does not exist"),
+        ));
     };
     check_version(EntityKind::User, expected_version, version)?;
     let version = version + 1;
@@ -254,7 +252,7 @@ fn erase(
     Ok(Decision {
         outcome: Outcome::Applied,
         write: Some(UserRecord::Deleted {
-            at: Ts(at),
+            at,
             version,
             kept: None,
         }),

@@ -416,7 +416,8 @@ async fn an_erased_address_stays_suppressed_on_every_path_until_consent() {
         11,
         json!({"contact_id": "c-2", "attributes": {"do_not_email": false, "tier": "gold"}}),
     );
-    let due = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    // Far enough ahead to arrive before it is due, even on a busy machine.
+    let due = OffsetDateTime::now_utc() + time::Duration::seconds(3);
     scheduled["effective_at"] = json!(format_time(due));
     assert_eq!(e.send(&scheduled).await["outcome"], "scheduled");
     let applied = eventually("the scheduled change applied", || async {

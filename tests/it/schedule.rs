@@ -8,9 +8,10 @@ use lifecycle_worker::domain::policy::GuardrailOverride;
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
-/// An RFC 3339 instant `seconds` from now.
+/// An RFC 3339 instant, in whole seconds, at least `seconds` from now: time
+/// for the command to arrive before it is due, even on a busy machine.
 fn in_seconds(seconds: i64) -> String {
-    let at = OffsetDateTime::now_utc() + Duration::seconds(seconds);
+    let at = OffsetDateTime::now_utc() + Duration::seconds(seconds + 1);
     format_time(at.replace_nanosecond(0).unwrap())
 }
 
@@ -73,7 +74,7 @@ async fn a_future_command_is_scheduled_then_applied_once_when_due() {
         json!({"contact_id": "c-1", "email": "s@example.com"}),
     );
     env.send(&create).await;
-    let at = in_seconds(2);
+    let at = in_seconds(3);
     let cmd = effective(
         env.command(
             "acme",
@@ -132,7 +133,7 @@ async fn a_future_command_is_scheduled_then_applied_once_when_due() {
 async fn a_later_reactivation_makes_a_scheduled_termination_stale() {
     let env = TestEnv::start().await;
     upsert(&env, "acme", "c-1").await;
-    let termination = later(&env, "acme", "contact.deactivate", "c-1", 1, &in_seconds(2));
+    let termination = later(&env, "acme", "contact.deactivate", "c-1", 1, &in_seconds(3));
     assert_eq!(env.send(&termination).await["outcome"], "scheduled");
     // HR rescinds it: a reactivation issued after the termination was decided.
     let rescind = env.command(
@@ -293,7 +294,7 @@ async fn when_due_it_is_judged_like_any_command_held_or_dead_lettered_and_replay
     })
     .await;
     upsert(&env, "held", "c-1").await;
-    let guarded = later(&env, "held", "contact.deactivate", "c-1", 1, &in_seconds(1));
+    let guarded = later(&env, "held", "contact.deactivate", "c-1", 1, &in_seconds(3));
     assert_eq!(
         env.send(&guarded).await["outcome"],
         "scheduled",
@@ -305,7 +306,7 @@ async fn when_due_it_is_judged_like_any_command_held_or_dead_lettered_and_replay
         "contact.deactivate",
         "c-404",
         1,
-        &in_seconds(1),
+        &in_seconds(3),
     );
     assert_eq!(
         env.send(&missing).await["outcome"],

@@ -9,6 +9,9 @@
 //! (employer and role upserts, bulk filters, archive's linked users, delete)
 //! first flush what is pending, then use ordinary queries.
 
+mod erasure;
+mod scheduling;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 
@@ -283,30 +286,6 @@ fn command_ctx<'a>(
     }
 }
 
-/// The blocklist locks a batch takes: shared for each tenant whose
-/// contacts it touches, exclusive for each tenant where it may erase or
-/// confirm consent.
-fn blocklist_locks(commands: &[&Command]) -> Vec<(String, bool)> {
-    commands
-        .iter()
-        .filter_map(|c| {
-            let exclusive = match &c.body {
-                CommandBody::Contact { op, .. } => {
-                    matches!(op, ContactOp::Erase | ContactOp::ConfirmConsent)
-                }
-                CommandBody::User {
-                    op: UserOp::Erase, ..
-                } => true,
-                CommandBody::Bulk(_) => false,
-                CommandBody::User { .. }
-                | CommandBody::Directory(_)
-                | CommandBody::Cancel { .. } => return None,
-            };
-            Some((c.tenant.to_string(), exclusive))
-        })
-        .collect()
-}
-
 /// What a held command is about: its entity, or a bulk's contact ids.
 fn held_subject(cmd: &Command) -> (Option<EntityRef>, Option<serde_json::Value>) {
     match &cmd.body {
@@ -327,17 +306,6 @@ fn held_subject(cmd: &Command) -> (Option<EntityRef>, Option<serde_json::Value>)
         }
         // Never destructive, so never held.
         CommandBody::Cancel { .. } => (None, None),
-    }
-}
-
-/// What a scheduled command is about: its entity, or its tenant for a bulk.
-fn scheduled_subject(cmd: &Command) -> (EntityKind, EntityId) {
-    match &cmd.body {
-        CommandBody::Contact { contact_id, .. } => (EntityKind::Contact, contact_id.clone()),
-        CommandBody::User { user_id, .. } => (EntityKind::User, user_id.clone()),
-        CommandBody::Bulk(_) | CommandBody::Directory(_) | CommandBody::Cancel { .. } => {
-            (EntityKind::Tenant, EntityId::trusted(cmd.tenant.as_str()))
-        }
     }
 }
 
@@ -526,126 +494,12 @@ impl<'c> Uow<'c> {
         Disposition::Ack { reply }
     }
 
-    /// Keeps a command whose `effective_at` lies ahead, whole, until it is
-    /// due: outcome `scheduled`, event `CommandScheduled`.
-    async fn schedule(
-        &mut self,
-        msg: &Inbound,
-        cmd: &Command,
-        at: OffsetDateTime,
-        rules: &Rules<'_>,
-        now: OffsetDateTime,
-    ) -> Result<Disposition, StoreError> {
-        let tenant = cmd.tenant.as_str();
-        let user_id = msg.acting_producer(rules.producers).map(str::to_owned);
-        let (kind, id) = scheduled_subject(cmd);
-        schedule::schedule(
-            self.conn,
-            &Scheduled {
-                tenant_id: tenant.to_owned(),
-                command_id: cmd.command_id.to_string(),
-                command_type: cmd.type_name().to_owned(),
-                entity_kind: kind.as_str().to_owned(),
-                entity_id: id.to_string(),
-                user_id: user_id.clone(),
-                effective_at: at,
-                body: msg.body.clone(),
-                properties: crate::amqp::properties_to_json(&msg.properties),
-                exchange: msg.exchange.clone(),
-                routing_key: msg.routing_key.clone(),
-            },
-        )
-        .await?;
-        self.scheduled += 1;
-        let key = (tenant.to_owned(), id.clone());
-        let version = match kind {
-            EntityKind::Contact => self
-                .contacts
-                .get(&key)
-                .and_then(|r| r.live())
-                .map(|c| c.version),
-            EntityKind::User => self
-                .users
-                .get(&key)
-                .and_then(|r| r.live())
-                .map(|u| u.version),
-            _ => None,
-        };
-        let no_addresses = Blocklist::default();
-        let policy = rules.policies.for_tenant(tenant);
-        let ctx = command_ctx(cmd, policy, rules.limits, now, &no_addresses);
-        let data = EventData::CommandScheduled(CommandScheduled {
-            command_id: cmd.command_id.to_string(),
-            command_type: cmd.type_name().to_owned(),
-            effective_at: Ts(at),
-            user_id,
-        });
-        let draft = EventDraft {
-            entity_kind: kind,
-            ..EventDraft::new(&ctx, &id, version.unwrap_or(0), data)
-        };
-        let first_event = self.outbox.len();
-        self.outbox
-            .push(to_cloud_event(&cmd.tenant, &cmd.command_id, 0, draft, now));
-        let entity = (kind != EntityKind::Tenant).then(|| entity(kind, &id, version));
-        let reply = Reply {
-            scheduled_for: Some(Ts(at)),
-            ..self.reply(cmd, first_event, Outcome::Scheduled, entity)
-        };
-        Ok(self.record(cmd, reply))
-    }
-
-    /// `command.cancel`: takes a pending command out of the schedule.
-    async fn cancel(
-        &mut self,
-        ctx: &Ctx<'_>,
-        target: &CommandId,
-        drafts: &mut Vec<EventDraft>,
-    ) -> Result<Result<(Outcome, EntityRef), Decided>, StoreError> {
-        let tenant = ctx.tenant.as_str();
-        let Some(taken) = schedule::take(self.conn, tenant, target.as_str()).await? else {
-            let key = (tenant.to_owned(), target.to_string());
-            let recorded = match self.seen.get(&key) {
-                Some(reply) => Some(reply.outcome),
-                None => schedule::recorded_outcome(self.conn, tenant, target.as_str())
-                    .await?
-                    .map(|o| Outcome::parse(&o).unwrap_or(Outcome::Applied)),
-            };
-            return Ok(Err(not_cancellable(target, recorded).into()));
-        };
-        schedule::mark_cancelled(self.conn, tenant, target.as_str()).await?;
-        // Scheduled earlier in this batch: its inbox row is still buffered.
-        let key = (tenant.to_owned(), target.to_string());
-        if let Some(reply) = self.seen.get_mut(&key) {
-            reply.outcome = Outcome::Cancelled;
-            reply.scheduled_for = None;
-        }
-        for row in self
-            .inbox
-            .iter_mut()
-            .filter(|r| r.0 == tenant && r.1 == target.as_str())
-        {
-            row.3.outcome = Outcome::Cancelled;
-            row.3.scheduled_for = None;
-        }
-        let kind = EntityKind::parse(&taken.entity_kind).unwrap_or(EntityKind::Tenant);
-        let id = EntityId::trusted(&taken.entity_id);
-        let data = EventData::CommandCancelled(CommandCancelled {
-            command_id: target.to_string(),
-        });
-        drafts.push(EventDraft {
-            entity_kind: kind,
-            ..EventDraft::new(ctx, &id, 0, data)
-        });
-        Ok(Ok((Outcome::Applied, entity(kind, &id, None))))
-    }
-
     /// Locks and loads every contact and user the batch names directly,
     /// creating lock placeholders for the ones an upsert may create.
     async fn prefetch(&mut self, commands: &[&Command]) -> Result<(), StoreError> {
         // Before any row lock, so that an erasure waiting for its
         // exclusive lock holds no rows a reader of the blocklist waits for.
-        privacy::lock_blocklists(self.conn, &blocklist_locks(commands)).await?;
+        privacy::lock_blocklists(self.conn, &erasure::blocklist_locks(commands)).await?;
         let mut contacts = BTreeSet::new();
         let mut users = BTreeSet::new();
         let mut creating_contacts = BTreeSet::new();
@@ -697,53 +551,6 @@ impl<'c> Uow<'c> {
             self.users.insert(key, record);
         }
         Ok(())
-    }
-
-    /// Locks and caches contacts not cached yet.
-    async fn load_contacts(&mut self, keys: &[Key]) -> Result<(), StoreError> {
-        let missing: Vec<Key> = keys
-            .iter()
-            .filter(|k| !self.contacts.contains_key(*k))
-            .cloned()
-            .collect();
-        let mut emails = Vec::new();
-        for (key, record) in entities::lock::<ContactRecord>(self.conn, &missing).await? {
-            if let Some(email) = record.held_state().and_then(|c| c.email.clone()) {
-                emails.push((key.0.clone(), email));
-            }
-            self.contacts.insert(key, record);
-        }
-        self.look_up(emails).await
-    }
-
-    /// Finds which of the (tenant, email) pairs not looked up yet are on
-    /// the blocklist (the batch holds the tenants' blocklist locks).
-    async fn look_up(&mut self, emails: Vec<(String, String)>) -> Result<(), StoreError> {
-        let fresh: Vec<(String, String)> = emails
-            .into_iter()
-            .map(|(t, e)| (t, normalize_email(&e)))
-            .filter(|pair| self.looked_up.insert(pair.clone()))
-            .collect();
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        let entries: Vec<(String, Vec<u8>)> = fresh
-            .iter()
-            .map(|(t, e)| (t.clone(), self.hash_key.email_hmac(t, e)))
-            .collect();
-        for i in privacy::erased_among(self.conn, &entries).await? {
-            let (tenant, email) = &fresh[i];
-            self.blocklists
-                .entry(tenant.clone())
-                .or_default()
-                .add(email);
-        }
-        Ok(())
-    }
-
-    /// The tenant's erased addresses known to the batch.
-    fn blocklist(&self, tenant: &str) -> Blocklist {
-        self.blocklists.get(tenant).cloned().unwrap_or_default()
     }
 
     fn contact(&self, key: &Key) -> ContactRecord {
@@ -1140,106 +947,6 @@ impl<'c> Uow<'c> {
             }
         }
         Ok(Ok((outcome, version, destructive)))
-    }
-
-    /// After an erasure: scrubs what else the worker keeps of the entity,
-    /// puts its address on the blocklist and suppresses the tenant's other
-    /// contacts with it.
-    async fn forget(
-        &mut self,
-        ctx: &Ctx<'_>,
-        command_id: &str,
-        kind: EntityKind,
-        id: &EntityId,
-        email: Option<String>,
-        drafts: &mut Vec<EventDraft>,
-    ) -> Result<(), StoreError> {
-        let tenant = ctx.tenant.as_str();
-        self.flush().await?;
-        let scrubbed = privacy::scrub(self.conn, tenant, kind, id).await?;
-        let unscheduled =
-            schedule::forget_entity(self.conn, tenant, kind.as_str(), id.as_str()).await?;
-        tracing::info!(
-            tenant,
-            kind = kind.as_str(),
-            dead_letters = scrubbed.dead_letters,
-            held = scrubbed.held,
-            outbox = scrubbed.outbox,
-            scheduled = unscheduled,
-            "erased"
-        );
-        self.erased.push((tenant.to_owned(), kind, id.to_string()));
-        let Some(email) = email else {
-            return Ok(());
-        };
-        privacy::add_erased(self.conn, tenant, &self.hash_key.email_hmac(tenant, &email)).await?;
-        self.blocklists
-            .entry(tenant.to_owned())
-            .or_default()
-            .add(&email);
-        let except = (kind == EntityKind::Contact).then_some(id);
-        self.reevaluate_contacts(ctx, command_id, &email, except, drafts)
-            .await
-    }
-
-    /// After a consent: the address leaves the blocklist, and the tenant's
-    /// other contacts with it are unsuppressed unless something else
-    /// suppresses them.
-    async fn consent(
-        &mut self,
-        ctx: &Ctx<'_>,
-        command_id: &str,
-        id: &EntityId,
-        email: &str,
-        drafts: &mut Vec<EventDraft>,
-    ) -> Result<(), StoreError> {
-        let tenant = ctx.tenant.as_str();
-        privacy::remove_erased(self.conn, tenant, &self.hash_key.email_hmac(tenant, email)).await?;
-        if let Some(list) = self.blocklists.get_mut(tenant) {
-            list.remove(email);
-        }
-        self.reevaluate_contacts(ctx, command_id, email, Some(id), drafts)
-            .await
-    }
-
-    /// Re-decides the suppression of the tenant's live contacts with
-    /// `email` (but `except`) under the batch's blocklist.
-    async fn reevaluate_contacts(
-        &mut self,
-        ctx: &Ctx<'_>,
-        command_id: &str,
-        email: &str,
-        except: Option<&EntityId>,
-        drafts: &mut Vec<EventDraft>,
-    ) -> Result<(), StoreError> {
-        let tenant = ctx.tenant.as_str();
-        self.flush().await?;
-        let keys: Vec<Key> = privacy::contacts_with_email(self.conn, tenant, email)
-            .await?
-            .into_iter()
-            .filter(|c| Some(c) != except)
-            .map(|c| (tenant.to_owned(), c))
-            .collect();
-        self.load_contacts(&keys).await?;
-        let blocklist = self.blocklist(tenant);
-        let ctx = Ctx {
-            blocklist: &blocklist,
-            ..*ctx
-        };
-        let address = normalize_email(email);
-        for key in keys {
-            let ContactRecord::Live(contact) = self.contact(&key) else {
-                continue;
-            };
-            if contact.email.as_deref().map(normalize_email) != Some(address.clone()) {
-                continue;
-            }
-            if let Some(d) = reevaluate(&ctx, &contact) {
-                self.keep_contact_decision(key, command_id, d, drafts)
-                    .await?;
-            }
-        }
-        Ok(())
     }
 
     async fn keep_contact_decision(

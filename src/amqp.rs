@@ -6,7 +6,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
 use crate::config::AmqpSettings;
@@ -59,10 +59,31 @@ impl Names {
     }
 }
 
+/// Connects to the first broker node that answers, in the configured
+/// order (`amqp.urls`, or `amqp.url`): every connect and reconnect fails
+/// over past nodes that are down. The error is the last node's.
 pub async fn connect(settings: &AmqpSettings, name: &str) -> lapin::Result<Connection> {
+    let nodes = settings.nodes();
+    let mut last = None;
+    for (i, url) in nodes.iter().enumerate() {
+        match connect_to(url, name).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => {
+                if i + 1 < nodes.len() {
+                    tracing::warn!(node = i, error = %e, "broker node unreachable; trying the next");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("at least one broker node is configured"))
+}
+
+/// Connects to one broker node.
+pub async fn connect_to(url: &SecretString, name: &str) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default()
         .with_connection_name(LongString::from(format!("lifecycle-worker {name}")));
-    Connection::connect(settings.url.expose_secret(), props).await
+    Connection::connect(url.expose_secret(), props).await
 }
 
 /// A channel in confirm mode: every publish is acknowledged by the broker.

@@ -62,6 +62,10 @@ impl Default for DatabaseSettings {
 pub struct AmqpSettings {
     /// May carry a password: only from the file or the environment, never logged.
     pub url: SecretString,
+    /// The nodes of a cluster, tried in order on every connect and
+    /// reconnect; when set, `url` is not used. `LIFECYCLE__AMQP__URLS` is
+    /// comma-separated.
+    pub urls: Vec<SecretString>,
     /// Every exchange and queue name starts with it.
     pub prefix: String,
     /// Unacknowledged deliveries per command queue. Twice the batch size
@@ -71,10 +75,22 @@ pub struct AmqpSettings {
     pub delivery_limit: u32,
 }
 
+impl AmqpSettings {
+    /// The broker nodes to try, in order: `urls`, or `url` alone.
+    pub fn nodes(&self) -> Vec<&SecretString> {
+        if self.urls.is_empty() {
+            vec![&self.url]
+        } else {
+            self.urls.iter().collect()
+        }
+    }
+}
+
 impl Default for AmqpSettings {
     fn default() -> Self {
         AmqpSettings {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            urls: Vec::new(),
             prefix: "lifecycle".into(),
             prefetch: 512,
             delivery_limit: 10,
@@ -204,7 +220,9 @@ impl Settings {
             config::Environment::with_prefix("LIFECYCLE")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("amqp.urls"),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
@@ -318,15 +336,23 @@ impl Settings {
 
     /// Database and broker URLs: the right scheme and a host.
     fn validate_urls(&self) -> Result<(), ConfigError> {
-        for (key, url, schemes) in [
-            (
-                "database.url",
-                &self.database.url,
-                &["postgres", "postgresql"][..],
-            ),
-            // TLS is not compiled in (see the README's dependency notes).
-            ("amqp.url", &self.amqp.url, &["amqp"][..]),
-        ] {
+        let database = [(
+            "database.url",
+            &self.database.url,
+            &["postgres", "postgresql"][..],
+        )];
+        // TLS is not compiled in (see the README's dependency notes).
+        let amqp_key = if self.amqp.urls.is_empty() {
+            "amqp.url"
+        } else {
+            "amqp.urls"
+        };
+        let nodes = self
+            .amqp
+            .nodes()
+            .into_iter()
+            .map(|u| (amqp_key, u, &["amqp"][..]));
+        for (key, url, schemes) in database.into_iter().chain(nodes) {
             // `amqp:user:pw@host` parses as a URL with no host: refused
             // here, before any connection could quote it in an error. The
             // message never includes the URL.

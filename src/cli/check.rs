@@ -48,30 +48,41 @@ pub async fn run(settings: &Settings) -> anyhow::Result<bool> {
         }
     }
 
-    let amqp_url = settings.amqp.url.expose_secret();
-    match amqp::connect(&settings.amqp, "check").await {
-        Ok(conn) => {
-            let names = Names::new(&settings.amqp.prefix);
-            let declared = async {
-                let ch = conn.create_channel().await?;
-                amqp::declare_topology(&ch, &names, settings.amqp.delivery_limit).await
+    // Every node, so that a cluster member that is down is seen now.
+    let nodes = settings.amqp.nodes();
+    let mut declared_once = false;
+    for url in nodes {
+        let at = location(url.expose_secret());
+        match amqp::connect_to(url, "check").await {
+            Ok(conn) if declared_once => {
+                println!("rabbitmq: ok ({at})");
+                let _ = conn.close(200, "check done".into()).await;
             }
-            .await;
-            match declared {
-                Ok(()) => println!("rabbitmq: ok ({}; topology declared)", location(amqp_url)),
-                Err(e) => {
-                    ok = false;
-                    println!(
-                        "rabbitmq: connected to {}, but declaring the topology failed (missing configure permission?): {e}",
-                        location(amqp_url)
-                    );
+            Ok(conn) => {
+                let names = Names::new(&settings.amqp.prefix);
+                let declared = async {
+                    let ch = conn.create_channel().await?;
+                    amqp::declare_topology(&ch, &names, settings.amqp.delivery_limit).await
                 }
+                .await;
+                match declared {
+                    Ok(()) => {
+                        declared_once = true;
+                        println!("rabbitmq: ok ({at}; topology declared)");
+                    }
+                    Err(e) => {
+                        ok = false;
+                        println!(
+                            "rabbitmq: connected to {at}, but declaring the topology failed (missing configure permission?): {e}"
+                        );
+                    }
+                }
+                let _ = conn.close(200, "check done".into()).await;
             }
-            let _ = conn.close(200, "check done".into()).await;
-        }
-        Err(e) => {
-            ok = false;
-            println!("rabbitmq: FAILED at {}: {e}", location(amqp_url));
+            Err(e) => {
+                ok = false;
+                println!("rabbitmq: FAILED at {at}: {e}");
+            }
         }
     }
     Ok(ok)

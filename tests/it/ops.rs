@@ -383,3 +383,44 @@ async fn scraping_health_and_metrics_never_touches_the_database() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_broker_node_that_is_down_is_passed_over_and_check_names_each_node() {
+    let down = free_port();
+    let dead = format!("amqp://guest:guest@127.0.0.1:{down}/%2f");
+    let live = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let env = TestEnv::start_with(|s| {
+        s.amqp.urls = vec![
+            secrecy::SecretString::from(dead.clone()),
+            secrecy::SecretString::from(live),
+        ];
+    })
+    .await;
+    let cmd = env.command(
+        "acme",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-1", "first_name": "N"}),
+    );
+    assert_eq!(
+        env.send(&cmd).await["outcome"],
+        "applied",
+        "the worker failed over"
+    );
+    let urls = format!("{dead},{live}");
+    let out = env
+        .cli_with(&["check"], &[("LIFECYCLE__AMQP__URLS", urls.as_str())])
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("rabbitmq: FAILED at amqp://127.0.0.1:{down}/%2f")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rabbitmq: ok (amqp://127.0.0.1:5672/%2f; topology declared)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("guest:guest"), "no secret: {stdout}");
+    env.finish().await;
+}

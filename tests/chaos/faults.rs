@@ -33,7 +33,7 @@ pub async fn fresh_channel(env: &TestEnv) -> (lapin::Connection, Channel) {
     (conn, ch)
 }
 
-pub fn run(cmd: &str, args: &[&str]) {
+fn run(cmd: &str, args: &[&str]) {
     let status = std::process::Command::new(cmd)
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -42,13 +42,21 @@ pub fn run(cmd: &str, args: &[&str]) {
     assert!(status.success(), "{cmd} {args:?} failed");
 }
 
-pub fn pg_cluster() -> String {
+fn pg_cluster() -> String {
     std::fs::read_dir("/etc/postgresql")
         .expect("a Debian Postgres cluster")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .next()
         .expect("a cluster version")
+}
+
+/// Stops or starts the machine's Postgres cluster (`action`: "stop", "start").
+pub fn postgres(action: &str) {
+    run(
+        "pg_ctlcluster",
+        &["--skip-systemctl-redirect", &pg_cluster(), "main", action],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,21 +257,14 @@ async fn a_postgres_outage_mid_load_loses_nothing_and_flips_readiness() {
     publish_all(&env.settings, &w.load).await;
     wait_processed(&env, w.setup.len() as i64 + w.load.len() as i64 / 4).await;
     let at = processed(&env).await;
-    let cluster = pg_cluster();
-    run(
-        "pg_ctlcluster",
-        &["--skip-systemctl-redirect", &cluster, "main", "stop"],
-    );
+    postgres("stop");
     // While the database is away the worker is alive but not ready.
     eventually("not ready", || async {
         (http_status(port, "/readyz").await == Some(503)).then_some(())
     })
     .await;
     assert_eq!(http_status(port, "/healthz").await, Some(200));
-    run(
-        "pg_ctlcluster",
-        &["--skip-systemctl-redirect", &cluster, "main", "start"],
-    );
+    postgres("start");
     eventually("ready again", || async {
         (http_status(port, "/readyz").await == Some(200)).then_some(())
     })

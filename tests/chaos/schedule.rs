@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::faults::{fresh_channel, pg_cluster, run, RestoreServices};
+use crate::faults::{fresh_channel, postgres, RestoreServices};
 use crate::helpers::{allow_mass_changes, eventually, spawn_worker, TestEnv};
 use crate::{collect_events, event_queue, processed, publish_all, serial, wait_processed};
 use lifecycle_worker::domain::event::format_time;
@@ -208,16 +208,9 @@ async fn a_postgres_restart_at_the_due_time_loses_nothing_and_repeats_nothing() 
     // Down from a second before the first command is due to after it.
     let wait = (due - OffsetDateTime::now_utc() - Duration::seconds(1)).max(Duration::ZERO);
     tokio::time::sleep(std::time::Duration::try_from(wait).unwrap()).await;
-    let cluster = pg_cluster();
-    run(
-        "pg_ctlcluster",
-        &["--skip-systemctl-redirect", &cluster, "main", "stop"],
-    );
+    postgres("stop");
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    run(
-        "pg_ctlcluster",
-        &["--skip-systemctl-redirect", &cluster, "main", "start"],
-    );
+    postgres("start");
     let events = check_exactly_once(&env, &s, &ch, &queue).await;
     eprintln!(
         "scheduled postgres restart test: {} commands, Postgres down across their due time ({before} processed before), {events} events, {:.1}s",

@@ -10,7 +10,8 @@
 //!    is erased while other commands flow at `--rate` (see `e2e/erasure.rs`);
 //! 5. scheduling: 1,000 commands due at one instant, how late they apply,
 //!    and the cost of waiting with 1,000,000 scheduled (`e2e/schedule.rs`);
-//! 6. `dlq groups` over 100,000 dead letters (`e2e/dead_letters.rs`);
+//! 6. `dlq groups` over 100,000 dead letters, and the console's pages
+//!    over them (`e2e/dead_letters.rs`);
 //! 7. baseline: a broker-only echo (consume -> publish event with confirm ->
 //!    ack, no database) under the same flood, the message path's own limit.
 //!
@@ -476,7 +477,7 @@ async fn main() {
     )
     .await;
     let scheduling = schedule::run(&conn, &names.commands, &arrivals, &pool).await;
-    let (dl_groups, dl_groups_ms) = dead_letters::run(&pool).await;
+    let dl = dead_letters::run(&pool, &settings).await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -594,15 +595,23 @@ async fn main() {
         scheduling.idle_wakeups_per_minute
     );
     println!(
-        "dlq groups over {} dead letters: {dl_groups} groups in {dl_groups_ms:.0} ms",
-        dead_letters::ROWS
+        "dlq groups over {} dead letters: {} groups in {:.0} ms",
+        dead_letters::ROWS,
+        dl.groups,
+        dl.groups_ms
     );
+    for p in &dl.console {
+        println!(
+            "console {:<40} p50 {:>6.1} ms  max {:>6.1} ms",
+            p.page, p.p50_ms, p.max_ms
+        );
+    }
     println!(
         "{}",
         json!({"bench": "e2e", "flood": flood, "paced": paced, "paced_rate": a.rate,
                "baseline": baseline, "baseline_paced": baseline_paced, "ratio_to_baseline": ratio,
                "erasure": erased, "scheduling": scheduling,
-               "dlq_groups": {"rows": dead_letters::ROWS, "groups": dl_groups, "ms": dl_groups_ms}})
+               "dead_letters": {"rows": dead_letters::ROWS, "figures": dl}})
     );
 
     for q in [

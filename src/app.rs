@@ -3,7 +3,7 @@
 
 use crate::privacy::HashKey;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,10 @@ pub struct Health {
     pub database_reachable: AtomicBool,
     pub broker_connected: AtomicBool,
     pub consumers_running: AtomicBool,
+    /// Outbox rows not yet published, as last probed.
+    pub outbox_pending: AtomicI64,
+    /// Age of the oldest of them in milliseconds (the relay's lag).
+    pub outbox_oldest_ms: AtomicU64,
 }
 
 /// How often the database is probed for `/readyz` and the outbox gauges.
@@ -58,9 +62,23 @@ pub async fn run(
     info!(%addr, prefix = %settings.amqp.prefix, "lifecycle-worker starting");
     on_listening(addr);
 
+    // Bound before anything runs, so a console that cannot start stops the
+    // process at once, saying why.
+    let console = match settings.console_listen() {
+        Some(at) => {
+            let console =
+                crate::console::Console::new(settings.clone(), pool.clone(), health.clone())?;
+            Some((tokio::net::TcpListener::bind(at).await?, Arc::new(console)))
+        }
+        None => None,
+    };
+
     let mut tasks = JoinSet::new();
     tasks.spawn(probe_database(pool.clone(), health.clone(), token.clone()));
     tasks.spawn(serve_http(listener, health.clone(), metrics, token.clone()));
+    if let Some((listener, console)) = console {
+        tasks.spawn(crate::console::serve(listener, console, token.clone()));
+    }
     // A relay that cannot work at all (no session-scoped connection) stops
     // the process: a worker that applies commands but never publishes their
     // events would look healthy while the outbox grows.
@@ -258,6 +276,9 @@ async fn probe_database(pool: PgPool, health: Arc<Health>, token: CancellationTo
             .database_reachable
             .store(backlog.is_ok(), Ordering::Relaxed);
         if let Ok((pending, age)) = backlog {
+            health.outbox_pending.store(pending, Ordering::Relaxed);
+            let age_ms = (age.unwrap_or(0.0).max(0.0) * 1000.0) as u64;
+            health.outbox_oldest_ms.store(age_ms, Ordering::Relaxed);
             crate::monitoring::scrape_gauges(
                 pending,
                 age.unwrap_or(0.0),

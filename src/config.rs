@@ -103,12 +103,20 @@ impl Default for AmqpSettings {
 pub struct HttpSettings {
     /// `/healthz`, `/readyz`, `/metrics`; port 0 picks a free port.
     pub listen: String,
+    /// The operations console (contract section 14); off unless set, and
+    /// never on `listen`.
+    pub console_listen: Option<String>,
+    /// The console's bearer token and login secret; required with
+    /// `console_listen`.
+    pub console_token: Option<SecretString>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: "127.0.0.1:9464".into(),
+            console_listen: None,
+            console_token: None,
         }
     }
 }
@@ -207,6 +215,15 @@ pub struct PrivacySettings {
 
 /// The shortest `privacy.hash_key` accepted.
 pub const MIN_HASH_KEY_CHARS: usize = 32;
+fn invalid(key: &'static str, message: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key,
+        message: message.to_owned(),
+    })
+}
+
+/// A console token is a random secret; a short one could be guessed.
+pub const MIN_CONSOLE_TOKEN_CHARS: usize = 24;
 
 impl Settings {
     /// Layers defaults, the optional file and the environment, then checks
@@ -230,12 +247,6 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                message: message.to_owned(),
-            })
-        };
         let prefix_ok = !self.amqp.prefix.is_empty()
             && self.amqp.prefix.len() <= 100
             && self
@@ -307,7 +318,48 @@ impl Settings {
         if self.http_listen().is_err() {
             return invalid("http.listen", "must be host:port, like 127.0.0.1:9464");
         }
+        self.validate_console()?;
         self.validate_urls()
+    }
+
+    /// The console runs only with a token, on its own port.
+    fn validate_console(&self) -> Result<(), ConfigError> {
+        let Some(listen) = &self.http.console_listen else {
+            return Ok(());
+        };
+        let Ok(addr) = listen.parse::<SocketAddr>() else {
+            return invalid(
+                "http.console_listen",
+                "must be host:port, like 127.0.0.1:9465",
+            );
+        };
+        let token_len = self
+            .http
+            .console_token
+            .as_ref()
+            .map_or(0, |t| t.expose_secret().chars().count());
+        if token_len == 0 {
+            return invalid(
+                "http.console_token",
+                "is required when http.console_listen is set: the console never runs without a token",
+            );
+        }
+        if token_len < MIN_CONSOLE_TOKEN_CHARS {
+            return invalid(
+                "http.console_token",
+                "must be at least 24 characters (a random secret, not a password)",
+            );
+        }
+        if self
+            .http_listen()
+            .is_ok_and(|m| m == addr && addr.port() != 0)
+        {
+            return invalid(
+                "http.console_listen",
+                "must differ from http.listen: the console is never served on the metrics port",
+            );
+        }
+        Ok(())
     }
 
     /// `database.schema` is interpolated into SQL: an identifier, never public.
@@ -376,6 +428,13 @@ impl Settings {
         Ok(())
     }
 
+    pub fn console_listen(&self) -> Option<SocketAddr> {
+        self.http
+            .console_listen
+            .as_deref()
+            .and_then(|l| l.parse().ok())
+    }
+
     pub fn http_listen(&self) -> Result<SocketAddr, std::net::AddrParseError> {
         self.http.listen.parse()
     }
@@ -406,6 +465,29 @@ mod tests {
         );
         assert_eq!(s.amqp.prefix, "lifecycle");
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn the_console_needs_a_long_token_and_its_own_port() {
+        let mut s = Settings::default();
+        s.http.console_listen = Some("127.0.0.1:9465".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("http.console_token") && e.contains("required"),
+            "{e}"
+        );
+        s.http.console_token = Some(SecretString::from("short"));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("at least 24"), "{e}");
+        assert!(!e.contains("short"), "the token is never quoted: {e}");
+        s.http.console_token = Some(SecretString::from("x".repeat(32)));
+        assert!(s.validate().is_ok());
+        s.http.console_listen = Some(s.http.listen.clone());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("metrics port"), "{e}");
+        s.http.console_listen = Some("nowhere".into());
+        assert!(s.validate().is_err());
+        assert!(!format!("{s:?}").contains(&"x".repeat(32)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What operators do with the mass-change guardrail (contract section 10):
 //! release held commands (each applied once, in the order held, judged by
 //! its own `issued_at` and authorised as its producer) or discard them into
-//! the dead-letter store. The CLI calls these, as the console will.
+//! the dead-letter store; and cancel a scheduled command as an operator.
+//! The CLI and the console call these.
 
 use crate::privacy::{HashKey, KeyError};
 use sqlx::{PgConnection, PgPool};
@@ -46,6 +47,8 @@ pub enum GuardError {
     Tenant(String),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("deciding the command failed; nothing changed")]
+    Undecided,
 }
 
 impl From<sqlx::Error> for GuardError {
@@ -259,4 +262,60 @@ async fn publish_released(
     journal::write_outbox_and_inbox(&mut tx, &[event], &[]).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// An operator's cancel of a scheduled command (`schedule cancel`, the
+/// console): a `command.cancel` with the operator as its `actor`, applied
+/// like a released hold. It is authorised by the operator's access (the
+/// database for the CLI, the token for the console), not by a producer
+/// grant; everything else is the message path's: `not_found`,
+/// `invalid_transition` once run or cancelled, `CommandCancelled`.
+pub async fn cancel_scheduled(
+    settings: &Settings,
+    pool: &PgPool,
+    tenant: &str,
+    command_id: &str,
+    actor: &str,
+) -> Result<crate::domain::outcome::Reply, GuardError> {
+    let tenant_id = TenantId::parse(tenant).map_err(|r| GuardError::Tenant(r.message))?;
+    let now = OffsetDateTime::now_utc();
+    let body = serde_json::json!({
+        "command_id": format!("cancel-{}", uuid::Uuid::new_v4()),
+        "tenant": tenant_id.as_str(),
+        "type": "command.cancel",
+        "issued_at": crate::domain::event::format_time(now),
+        "actor": actor,
+        "payload": {"command_id": command_id},
+    });
+    let routing_key = format!("{}.command.cancel", tenant_id.as_str());
+    let msg = Inbound::new(
+        body.to_string().into_bytes(),
+        lapin::BasicProperties::default(),
+        "",
+        &routing_key,
+        false,
+        &settings.limits,
+    );
+    let operator = crate::domain::policy::Producers::default();
+    let prepared = match admit(&msg.arrival(), &settings.limits, &operator, now) {
+        Ok(cmd) => Prepared::Command(Box::new(cmd)),
+        Err(failure) => Prepared::Refused(failure),
+    };
+    let hash_key = HashKey::load(pool, settings.privacy.hash_key.as_ref()).await?;
+    let policies = settings.policies();
+    let rules = Rules {
+        policies: &policies,
+        producers: &operator,
+        limits: &settings.limits,
+        guardrail: true,
+        hash_key: &hash_key,
+        schedule: true,
+    };
+    let mut tx = pool.begin().await?;
+    let done = apply_batch(&mut tx, &[(msg, prepared)], &rules, now, true).await?;
+    let Some(Disposition::Ack { reply }) = done.dispositions.into_iter().next() else {
+        return Err(GuardError::Undecided);
+    };
+    tx.commit().await?;
+    Ok(reply)
 }

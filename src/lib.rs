@@ -11,6 +11,8 @@
 //! - [`worker`]: deliveries -> batch transaction -> replies -> acks.
 //! - [`relay`]: outbox -> `{p}.events`, one publisher at a time.
 //! - [`guard`]: releasing and discarding what the guardrail holds.
+//! - [`replay`]: replaying and editing dead letters.
+//! - [`console`]: the operators' web console.
 //! - [`retention`]: purges old inbox and published outbox rows.
 //! - [`schemas`]: JSON Schemas of the published contract, from the Rust types.
 //! - [`amqp`]: topology, connections, properties.
@@ -21,6 +23,7 @@ pub mod app;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
@@ -29,6 +32,7 @@ pub mod intake;
 pub mod monitoring;
 pub mod privacy;
 pub mod relay;
+pub mod replay;
 pub mod retention;
 pub mod schedule;
 pub mod schemas;

@@ -5,22 +5,16 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lapin::options::BasicPublishOptions;
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::BasicProperties;
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use sha2::Digest;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::CliError;
-use crate::amqp::{self, Names, REPLAYED_HEADER};
 use crate::config::Settings;
 use crate::domain::event::format_time;
-use crate::domain::policy::ORIGINAL_USER_HEADER;
+use crate::replay::{self, Progress, ReplayError};
 use crate::store::journal::{self, DeadLetterFilter, DeadLetterRow};
-use crate::store::replays::{self, Claim, Operator};
+use crate::store::replays;
 
 /// Parses `7d`, `24h`, `30m`, `90s` (anything humantime accepts).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -264,81 +258,7 @@ pub async fn groups(pool: &PgPool, tenant: Option<String>, as_json: bool) -> any
     Ok(())
 }
 
-/// Headers the broker adds when it dead-letters or redelivers; a replay is a
-/// fresh message, so they are not carried over.
-fn broker_header(name: &str) -> bool {
-    name == "x-death"
-        || name == "x-delivery-count"
-        || name.starts_with("x-first-death-")
-        || name.starts_with("x-last-death-")
-}
-
-/// Rebuilds the original properties, adds `x-replayed`, sets `user_id` to
-/// the replaying connection's user (RabbitMQ refuses any other, and the
-/// worker believes replay headers only from a user granted `replay`), and
-/// names the original producer in [`ORIGINAL_USER_HEADER`]: the worker
-/// authorises the replay as that producer.
-pub fn replay_properties(
-    stored: &Value,
-    replay_count: i32,
-    replaying_user: &str,
-    original_user: Option<&str>,
-) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    if let Some(Value::Object(h)) = stored.get("headers") {
-        for (k, v) in h
-            .iter()
-            .filter(|(k, _)| !broker_header(k) && k.as_str() != ORIGINAL_USER_HEADER)
-        {
-            headers.insert(k.as_str().into(), amqp::json_to_amqp(v));
-        }
-    }
-    if let Some(original) = original_user {
-        headers.insert(
-            ORIGINAL_USER_HEADER.into(),
-            AMQPValue::LongString(LongString::from(original)),
-        );
-    }
-    headers.insert(
-        REPLAYED_HEADER.into(),
-        AMQPValue::LongLongInt(i64::from(replay_count) + 1),
-    );
-    amqp::properties_from_json(stored)
-        .with_user_id(replaying_user.into())
-        .with_headers(headers)
-}
-
-/// Rows a replay selector names: explicit ids (whatever their state), or
-/// the pending rows (not replayed since they last failed) of all / a code /
-/// a tenant.
-pub fn replay_filter(
-    ids: Vec<i64>,
-    all: bool,
-    code: Option<String>,
-    tenant: Option<String>,
-    group: Option<String>,
-) -> Result<DeadLetterFilter, CliError> {
-    if ids.is_empty() && !all && code.is_none() && tenant.is_none() && group.is_none() {
-        return Err(CliError::Failed(
-            "name what to replay: IDs, --all, --code C, --tenant T or --group G".into(),
-        ));
-    }
-    // A selector takes the rows that failed before the replay started: the
-    // ones failing during it are not swept in.
-    let before = ids.is_empty().then(OffsetDateTime::now_utc);
-    Ok(DeadLetterFilter {
-        pending_only: ids.is_empty(),
-        ids,
-        code,
-        tenant,
-        group,
-        before,
-        ..DeadLetterFilter::default()
-    })
-}
-
-/// Replays the rows `filter` names: with `canary` (N, timeout), N of them
-/// first, waiting for their outcomes and stopping if one fails again.
+/// Replays the rows `filter` names (see [`crate::replay::replay`]).
 /// Exit status: 0 when every row named was replayed; 1 (a `Refused`) when
 /// some were not (a canary failed, a replay of them is still in flight, a
 /// cut body); 2 for anything else.
@@ -349,124 +269,84 @@ pub async fn replay(
     dry_run: bool,
     canary: Option<(usize, Duration)>,
 ) -> anyhow::Result<()> {
-    let rows = journal::find_dead_letters(pool, &filter).await?;
-    if rows.is_empty() {
+    let selected = replay::select(pool, &filter).await.map_err(cli_error)?;
+    if selected.rows.is_empty() {
         println!("nothing to replay");
         return Ok(());
     }
-    // Only part of a cut body was kept: replaying it would send another message.
-    let (rows, cut): (Vec<DeadLetterRow>, Vec<DeadLetterRow>) =
-        rows.into_iter().partition(|r| !r.truncated());
-    if !cut.is_empty() && (!filter.ids.is_empty() || rows.is_empty()) {
-        let ids: Vec<String> = cut.iter().map(|r| r.id.to_string()).collect();
-        return Err(CliError::Refused(format!(
-            "dead letter(s) {} cannot be replayed: only the first bytes of their oversize body were kept",
-            ids.join(", ")
-        ))
-        .into());
-    }
     if dry_run {
-        for r in &rows {
+        for r in &selected.rows {
             println!(
                 "would replay {} ({} {} {}) with key {}",
                 r.id,
                 r.tenant_id.as_deref().unwrap_or("-"),
                 r.command_type.as_deref().unwrap_or("-"),
-                r.command_id.as_deref().unwrap_or("-"),
-                r.routing_key
+                escape_controls(r.command_id.as_deref().unwrap_or("-"), false),
+                escape_controls(&r.routing_key, false)
             );
         }
-        println!("dry run: {} dead letter(s) would be replayed", rows.len());
+        println!(
+            "dry run: {} dead letter(s) would be replayed",
+            selected.rows.len()
+        );
         return Ok(());
     }
-    let who = operator(settings)?;
-    let mut rest: &[DeadLetterRow] = &rows;
-    let mut replayed = 0;
-    let mut in_flight = 0;
-    if let Some((n, timeout)) = canary {
-        let (first, after) = rows.split_at(n.min(rows.len()));
-        let (claims, skipped) = publish_rows(settings, pool, first, &who).await?;
-        in_flight += skipped;
-        wait_for_canary(pool, &claims, timeout).await?;
-        println!(
-            "canary: {} dead letter(s) replayed and applied",
-            claims.len()
+    let who = replay::operator(settings, os_user()).map_err(cli_error)?;
+    // A progress bar only when the list would not fit on a screen.
+    let bar = (selected.rows.len() > 20 && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new(selected.rows.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} replayed ({eta} left)")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        replayed += claims.len();
-        rest = after;
+        b
+    });
+    let mut progress = |p: Progress<'_>| match (p, &bar) {
+        (Progress::Replayed(_), Some(b)) => b.inc(1),
+        (Progress::Replayed(r), None) => println!(
+            "replayed {} with key {}",
+            r.id,
+            escape_controls(&r.routing_key, false)
+        ),
+        (Progress::Skipped(r), _) => {
+            println!("skipped {}: a replay of it is still in flight", r.id)
+        }
+    };
+    let report = replay::replay(settings, pool, selected, &who, canary, &mut progress)
+        .await
+        .map_err(cli_error)?;
+    if let Some(b) = &bar {
+        b.finish();
     }
-    let (claims, skipped) = publish_rows(settings, pool, rest, &who).await?;
-    replayed += claims.len();
-    in_flight += skipped;
-    println!("{replayed} dead letter(s) replayed");
-    if in_flight > 0 {
-        return Err(CliError::Refused(format!(
-            "{in_flight} dead letter(s) not replayed: a replay of them is still in flight (run again once it has an outcome)"
-        ))
-        .into());
+    if let Some(n) = report.canary {
+        println!("canary: {n} dead letter(s) replayed and applied");
     }
-    match cut.len() {
-        0 => Ok(()),
-        n => Err(CliError::Refused(format!(
-            "{n} dead letter(s) with a cut body were skipped: they cannot be replayed"
-        ))
-        .into()),
+    println!("{} dead letter(s) replayed", report.replayed);
+    match report.shortfall() {
+        Some(why) => Err(CliError::Refused(why).into()),
+        None => Ok(()),
     }
 }
 
-/// Waits until every canary replay has an outcome; any but an applied one
-/// stops the replay.
-async fn wait_for_canary(pool: &PgPool, claims: &[Claim], timeout: Duration) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let results = replays::results(pool, claims).await?;
-        if let Some((c, r)) = claims
-            .iter()
-            .zip(&results)
-            .find_map(|(c, r)| r.as_deref().filter(|r| !applied(r)).map(|r| (c, r)))
-        {
-            return Err(CliError::Refused(format!(
-                "canary: dead letter {} {}; stopped before replaying the rest",
-                c.dead_letter_id,
-                escape_controls(r, false)
-            ))
-            .into());
-        }
-        if results.iter().all(Option::is_some) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let waiting = results.iter().filter(|r| r.is_none()).count();
-            return Err(CliError::Refused(format!(
-                "canary: {waiting} replay(s) had no outcome within {}; stopped before replaying the rest (is a worker running?)",
-                humantime::format_duration(timeout)
-            ))
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Whether a replay's recorded result means it was applied.
-fn applied(result: &str) -> bool {
-    !(result.starts_with("failed again") || result.starts_with("not published"))
-}
-
-/// Who is replaying or editing: the replaying AMQP user (checked) and the
-/// operating-system user.
-fn operator(settings: &Settings) -> Result<Operator, CliError> {
-    let os_user = ["USER", "LOGNAME", "USERNAME"]
+/// The operating-system user, recorded as the person replaying or editing.
+fn os_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned());
-    Ok(Operator {
-        amqp_user: replaying_user(settings)?,
-        os_user,
-    })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// `dlq edit`: the corrected body must decode and pass admission as the
-/// original producer; then it replaces the stored one and is replayed.
+/// The library's refusals keep their exit status.
+fn cli_error(e: ReplayError) -> anyhow::Error {
+    match e {
+        ReplayError::NotFound(m) => CliError::NotFound(m).into(),
+        ReplayError::Refused(m) => CliError::Refused(escape_controls(&m, false)).into(),
+        ReplayError::Failed(m) => CliError::Failed(m).into(),
+        other => other.into(),
+    }
+}
+
+/// `dlq edit`: the corrected body from `--file` or `$EDITOR`.
 pub async fn edit(
     settings: &Settings,
     pool: &PgPool,
@@ -474,23 +354,8 @@ pub async fn edit(
     file: Option<std::path::PathBuf>,
     new_id: bool,
 ) -> anyhow::Result<()> {
-    let filter = DeadLetterFilter {
-        ids: vec![id],
-        ..DeadLetterFilter::default()
-    };
-    let Some(row) = journal::find_dead_letters(pool, &filter)
-        .await?
-        .into_iter()
-        .next()
-    else {
-        return Err(CliError::NotFound(format!("no dead letter {id}")).into());
-    };
-    if row.truncated() {
-        return Err(CliError::Refused(format!(
-            "dead letter {id} kept only the first bytes of its body: there is nothing whole to edit"
-        ))
-        .into());
-    }
+    let row = replay::find(pool, id).await.map_err(cli_error)?;
+    replay::editable(&row).map_err(cli_error)?;
     let text = match file {
         Some(path) => std::fs::read(&path)
             .map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display())))?,
@@ -503,67 +368,13 @@ pub async fn edit(
             .into())
         }
     };
-    let mut body: Value = serde_json::from_slice(&text).map_err(|e| {
-        CliError::Refused(format!("the new body is not JSON ({e}); nothing published"))
-    })?;
-    let original_id = serde_json::from_slice::<Value>(&row.body)
-        .ok()
-        .and_then(|v| v.get("command_id").cloned())
-        .or_else(|| row.command_id.clone().map(Value::String));
-    if new_id {
-        body["command_id"] = json!(uuid::Uuid::new_v4().to_string());
-    } else if let Some(original) = original_id {
-        body["command_id"] = original;
-    }
-    let bytes = serde_json::to_vec(&body)?;
-    let routing_key = match (body["tenant"].as_str(), body["type"].as_str()) {
-        (Some(t), Some(k)) => format!("{t}.{k}"),
-        _ => row.routing_key.clone(),
-    };
-    let arrival = crate::domain::admission::Arrival {
-        body: &bytes,
-        body_len: bytes.len(),
-        routing_key: &routing_key,
-        user_id: row.user_id.as_deref(),
-        replayed: false,
-        original_user: None,
-    };
-    if let Err(f) = crate::domain::admission::admit(
-        &arrival,
-        &settings.limits,
-        &settings.producers(),
-        OffsetDateTime::now_utc(),
-    ) {
-        return Err(CliError::Refused(format!(
-            "the new body is refused ({}): {}; nothing published",
-            f.rejection.code, f.rejection.message
-        ))
-        .into());
-    }
-    let who = operator(settings)?;
-    let sha = crate::intake::hex(&sha2::Sha256::digest(&bytes));
-    replays::edit(
-        pool,
-        id,
-        &row.body,
-        &bytes,
-        &journal::fingerprint(&routing_key, &sha),
-        &sha,
-        &routing_key,
-        &who,
-    )
-    .await?;
-    let edited = journal::find_dead_letters(pool, &filter).await?;
-    let (claims, in_flight) = publish_rows(settings, pool, &edited, &who).await?;
-    if in_flight > 0 {
-        return Err(CliError::Refused(format!(
-            "dead letter {id} was edited but not replayed: a replay of it is still in flight"
-        ))
-        .into());
-    }
+    let who = replay::operator(settings, os_user()).map_err(cli_error)?;
+    let report = replay::edit(settings, pool, &row, &text, new_id, &who)
+        .await
+        .map_err(cli_error)?;
     println!(
         "dead letter {id} edited and replayed ({} published)",
-        claims.len()
+        report.replayed
     );
     Ok(())
 }
@@ -591,108 +402,6 @@ fn edit_in_editor(body: &[u8]) -> Result<Vec<u8>, CliError> {
         )));
     }
     text
-}
-
-/// The AMQP user a replay connects as, which must be granted `replay`
-/// when producer authorisation is on.
-fn replaying_user(settings: &Settings) -> Result<String, CliError> {
-    let user = url::Url::parse(settings.amqp.url.expose_secret())
-        .map(|u| u.username().to_owned())
-        .unwrap_or_default();
-    let user = if user.is_empty() {
-        "guest".to_owned()
-    } else {
-        user
-    };
-    if !settings.producers().may_replay(Some(&user)) {
-        return Err(CliError::Failed(format!(
-            "AMQP user `{user}` may not replay: producer authorisation is on and [producers.{user}] does not grant `replay = true`"
-        )));
-    }
-    Ok(user)
-}
-
-/// Claims rows and republishes the claimed ones with confirms, each marked
-/// published once confirmed. Returns the claims published and how many
-/// rows were left alone because a replay of them is in flight.
-async fn publish_rows(
-    settings: &Settings,
-    pool: &PgPool,
-    rows: &[DeadLetterRow],
-    who: &Operator,
-) -> anyhow::Result<(Vec<Claim>, usize)> {
-    if rows.is_empty() {
-        return Ok((vec![], 0));
-    }
-    let names = Names::new(&settings.amqp.prefix);
-    let conn = amqp::connect(&settings.amqp, "dlq-replay").await?;
-    let ch = amqp::confirm_channel(&conn).await?;
-    // A progress bar only when the list would not fit on a screen.
-    let bar = (rows.len() > 20 && std::io::stderr().is_terminal()).then(|| {
-        let b = ProgressBar::new(rows.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} replayed ({eta} left)")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut done = Vec::with_capacity(rows.len());
-    let mut skipped = 0;
-    for r in rows {
-        // Claimed one at a time, just before publishing: a replay killed
-        // mid-way leaves at most one row claimed and unpublished.
-        let Some(c) = replays::claim(pool, &[r.id], who).await?.pop() else {
-            skipped += 1;
-            println!("skipped {}: a replay of it is still in flight", r.id);
-            continue;
-        };
-        let props = replay_properties(
-            &r.properties,
-            r.replay_count,
-            &who.amqp_user,
-            r.user_id.as_deref(),
-        );
-        let confirm = ch
-            .basic_publish(
-                names.commands.as_str().into(),
-                r.routing_key.as_str().into(),
-                // Mandatory: a message that no queue takes comes back as an error.
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &r.body,
-                props,
-            )
-            .await?
-            .await?;
-        if !confirm.is_ack() || confirm.take_message().is_some() {
-            let why = format!(
-                "not accepted by the broker (no queue for key `{}`?)",
-                r.routing_key
-            );
-            replays::not_published(pool, c, &why).await?;
-            return Err(CliError::Failed(format!(
-                "dead letter {} was {why}; {} replayed before it",
-                r.id,
-                done.len()
-            ))
-            .into());
-        }
-        // Marked only after the confirm; the claim keeps a second replay
-        // from publishing it again while its outcome is awaited.
-        replays::published(pool, r.id).await?;
-        done.push(c);
-        match &bar {
-            Some(b) => b.inc(1),
-            None => println!("replayed {} with key {}", r.id, r.routing_key),
-        }
-    }
-    if let Some(b) = bar {
-        b.finish();
-    }
-    let _ = conn.close(200, "done".into()).await;
-    Ok((done, skipped))
 }
 
 pub async fn purge(

@@ -67,7 +67,7 @@ fn selection(all: bool, ids: Vec<i64>) -> Result<Selection, CliError> {
 }
 
 /// Who acts, for the events and the dead letters: the OS user.
-fn actor() -> String {
+pub fn actor() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "operator".into())

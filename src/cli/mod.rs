@@ -141,13 +141,43 @@ pub enum ScheduleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancels a scheduled command as an operator (a `command.cancel`
+    /// with you as its actor): exit 0 when cancelled, 1 when it had already
+    /// run, was cancelled or does not exist.
+    ///
+    /// Example: lifecycle-worker schedule cancel --tenant acme 7f0c6d2e-…
+    Cancel {
+        #[arg(long)]
+        tenant: String,
+        command_id: String,
+    },
 }
 
 /// Runs a `schedule` subcommand.
 pub async fn schedule(settings: &Settings, cmd: ScheduleCommand) -> anyhow::Result<()> {
     let pool = store::connect(settings).await?;
-    let ScheduleCommand::List { tenant, json } = cmd;
-    let rows = crate::store::schedule::list(&pool, tenant.as_deref()).await?;
+    let (tenant, json) = match cmd {
+        ScheduleCommand::List { tenant, json } => (tenant, json),
+        ScheduleCommand::Cancel { tenant, command_id } => {
+            let actor = guard::actor();
+            let reply =
+                crate::guard::cancel_scheduled(settings, &pool, &tenant, &command_id, &actor)
+                    .await?;
+            return match (reply.outcome, reply.error) {
+                (crate::domain::outcome::Outcome::Applied, _) => {
+                    println!("scheduled command {command_id} cancelled");
+                    Ok(())
+                }
+                (outcome, error) => Err(CliError::Refused(format!(
+                    "not cancelled ({}): {}",
+                    outcome.as_str(),
+                    error.map(|e| e.message).unwrap_or_default()
+                ))
+                .into()),
+            };
+        }
+    };
+    let rows = crate::store::schedule::list(&pool, tenant.as_deref(), None).await?;
     let at = |s: &crate::store::schedule::Scheduled| crate::domain::ts::Ts(s.effective_at);
     if json {
         let list: Vec<Value> = rows
@@ -312,7 +342,7 @@ pub async fn dlq(settings: &Settings, cmd: DlqCommand) -> anyhow::Result<()> {
             canary_timeout,
             dry_run,
         } => {
-            let filter = dlq::replay_filter(ids, all, code, tenant, group)?;
+            let filter = crate::replay::replay_filter(ids, all, code, tenant, group)?;
             let canary = canary.map(|n| (n, canary_timeout));
             dlq::replay(settings, &pool, filter, dry_run, canary).await
         }

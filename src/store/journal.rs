@@ -406,6 +406,26 @@ pub async fn find_dead_letters(
     .await?)
 }
 
+/// A page of a failure group's unresolved rows, in id order after
+/// `after_id` (the console's group page; keyset, so any page is as fast as
+/// the first).
+pub async fn group_page(
+    pool: &PgPool,
+    group: &str,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<DeadLetterRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters \
+         WHERE group_id = $1 AND resolved_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(group)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn list_dead_letters(pool: &PgPool) -> Result<Vec<DeadLetterRow>, StoreError> {
     find_dead_letters(pool, &DeadLetterFilter::default()).await
 }

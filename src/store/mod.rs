@@ -1,6 +1,7 @@
 //! Postgres: the pool, migrations, and the queries behind entities, the
 //! inbox, the outbox and the dead-letter store.
 
+pub mod audit;
 pub mod entities;
 pub mod guardrail;
 pub mod journal;

@@ -166,12 +166,18 @@ pub async fn of_entity(
 }
 
 /// Every pending command, or a tenant's, by due time (`schedule list`).
-pub async fn list(pool: &PgPool, tenant: Option<&str>) -> Result<Vec<Scheduled>, StoreError> {
+/// Pending commands by due time, the first `limit` of them (all without).
+pub async fn list(
+    pool: &PgPool,
+    tenant: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Vec<Scheduled>, StoreError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM scheduled_commands WHERE $1::text IS NULL OR tenant_id = $1 \
-         ORDER BY effective_at, tenant_id, command_id"
+         ORDER BY effective_at, tenant_id, command_id LIMIT $2"
     ))
     .bind(tenant)
+    .bind(limit)
     .fetch_all(pool)
     .await?)
 }

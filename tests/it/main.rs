@@ -2,6 +2,7 @@
 //! its own database and topology prefix, so they run in parallel.
 
 mod bad_input;
+mod console;
 mod contacts;
 mod dead_letters;
 mod deploy;

@@ -1,0 +1,350 @@
+//! Who may use the console: the bearer token `http.console_token`, or a
+//! session opened by logging in with it (an HttpOnly, SameSite=Strict
+//! cookie). Logins are rate-limited per client address; sessions expire.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use super::Console;
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "lw_console";
+/// A session unused this long is closed.
+const IDLE: Duration = Duration::from_secs(30 * 60);
+/// A session lasts at most this long, however busy.
+const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Failed logins from one address within [`FAILURE_WINDOW`] before further
+/// attempts are refused until the window has passed.
+pub const MAX_FAILURES: usize = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Session {
+    person: String,
+    csrf: String,
+    short: String,
+    opened: Instant,
+    last_seen: Instant,
+}
+
+pub struct Auth {
+    token_digest: [u8; 32],
+    sessions: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+}
+
+/// Why a login did not open a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginError {
+    /// Too many failures from this address lately.
+    RateLimited,
+    WrongToken,
+    /// The name is empty, too long or not printable.
+    BadName,
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random source");
+    crate::intake::hex(&buf)
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Auth {
+    pub fn new(token: &SecretString) -> Auth {
+        Auth {
+            token_digest: digest(token.expose_secret()),
+            sessions: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Digests are compared, so neither the token's length nor its
+    /// content shows in the time taken.
+    fn token_matches(&self, given: &str) -> bool {
+        same(&digest(given), &self.token_digest)
+    }
+
+    /// Counts a failed attempt from `from`.
+    fn fail(&self, from: IpAddr) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        failures.entry(from).or_default().push(Instant::now());
+    }
+
+    fn limited(&self, from: IpAddr) -> bool {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let now = Instant::now();
+        failures.retain(|_, times| {
+            times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+            !times.is_empty()
+        });
+        failures.get(&from).is_some_and(|t| t.len() >= MAX_FAILURES)
+    }
+
+    /// Opens a session for `person`; returns its cookie value.
+    pub fn login(&self, from: IpAddr, person: &str, token: &str) -> Result<String, LoginError> {
+        if self.limited(from) {
+            return Err(LoginError::RateLimited);
+        }
+        if !self.token_matches(token) {
+            self.fail(from);
+            return Err(LoginError::WrongToken);
+        }
+        let person = person.trim();
+        if person.is_empty() || person.chars().count() > 64 || person.chars().any(char::is_control)
+        {
+            return Err(LoginError::BadName);
+        }
+        let id = random_hex(32);
+        let now = Instant::now();
+        let session = Session {
+            person: person.to_owned(),
+            csrf: random_hex(32),
+            short: random_hex(4),
+            opened: now,
+            last_seen: now,
+        };
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.retain(|_, s| live(s, now));
+        sessions.insert(id.clone(), session);
+        Ok(id)
+    }
+
+    pub fn logout(&self, id: &str) {
+        self.sessions.lock().expect("sessions lock").remove(id);
+    }
+
+    fn session(&self, id: &str) -> Option<Session> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let now = Instant::now();
+        let s = sessions.get_mut(id)?;
+        if !live(s, now) {
+            sessions.remove(id);
+            return None;
+        }
+        s.last_seen = now;
+        Some(s.clone())
+    }
+}
+
+fn live(s: &Session, now: Instant) -> bool {
+    now.duration_since(s.last_seen) < IDLE && now.duration_since(s.opened) < LIFETIME
+}
+
+/// An authenticated request's caller.
+pub struct Caller {
+    /// For the records: `console:<name>` or `bearer`.
+    pub actor: String,
+    /// The session's short, non-secret name, and its synchronizer token.
+    pub session: Option<(String, String)>,
+    pub remote: IpAddr,
+}
+
+impl Caller {
+    /// The synchronizer token forms carry (empty for bearer callers, whose
+    /// header a cross-site page cannot send).
+    pub fn csrf(&self) -> &str {
+        self.session.as_ref().map_or("", |(_, csrf)| csrf)
+    }
+
+    /// A state-changing request from a session must carry its token: the
+    /// refusal when it does not.
+    pub fn csrf_refusal(&self, given: &str) -> Option<Response> {
+        match &self.session {
+            Some((_, csrf)) if !same(csrf.as_bytes(), given.as_bytes()) => Some(
+                (
+                    StatusCode::FORBIDDEN,
+                    "refused: the form's token does not match this session (reload the page)",
+                )
+                    .into_response(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+pub fn remote(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+pub fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+impl FromRequestParts<Arc<Console>> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        let remote = remote(parts);
+        if let Some(value) = parts.headers.get(AUTHORIZATION) {
+            let given = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if console.auth.limited(remote) {
+                return Err(too_many());
+            }
+            if !console.auth.token_matches(given) {
+                console.auth.fail(remote);
+                return Err((StatusCode::UNAUTHORIZED, "wrong token").into_response());
+            }
+            return Ok(Caller {
+                actor: "bearer".into(),
+                session: None,
+                remote,
+            });
+        }
+        let session = cookie(&parts.headers).and_then(|id| console.auth.session(&id));
+        match session {
+            Some(s) => Ok(Caller {
+                actor: format!("console:{}", s.person),
+                session: Some((s.short, s.csrf)),
+                remote,
+            }),
+            None if parts.method == Method::GET => Err(Redirect::to("/login").into_response()),
+            None => Err((StatusCode::UNAUTHORIZED, "log in first").into_response()),
+        }
+    }
+}
+
+pub fn too_many() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(axum::http::header::RETRY_AFTER, "60")],
+        "too many failed logins from this address; try again in a minute",
+    )
+        .into_response()
+}
+
+/// Whether a request came from another site or origin, as far as the
+/// browser says: `Sec-Fetch-Site`, else `Origin` against `Host`.
+pub fn cross_origin(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    // A browser that sends Sec-Fetch-Site says exactly this; its Origin
+    // can be `null` for a same-origin form under some referrer policies.
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (text(ORIGIN.as_str()), text(HOST.as_str())) {
+        (Some(origin), Some(host)) => {
+            origin != format!("http://{host}") && origin != format!("https://{host}")
+        }
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::new(&SecretString::from("t".repeat(32)))
+    }
+
+    #[test]
+    fn a_login_needs_the_token_and_a_name() {
+        let a = auth();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        assert_eq!(a.login(ip, "ana", "wrong"), Err(LoginError::WrongToken));
+        assert_eq!(a.login(ip, " ", &"t".repeat(32)), Err(LoginError::BadName));
+        assert_eq!(
+            a.login(ip, "a\u{1b}b", &"t".repeat(32)),
+            Err(LoginError::BadName)
+        );
+        let id = a.login(ip, "ana", &"t".repeat(32)).unwrap();
+        let s = a.session(&id).unwrap();
+        assert_eq!(s.person, "ana");
+        assert_ne!(s.csrf, id);
+        a.logout(&id);
+        assert!(a.session(&id).is_none());
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address() {
+        let a = auth();
+        let (ip, other) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(a.login(ip, "x", "wrong"), Err(LoginError::WrongToken));
+        }
+        // Even the right token is refused while limited.
+        assert_eq!(
+            a.login(ip, "x", &"t".repeat(32)),
+            Err(LoginError::RateLimited)
+        );
+        assert!(a.login(other, "x", &"t".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn cross_origin_requests_are_recognised() {
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        assert!(!cross_origin(&h(&[("host", "127.0.0.1:9465")])));
+        assert!(!cross_origin(&h(&[
+            ("host", "a:1"),
+            ("origin", "http://a:1")
+        ])));
+        assert!(cross_origin(&h(&[
+            ("host", "a:1"),
+            ("origin", "http://a:2")
+        ])));
+        assert!(cross_origin(&h(&[("host", "a:1"), ("origin", "null")])));
+        assert!(cross_origin(&h(&[
+            ("host", "a:1"),
+            ("sec-fetch-site", "same-site")
+        ])));
+        assert!(!cross_origin(&h(&[
+            ("host", "a:1"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut m = HeaderMap::new();
+        m.insert(COOKIE, "a=1; lw_console=abc; b=2".parse().unwrap());
+        assert_eq!(cookie(&m).as_deref(), Some("abc"));
+        m.insert(COOKIE, "lw_console_x=1".parse().unwrap());
+        assert_eq!(cookie(&m), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! The operations console (contract section 14): dead letters, held
+//! changes and schedules in a browser, for operators who would rather look
+//! than type. Served by `run` on `http.console_listen`, never on the
+//! metrics port; server-rendered HTML with no script at all; the style
+//! sheet is in the binary, so the page needs no network beyond this port.
+//!
+//! Safe by construction:
+//! - every request needs the bearer token or the session a login opened
+//!   ([`auth`]); logins are rate-limited per address;
+//! - state-changing requests are POSTs carrying the session's synchronizer
+//!   token, and any request the browser marks as coming from another
+//!   origin is refused before it reaches a handler;
+//! - every response forbids script, framing and foreign resources (CSP);
+//! - all text goes through the templates' escaping (maud);
+//! - dead-letter bodies are masked until "reveal" ([`mask`]);
+//! - reveals and actions are recorded (`console_audit`), and the actions
+//!   call the CLI's code (replay, guard, schedule cancel) with its rules
+//!   and its records.
+
+mod auth;
+mod mask;
+mod pages;
+mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::header::{self, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::app::Health;
+use crate::config::Settings;
+
+pub use auth::MAX_FAILURES;
+
+/// What every page and action shares.
+pub struct Console {
+    settings: Settings,
+    pool: PgPool,
+    health: Arc<Health>,
+    auth: auth::Auth,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("http.console_listen is set but http.console_token is not: the console never runs without a token")]
+    NoToken,
+}
+
+impl Console {
+    pub fn new(
+        settings: Settings,
+        pool: PgPool,
+        health: Arc<Health>,
+    ) -> Result<Console, ConsoleError> {
+        let token = settings
+            .http
+            .console_token
+            .as_ref()
+            .ok_or(ConsoleError::NoToken)?;
+        Ok(Console {
+            auth: auth::Auth::new(token),
+            settings,
+            pool,
+            health,
+        })
+    }
+}
+
+/// The policy every response carries: nothing but this origin's style
+/// sheet and forms; no script, no frames, no plugins.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/", get(pages::overview))
+        .route("/dead-letters", get(pages::groups))
+        .route("/dead-letters/groups/{group}", get(pages::group))
+        .route(
+            "/dead-letters/groups/{group}/replay",
+            post(pages::replay_group),
+        )
+        .route("/dead-letters/{id}", get(pages::dead_letter))
+        .route("/dead-letters/{id}/reveal", post(pages::reveal))
+        .route("/dead-letters/{id}/replay", post(pages::replay_one))
+        .route("/dead-letters/{id}/edit", post(pages::edit))
+        .route("/guard", get(pages::guard))
+        .route("/guard/{tenant}/preview", get(pages::preview))
+        .route("/guard/{tenant}/release", post(pages::release))
+        .route("/guard/{tenant}/discard", post(pages::discard))
+        .route("/schedule", get(pages::schedule))
+        .route("/schedule/cancel", post(pages::cancel))
+        .route("/audit", get(pages::audit))
+        .route("/assets/console.css", get(view::stylesheet))
+        .layer(middleware::from_fn(same_origin_changes))
+        .layer(middleware::map_response(secure_headers))
+        .with_state(console)
+}
+
+/// A state-changing request the browser says came from another origin is
+/// refused whatever it carries.
+async fn same_origin_changes(request: Request, next: Next) -> Response {
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if changes && auth::cross_origin(request.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            "refused: a cross-origin request may not change anything",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+async fn secure_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Serves the console until `token` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    console: Arc<Console>,
+    token: CancellationToken,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "operations console listening");
+    }
+    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await;
+    if let Err(e) = served {
+        error!(error = %e, "console HTTP server failed");
+    }
+}

@@ -34,11 +34,13 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> Figures {
     sqlx::query(
         "INSERT INTO dead_letters (fingerprint, body, body_len, body_sha256, properties, exchange, \
          routing_key, tenant_id, command_id, command_type, code, message, template, group_id) \
-         SELECT 'bench-' || g, convert_to('{\"tenant\":\"bench\",\"type\":\"contact.deactivate\",\"payload\":{\"contact_id\":\"c-' || g || '\"}}', 'UTF8'), \
-           2, repeat('0', 64), '{}', 'x', 'bench.contact.deactivate', \
-           'bench', 'dl-' || g, 'contact.deactivate', 'not_found', 'contact `c-' || g || '` does not exist', \
+         SELECT 'bench-' || g, body, octet_length(body), repeat('0', 64), '{}', 'x', \
+           'bench.contact.deactivate', 'bench', 'dl-' || g, 'contact.deactivate', 'not_found', \
+           'contact `c-' || g || '` does not exist', \
            'contact <value> does not exist (cause ' || (g % 10) || ')', 'bench' || (g % 10) \
-         FROM generate_series(1, $1) g",
+         FROM (SELECT g, convert_to('{\"tenant\":\"bench\",\"type\":\"contact.deactivate\",' \
+                 || '\"payload\":{\"contact_id\":\"c-' || g || '\"}}', 'UTF8') AS body \
+               FROM generate_series(1, $1) g) rows",
     )
     .bind(ROWS)
     .execute(pool)

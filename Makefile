@@ -1,5 +1,5 @@
 # Targets wrap plain cargo commands; `make test` is what CI runs.
-.PHONY: services run test fmt lint unit bench fuzz
+.PHONY: services run test fmt lint unit bench bench-cluster fuzz
 
 services:
 	bash scripts/ensure-services.sh
@@ -24,6 +24,12 @@ lint:
 # End-to-end throughput and latency against the local services (release build).
 bench: services
 	cargo bench --bench e2e
+
+# The same against a three-node RabbitMQ cluster on this machine (worker on
+# one node, queues led by another); the cluster is removed afterwards.
+bench-cluster: services
+	bash scripts/rabbitmq-cluster.sh start
+	cargo bench --bench e2e -- --cluster; rc=$$?; bash scripts/rabbitmq-cluster.sh stop; exit $$rc
 
 # Property tests of decoding and decisions, far longer than in `make test`.
 fuzz:

@@ -48,6 +48,10 @@ struct Args {
     commands: usize,
     rate: u64,
     paced_commands: usize,
+    /// On the three-node cluster of `scripts/rabbitmq-cluster.sh`: the
+    /// benchmark (which declares the queues, so they are led there) on
+    /// node 1, the worker on node 2.
+    cluster: bool,
 }
 
 fn args() -> Args {
@@ -56,10 +60,16 @@ fn args() -> Args {
         commands: 20_000,
         rate: 2_000,
         paced_commands: 10_000,
+        cluster: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
+        if argv[i] == "--cluster" {
+            a.cluster = true;
+            i += 1;
+            continue;
+        }
         let value = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
         match (argv[i].as_str(), value) {
             ("--contacts", Some(v)) => a.contacts = v as usize,
@@ -308,8 +318,19 @@ async fn commits(pool: &PgPool, db: &str) -> i64 {
         .unwrap()
 }
 
-fn spawn_worker(settings: &Settings, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+const CLUSTER_NODES: [&str; 3] = [
+    "amqp://guest:guest@127.0.0.1:5701/%2f",
+    "amqp://guest:guest@127.0.0.1:5702/%2f",
+    "amqp://guest:guest@127.0.0.1:5703/%2f",
+];
+
+fn spawn_worker(settings: &Settings, port: u16, cluster: bool) -> Child {
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"));
+    if cluster {
+        let nodes = [CLUSTER_NODES[1], CLUSTER_NODES[2], CLUSTER_NODES[0]];
+        worker.env("LIFECYCLE__AMQP__URLS", nodes.join(","));
+    }
+    worker
         .arg("run")
         .env(
             "LIFECYCLE__DATABASE__URL",
@@ -409,6 +430,12 @@ async fn main() {
     let mut settings = Settings::default();
     settings.database.url = SecretString::from(format!("postgres://postgres@127.0.0.1:5432/{db}"));
     settings.amqp.prefix = format!("bench{id}");
+    if a.cluster {
+        settings.amqp.urls = CLUSTER_NODES
+            .iter()
+            .map(|n| SecretString::from(n.to_string()))
+            .collect();
+    }
     let names = Names::new(&settings.amqp.prefix);
     let pool = lifecycle_worker::store::prepare(&settings)
         .await
@@ -426,7 +453,7 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let mut worker = spawn_worker(&settings, port);
+    let mut worker = spawn_worker(&settings, port, a.cluster);
     let pid = worker.id().unwrap();
 
     let creates: Vec<Value> = (0..a.contacts)
@@ -547,6 +574,9 @@ async fn main() {
     let baseline_paced = figures(&sent, &arrivals);
 
     println!();
+    if a.cluster {
+        println!("on the three-node cluster: the worker connected to lw2, the queues led by lw1 (declared there)");
+    }
     println!(
         "{:<22} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8}",
         "run",
@@ -608,7 +638,7 @@ async fn main() {
     }
     println!(
         "{}",
-        json!({"bench": "e2e", "flood": flood, "paced": paced, "paced_rate": a.rate,
+        json!({"bench": "e2e", "cluster": a.cluster, "flood": flood, "paced": paced, "paced_rate": a.rate,
                "baseline": baseline, "baseline_paced": baseline_paced, "ratio_to_baseline": ratio,
                "erasure": erased, "scheduling": scheduling,
                "dead_letters": {"rows": dead_letters::ROWS, "figures": dl}})

@@ -10,6 +10,12 @@
 #   scripts/rabbitmq-cluster.sh start-node N start node N again
 #   scripts/rabbitmq-cluster.sh status       cluster status as node 1 sees it
 #   scripts/rabbitmq-cluster.sh ctl N ARGS   rabbitmqctl against node N
+#   scripts/rabbitmq-cluster.sh start-tls CERTDIR
+#                                            a standalone node lw9 with AMQP on
+#                                            5709 and AMQPS on 5719, its
+#                                            certificate CERTDIR/server.pem and
+#                                            key CERTDIR/server.key
+#   scripts/rabbitmq-cluster.sh stop-tls     stop it and delete its data
 #
 # The tests use it (tests/cluster); an operator can use it to try the
 # worker against a cluster: LIFECYCLE__AMQP__URLS=amqp://guest:guest@127.0.0.1:5701/%2f,...
@@ -55,33 +61,60 @@ ctl() {
     (node_env "$n" && "$BIN/rabbitmqctl" -n "$(name "$n")" "$@")
 }
 
-prepare() {
+cookie() {
     mkdir -p "$DIR"
     if [ ! -f "$DIR/.erlang.cookie" ]; then
         head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/.erlang.cookie"
         chmod 400 "$DIR/.erlang.cookie"
     fi
-    for n in "${NODES[@]}"; do
-        local d="$DIR/node$n"
-        mkdir -p "$d/mnesia" "$d/log"
-        cat >"$d/rabbitmq.conf" <<EOF
+}
+
+# prepare_node N [extra configuration lines]
+prepare_node() {
+    local n=$1 d="$DIR/node$1"
+    mkdir -p "$d/mnesia" "$d/log"
+    cat >"$d/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:$(port "$n")
 loopback_users = none
 cluster_partition_handling = pause_minority
 vm_memory_high_watermark.absolute = 256MiB
 disk_free_limit.absolute = 50MB
+${2:-}
 EOF
-        : >"$d/rabbitmq-env.conf"
-        echo '[].' >"$d/enabled_plugins"
-    done
+    : >"$d/rabbitmq-env.conf"
+    echo '[].' >"$d/enabled_plugins"
+}
+
+prepare() {
+    cookie
+    for n in "${NODES[@]}"; do prepare_node "$n"; done
+}
+
+# Stops node N: cleanly if it answers, else by its pid (a node still
+# booting does not answer, and must not outlive its data directory).
+stop_node() {
+    local pidfile="$DIR/node$1/pid"
+    ctl "$1" shutdown >/dev/null 2>&1 || true
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    fi
 }
 
 start_node() {
     (node_env "$1" && "$BIN/rabbitmq-server" -detached >/dev/null 2>&1)
 }
 
+# A node that has not registered with epmd yet is "not running": ask
+# again until it answers, for at most a minute.
 await_node() {
-    ctl "$1" await_startup --timeout 60 >/dev/null
+    local deadline=$((SECONDS + 60))
+    until ctl "$1" await_startup --timeout 60 >/dev/null 2>&1; do
+        if [ $SECONDS -ge $deadline ]; then
+            echo "node $(name "$1") did not start; its log: $DIR/node$1/log" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
 }
 
 case "${1:-}" in
@@ -99,7 +132,7 @@ start)
     echo "cluster up: amqp://guest:guest@127.0.0.1:5701/%2f, :5702, :5703"
     ;;
 stop)
-    for n in "${NODES[@]}"; do ctl "$n" shutdown >/dev/null 2>&1 & done
+    for n in "${NODES[@]}"; do stop_node "$n" & done
     wait
     rm -rf "$DIR"
     ;;
@@ -113,13 +146,29 @@ start-node)
 status)
     ctl 1 cluster_status
     ;;
+start-tls)
+    certs=$(cd "$2" && pwd)
+    cookie
+    prepare_node 9 "listeners.ssl.default = 127.0.0.1:5719
+ssl_options.cacertfile = $certs/ca.pem
+ssl_options.certfile = $certs/server.pem
+ssl_options.keyfile = $certs/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false"
+    start_node 9
+    await_node 9
+    ;;
+stop-tls)
+    stop_node 9
+    rm -rf "$DIR/node9"
+    ;;
 ctl)
     n=$2
     shift 2
     ctl "$n" "$@"
     ;;
 *)
-    sed -n '2,22p' "$0"
+    sed -n '2,28p' "$0"
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@
 use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::{ExposeSecret, SecretString};
@@ -65,8 +66,9 @@ impl Names {
 pub async fn connect(settings: &AmqpSettings, name: &str) -> lapin::Result<Connection> {
     let nodes = settings.nodes();
     let mut last = None;
+    let tls = tls_config(settings)?;
     for (i, url) in nodes.iter().enumerate() {
-        match connect_to(url, name).await {
+        match connect_to(url, name, &tls).await {
             Ok(conn) => return Ok(conn),
             Err(e) => {
                 if i + 1 < nodes.len() {
@@ -79,11 +81,54 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> lapin::Result<Conne
     Err(last.expect("at least one broker node is configured"))
 }
 
+/// The TLS settings of `amqps://` nodes: the system's roots, plus
+/// `amqp.ca_file`'s certificates. The server's name is always verified
+/// against the URL's host; an `amqp://` URL never uses TLS, an `amqps://`
+/// URL never falls back to plain text.
+pub fn tls_config(settings: &AmqpSettings) -> lapin::Result<OwnedTLSConfig> {
+    let cert_chain = match &settings.ca_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("amqp.ca_file {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    Ok(OwnedTLSConfig {
+        identity: None,
+        cert_chain,
+    })
+}
+
 /// Connects to one broker node.
-pub async fn connect_to(url: &SecretString, name: &str) -> lapin::Result<Connection> {
+pub async fn connect_to(
+    url: &SecretString,
+    name: &str,
+    tls: &OwnedTLSConfig,
+) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default()
         .with_connection_name(LongString::from(format!("lifecycle-worker {name}")));
-    Connection::connect(url.expose_secret(), props).await
+    let url = url.expose_secret();
+    Connection::connect_with_config(url, props, tls.clone(), lapin::runtime::default_runtime()?)
+        .await
+        .map_err(|e| match url.starts_with("amqps:") {
+            true => explain_tls(e),
+            false => e,
+        })
+}
+
+/// A failed TLS connection says what it means for the operator: rustls's
+/// own words are exact but terse. Never quotes the URL.
+fn explain_tls(e: lapin::Error) -> lapin::Error {
+    let text = e.to_string();
+    let hint = if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        "the port did not answer in TLS: is it a plain AMQP port?"
+    } else if text.contains("UnknownIssuer") {
+        "the broker's certificate is not signed by a trusted CA: set amqp.ca_file to the CA that signed it"
+    } else if text.contains("not valid for name") {
+        "the broker's certificate does not name the URL's host: connect by a name it carries"
+    } else {
+        return e;
+    };
+    std::io::Error::other(format!("TLS connection failed ({text}): {hint}")).into()
 }
 
 /// A channel in confirm mode: every publish is acknowledged by the broker.

@@ -73,6 +73,9 @@ pub struct AmqpSettings {
     pub prefetch: u16,
     /// Quorum queue `x-delivery-limit`: redeliveries before a message is parked.
     pub delivery_limit: u32,
+    /// PEM file of the CA(s) that sign the brokers' certificates, for
+    /// `amqps://` URLs to a private CA (added to the system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl AmqpSettings {
@@ -94,6 +97,7 @@ impl Default for AmqpSettings {
             prefix: "lifecycle".into(),
             prefetch: 512,
             delivery_limit: 10,
+            ca_file: None,
         }
     }
 }
@@ -319,7 +323,24 @@ impl Settings {
             return invalid("http.listen", "must be host:port, like 127.0.0.1:9464");
         }
         self.validate_console()?;
+        self.validate_ca_file()?;
         self.validate_urls()
+    }
+
+    /// A configured CA file must hold at least one PEM certificate: a typo
+    /// is found at start, not at the first reconnect.
+    fn validate_ca_file(&self) -> Result<(), ConfigError> {
+        let Some(path) = &self.amqp.ca_file else {
+            return Ok(());
+        };
+        match std::fs::read_to_string(path) {
+            Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
+            Ok(_) => invalid("amqp.ca_file", "holds no PEM certificate"),
+            Err(e) => Err(ConfigError::Invalid {
+                key: "amqp.ca_file",
+                message: format!("cannot be read ({}): {e}", path.display()),
+            }),
+        }
     }
 
     /// The console runs only with a token, on its own port.
@@ -393,7 +414,6 @@ impl Settings {
             &self.database.url,
             &["postgres", "postgresql"][..],
         )];
-        // TLS is not compiled in (see the README's dependency notes).
         let amqp_key = if self.amqp.urls.is_empty() {
             "amqp.url"
         } else {
@@ -403,7 +423,7 @@ impl Settings {
             .amqp
             .nodes()
             .into_iter()
-            .map(|u| (amqp_key, u, &["amqp"][..]));
+            .map(|u| (amqp_key, u, &["amqp", "amqps"][..]));
         for (key, url, schemes) in database.into_iter().chain(nodes) {
             // `amqp:user:pw@host` parses as a URL with no host: refused
             // here, before any connection could quote it in an error. The
@@ -419,7 +439,7 @@ impl Settings {
                         key,
                         message: format!(
                             "must be a {}://[user[:password]@]host[:port]/... URL",
-                            schemes[0]
+                            schemes.join("|")
                         ),
                     })
                 }

@@ -50,10 +50,17 @@ pub async fn run(settings: &Settings) -> anyhow::Result<bool> {
 
     // Every node, so that a cluster member that is down is seen now.
     let nodes = settings.amqp.nodes();
+    let tls = match amqp::tls_config(&settings.amqp) {
+        Ok(tls) => tls,
+        Err(e) => {
+            println!("rabbitmq: FAILED: {e}");
+            return Ok(false);
+        }
+    };
     let mut declared_once = false;
     for url in nodes {
         let at = location(url.expose_secret());
-        match amqp::connect_to(url, "check").await {
+        match amqp::connect_to(url, "check", &tls).await {
             Ok(conn) if declared_once => {
                 println!("rabbitmq: ok ({at})");
                 let _ = conn.close(200, "check done".into()).await;

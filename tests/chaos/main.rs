@@ -13,6 +13,7 @@
 #[path = "../it/helpers.rs"]
 mod helpers;
 
+mod cluster;
 mod faults;
 mod schedule;
 

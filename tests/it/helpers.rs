@@ -609,6 +609,15 @@ fn guardrail_env(s: &Settings) -> Vec<(String, String)> {
     vars
 }
 
+/// A cluster's nodes (`amqp.urls`) as the environment variable.
+fn nodes_env(s: &Settings) -> Vec<(String, String)> {
+    if s.amqp.urls.is_empty() {
+        return vec![];
+    }
+    let urls: Vec<&str> = s.amqp.urls.iter().map(|u| u.expose_secret()).collect();
+    vec![("LIFECYCLE__AMQP__URLS".into(), urls.join(","))]
+}
+
 /// A worker as a real process, killed on drop.
 pub struct WorkerProcess {
     pub child: Child,
@@ -742,6 +751,7 @@ pub fn spawn_worker_with(
             std::env::var("TEST_LOG").map(|_| "info").unwrap_or("error"),
         )
         .envs(guardrail_env(s))
+        .envs(nodes_env(s))
         .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -22,4 +22,5 @@ mod schema_validators;
 mod schemas;
 mod security;
 mod semantics;
+mod tls;
 mod users;

@@ -1,0 +1,198 @@
+//! Contract section 14: on a three-node RabbitMQ cluster with quorum
+//! queues, any one node may be stopped under load. A real cluster on this
+//! machine (`scripts/rabbitmq-cluster.sh`: nodes lw1..lw3 on 5701..5703,
+//! beside the machine's own broker), three worker processes each connected
+//! to a different node first, a few thousand mixed commands; then, each on
+//! a fresh prefix and database: the node one worker is connected to is
+//! stopped; the leader of the contact queue is stopped; a node is stopped
+//! and started again. Each ends with the model checks of every fault test.
+
+use std::time::Instant;
+
+use lifecycle_worker::config::Settings;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::faults::fresh_channel;
+use crate::helpers::{allow_mass_changes, eventually, spawn_worker_with, TestEnv, WorkerProcess};
+use crate::{check_outcome, event_queue, processed, publish_all, serial, set_up, workload};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-cluster.sh");
+
+fn script(args: &[&str]) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{SCRIPT}: {e}"));
+    assert!(
+        out.status.success(),
+        "rabbitmq-cluster.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The cluster, stopped and deleted when the test ends, even by failing.
+struct Cluster;
+
+impl Cluster {
+    fn start() -> Cluster {
+        // A cluster a failed run left behind is removed first.
+        script(&["stop"]);
+        let cluster = Cluster;
+        script(&["start"]);
+        cluster
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(SCRIPT)
+            .arg("stop")
+            .status();
+    }
+}
+
+fn url(node: usize) -> SecretString {
+    SecretString::from(format!("amqp://guest:guest@127.0.0.1:{}/%2f", 5700 + node))
+}
+
+/// Nodes 1..3, starting at `first`.
+fn nodes_from(first: usize) -> Vec<SecretString> {
+    (0..3).map(|i| url((first - 1 + i) % 3 + 1)).collect()
+}
+
+fn on_cluster(s: &mut Settings) {
+    allow_mass_changes(s);
+    s.amqp.urls = nodes_from(1);
+}
+
+/// Worker `i` (1..3) is connected to node `i` first.
+fn workers(env: &TestEnv) -> Vec<WorkerProcess> {
+    (1..=3)
+        .map(|i| {
+            let urls: Vec<String> = nodes_from(i)
+                .iter()
+                .map(|u| u.expose_secret().to_owned())
+                .collect();
+            let urls = urls.join(",");
+            spawn_worker_with(
+                env,
+                "127.0.0.1:0",
+                &[("LIFECYCLE__AMQP__URLS", urls.as_str())],
+                std::process::Stdio::null(),
+            )
+        })
+        .collect()
+}
+
+/// The nodes holding a replica of `queue`, and its leader, as node numbers.
+fn members_and_leader(queue: &str) -> (Vec<usize>, usize) {
+    let out = script(&[
+        "ctl",
+        "1",
+        "list_queues",
+        "--quiet",
+        "--no-table-headers",
+        "name",
+        "leader",
+        "members",
+    ]);
+    let line = out
+        .lines()
+        .find(|l| l.split('\t').next() == Some(queue))
+        .unwrap_or_else(|| panic!("no queue {queue} in {out}"));
+    let node = |s: &str| -> usize {
+        s.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+            .trim_start_matches("lw")
+            .chars()
+            .next()
+            .and_then(|c| c.to_digit(10))
+            .unwrap_or_else(|| panic!("node name {s}")) as usize
+    };
+    let cols: Vec<&str> = line.split('\t').collect();
+    let leader = node(cols[1]);
+    let mut members: Vec<usize> = cols[2]
+        .split(',')
+        .filter(|m| m.contains('@'))
+        .map(node)
+        .collect();
+    members.sort_unstable();
+    (members, leader)
+}
+
+/// One scenario: the first half of the load published and a quarter of
+/// it processed, then node `stop` (chosen once the queues exist) is
+/// stopped while the second half is published and processed; with
+/// `restart`, it is started again meanwhile.
+async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestEnv) -> usize) {
+    let started = Instant::now();
+    let env = TestEnv::prepare_with(on_cluster).await;
+    let (_conn, ch) = fresh_channel(&env).await;
+    let queue = event_queue(&env, &ch).await;
+    let (members, _) = members_and_leader(&env.names.contact_queue);
+    assert_eq!(
+        members,
+        vec![1, 2, 3],
+        "{name}: the contact queue is replicated on all three nodes"
+    );
+    let node = stop(&env);
+    let w = workload(200, 60, 4_000, seed);
+    let mut running = workers(&env);
+    set_up(&env, &w).await;
+    let (first, second) = w.load.split_at(w.load.len() / 2);
+    publish_all(&env.settings, first).await;
+    let quarter = (w.setup.len() + first.len() / 2) as i64;
+    let env_ref = &env;
+    eventually("a quarter of the load processed", || async move {
+        (processed(env_ref).await >= quarter).then_some(())
+    })
+    .await;
+    let at = processed(&env).await;
+    let stopping = tokio::task::spawn_blocking(move || {
+        script(&["stop-node", &node.to_string()]);
+        if restart {
+            script(&["start-node", &node.to_string()]);
+        }
+    });
+    // Published while the node goes away: the publisher fails over too.
+    publish_all(&env.settings, second).await;
+    stopping.await.expect("the node stopped");
+    // The test's own connection may have been on the stopped node.
+    let (_conn, ch) = fresh_channel(&env).await;
+    let events = check_outcome(&env, &w, &ch, &queue).await;
+    eprintln!(
+        "cluster, {name}: node lw{node} stopped at {at} processed{}, {} commands, {events} events, {:.1}s",
+        if restart { " and started again" } else { "" },
+        w.setup.len() + w.load.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for w in &mut running {
+        let _ = w.terminate().await;
+    }
+    env.finish().await;
+    if !restart {
+        script(&["start-node", &node.to_string()]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_one_node_of_a_three_node_cluster_may_stop_under_load() {
+    let _serial = serial().await;
+    let started = Instant::now();
+    let _cluster = Cluster::start();
+    let booted = started.elapsed();
+    // Worker 2 is connected to node 2 first.
+    scenario("the node a worker is connected to", 31, false, |_| 2).await;
+    scenario("the contact queue's leader", 37, false, |env| {
+        members_and_leader(&env.names.contact_queue).1
+    })
+    .await;
+    scenario("a node stopped and started again", 41, true, |_| 3).await;
+    eprintln!(
+        "cluster test: booted and joined in {:.1}s, all three scenarios in {:.1}s",
+        booted.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}

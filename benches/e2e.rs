@@ -40,6 +40,8 @@ use tokio::sync::watch;
 mod dead_letters;
 #[path = "e2e/erasure.rs"]
 mod erasure;
+#[path = "e2e/scale.rs"]
+mod scale;
 #[path = "e2e/schedule.rs"]
 mod schedule;
 
@@ -52,6 +54,14 @@ struct Args {
     /// benchmark (which declares the queues, so they are led there) on
     /// node 1, the worker on node 2.
     cluster: bool,
+    /// Worker processes on the same queues (issue 17: does throughput
+    /// hold with replicas, and where does the one relay limit it?).
+    replicas: usize,
+    /// Preload 1,000,000 contacts, 10,000,000 inbox rows and 5,000,000
+    /// published outbox rows before the runs (flat cost as data grows).
+    preload: bool,
+    /// Flood, paced and echo only: no erasure, scheduling or dead-letter phase.
+    quick: bool,
 }
 
 fn args() -> Args {
@@ -61,12 +71,21 @@ fn args() -> Args {
         rate: 2_000,
         paced_commands: 10_000,
         cluster: false,
+        replicas: 1,
+        preload: false,
+        quick: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
-        if argv[i] == "--cluster" {
-            a.cluster = true;
+        let flag = match argv[i].as_str() {
+            "--cluster" => Some(&mut a.cluster),
+            "--preload" => Some(&mut a.preload),
+            "--quick" => Some(&mut a.quick),
+            _ => None,
+        };
+        if let Some(flag) = flag {
+            *flag = true;
             i += 1;
             continue;
         }
@@ -76,6 +95,7 @@ fn args() -> Args {
             ("--commands", Some(v)) => a.commands = v as usize,
             ("--rate", Some(v)) => a.rate = v,
             ("--paced-commands", Some(v)) => a.paced_commands = v as usize,
+            ("--replicas", Some(v)) => a.replicas = (v as usize).max(1),
             // cargo bench passes --bench; anything else is ignored.
             _ => {
                 i += 1;
@@ -290,23 +310,27 @@ fn figures(sent: &HashMap<String, Instant>, arrivals: &Arrivals) -> Figures {
     }
 }
 
-fn proc_stats(pid: u32) -> (Option<f64>, Option<f64>) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                .map(|kb| kb / 1024.0)
-        });
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
+/// Peak RSS (the largest of the workers') and CPU seconds (all of them).
+fn proc_stats(pids: &[u32]) -> (Option<f64>, Option<f64>) {
+    let rss = pids
+        .iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kb = line.split_whitespace().nth(1)?.parse::<f64>().ok()?;
+            Some(kb / 1024.0)
+        })
+        .reduce(f64::max);
+    let cpu = pids
+        .iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after = stat.rsplit_once(')')?.1.to_owned();
             let f: Vec<&str> = after.split_whitespace().collect();
             let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
             Some(ticks / 100.0)
-        });
+        })
+        .reduce(|a, b| a + b);
     (rss, cpu)
 }
 
@@ -324,7 +348,7 @@ const CLUSTER_NODES: [&str; 3] = [
     "amqp://guest:guest@127.0.0.1:5703/%2f",
 ];
 
-fn spawn_worker(settings: &Settings, port: u16, cluster: bool) -> Child {
+fn spawn_worker(settings: &Settings, cluster: bool) -> Child {
     let mut worker = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"));
     if cluster {
         let nodes = [CLUSTER_NODES[1], CLUSTER_NODES[2], CLUSTER_NODES[0]];
@@ -337,7 +361,7 @@ fn spawn_worker(settings: &Settings, port: u16, cluster: bool) -> Child {
             settings.database.url.expose_secret(),
         )
         .env("LIFECYCLE__AMQP__PREFIX", &settings.amqp.prefix)
-        .env("LIFECYCLE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("LIFECYCLE__HTTP__LISTEN", "127.0.0.1:0")
         // The flood deactivates thousands of contacts on purpose: the
         // guardrail stays on (its cost is measured) with room for all of them.
         .env(
@@ -448,13 +472,10 @@ async fn main() {
     let arrivals = Arrivals::new();
     listen_events(&conn, &names.events, arrivals.clone()).await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut worker = spawn_worker(&settings, port, a.cluster);
-    let pid = worker.id().unwrap();
+    let mut workers: Vec<Child> = (0..a.replicas)
+        .map(|_| spawn_worker(&settings, a.cluster))
+        .collect();
+    let pids: Vec<u32> = workers.iter().map(|w| w.id().unwrap()).collect();
 
     let creates: Vec<Value> = (0..a.contacts)
         .map(|c| {
@@ -470,18 +491,31 @@ async fn main() {
         "contacts created"
     );
 
-    let deadline = Duration::from_secs(600);
+    let preloaded = if a.preload {
+        Some(scale::preload(&pool).await)
+    } else {
+        None
+    };
+    let deadline = Duration::from_secs(1800);
     let before = commits(&pool, &db).await;
     let flood_cmds = cycle(0, a.commands, a.contacts);
+    let since = scale::db_now(&pool).await;
+    let committed = tokio::spawn(scale::committed_after(
+        pool.clone(),
+        since,
+        Instant::now(),
+        a.commands as i64,
+    ));
     let sent = publish(&ch, &names.commands, &flood_cmds, None).await;
     assert!(
         arrivals.wait_for(a.contacts + a.commands, deadline).await,
         "flood events arrived"
     );
     let mut flood = figures(&sent, &arrivals);
+    let committed_secs = committed.await.unwrap().as_secs_f64();
     flood.commits_per_command =
         Some((commits(&pool, &db).await - before) as f64 / a.commands as f64);
-    (flood.worker_peak_rss_mb, flood.worker_cpu_seconds) = proc_stats(pid);
+    (flood.worker_peak_rss_mb, flood.worker_cpu_seconds) = proc_stats(&pids);
 
     let paced_cmds = cycle(a.commands, a.commands + a.paced_commands, a.contacts);
     let sent = publish(&ch, &names.commands, &paced_cmds, Some(a.rate)).await;
@@ -492,23 +526,37 @@ async fn main() {
         "paced events arrived"
     );
     let mut paced = figures(&sent, &arrivals);
-    (paced.worker_peak_rss_mb, paced.worker_cpu_seconds) = proc_stats(pid);
-    let erased = erasure::run(
-        &conn,
-        &names.commands,
-        &arrivals,
-        &pool,
-        a.contacts,
-        a.rate,
-        a.commands + a.paced_commands,
-    )
-    .await;
-    let scheduling = schedule::run(&conn, &names.commands, &arrivals, &pool).await;
-    let dl = dead_letters::run(&pool, &settings).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = worker.wait().await;
+    (paced.worker_peak_rss_mb, paced.worker_cpu_seconds) = proc_stats(&pids);
+    let phases = if a.quick {
+        None
+    } else {
+        let erased = erasure::run(
+            &conn,
+            &names.commands,
+            &arrivals,
+            &pool,
+            a.contacts,
+            a.rate,
+            a.commands + a.paced_commands,
+        )
+        .await;
+        let scheduling = schedule::run(&conn, &names.commands, &arrivals, &pool).await;
+        let dl = dead_letters::run(&pool, &settings).await;
+        Some((erased, scheduling, dl))
+    };
+    let retention = if a.preload {
+        Some(scale::retention_cost(&pool).await)
+    } else {
+        None
+    };
+    for pid in &pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    for w in &mut workers {
+        let _ = w.wait().await;
+    }
 
     // Broker-only baseline on its own queue and exchange.
     let echo_queue = format!("{}.echo", settings.amqp.prefix);
@@ -597,51 +645,80 @@ async fn main() {
     let ratio = flood.commands_per_sec / baseline.commands_per_sec;
     println!("worker flood / broker-only echo = {ratio:.2}");
     println!(
-        "erasure of a contact with {} activity rows, {} dead letters, {} outbox rows: {:.0} ms \
-         (publish to ContactErased); {} other commands meanwhile at {}/s: p50 {:.1} ms, p99 {:.1} ms, \
-         max {:.1} ms; left after (activity, dead letters, outbox data): {:?}",
-        erased.activity_rows,
-        erased.dead_letters,
-        erased.outbox_rows,
-        erased.erase_ms,
-        erased.others,
-        a.rate,
-        erased.others_p50_ms,
-        erased.others_p99_ms,
-        erased.others_max_ms,
-        erased.left_after
+        "{} worker process(es); the flood's commands were all committed after {committed_secs:.2} s \
+         ({:.0} commands/s applied), its events all received after {:.2} s: {}",
+        a.replicas,
+        a.commands as f64 / committed_secs,
+        flood.seconds,
+        if flood.seconds > committed_secs * 1.1 {
+            "the relay (one publisher) trails the commands"
+        } else {
+            "the relay keeps pace"
+        }
     );
-    println!(
-        "{} commands due at the same second: applied (event received) {:.0} ms after effective_at at p50, \
-         {:.0} ms at p99, {:.0} ms at most; {} scheduled and none due: a wake-up costs \
-         min(effective_at) {:.3} ms + the claim {:.3} ms, {:.0} wake-ups per process per minute",
-        schedule::DUE,
-        scheduling.late_p50_ms,
-        scheduling.late_p99_ms,
-        scheduling.late_max_ms,
-        schedule::WAITING,
-        scheduling.next_due_ms,
-        scheduling.claim_ms,
-        scheduling.idle_wakeups_per_minute
-    );
-    println!(
-        "dlq groups over {} dead letters: {} groups in {:.0} ms",
-        dead_letters::ROWS,
-        dl.groups,
-        dl.groups_ms
-    );
-    for p in &dl.console {
+    if let Some(p) = &preloaded {
         println!(
-            "console {:<40} p50 {:>6.1} ms  max {:>6.1} ms",
-            p.page, p.p50_ms, p.max_ms
+            "preloaded before the runs: {} contacts, {} inbox rows, {} published outbox rows in {:.0} s",
+            p.contacts, p.inbox, p.outbox, p.seconds
         );
+    }
+    if let Some(r) = &retention {
+        println!(
+            "retention on the preload: {} inbox and {} outbox rows purged in {:.1} s ({:.0} rows/s): \
+             at 5,000 commands/s sustained, {:.0} s of purging a day",
+            r.inbox_rows, r.outbox_rows, r.seconds, r.rows_per_second, r.seconds_per_day_at_5000
+        );
+    }
+    if let Some((erased, scheduling, dl)) = &phases {
+        println!(
+            "erasure of a contact with {} activity rows, {} dead letters, {} outbox rows: {:.0} ms \
+             (publish to ContactErased); {} other commands meanwhile at {}/s: p50 {:.1} ms, p99 {:.1} ms, \
+             max {:.1} ms; left after (activity, dead letters, outbox data): {:?}",
+            erased.activity_rows,
+            erased.dead_letters,
+            erased.outbox_rows,
+            erased.erase_ms,
+            erased.others,
+            a.rate,
+            erased.others_p50_ms,
+            erased.others_p99_ms,
+            erased.others_max_ms,
+            erased.left_after
+        );
+        println!(
+            "{} commands due at the same second: applied (event received) {:.0} ms after effective_at at p50, \
+             {:.0} ms at p99, {:.0} ms at most; {} scheduled and none due: a wake-up costs \
+             min(effective_at) {:.3} ms + the claim {:.3} ms, {:.0} wake-ups per process per minute",
+            schedule::DUE,
+            scheduling.late_p50_ms,
+            scheduling.late_p99_ms,
+            scheduling.late_max_ms,
+            schedule::WAITING,
+            scheduling.next_due_ms,
+            scheduling.claim_ms,
+            scheduling.idle_wakeups_per_minute
+        );
+        println!(
+            "dlq groups over {} dead letters: {} groups in {:.0} ms",
+            dead_letters::ROWS,
+            dl.groups,
+            dl.groups_ms
+        );
+        for p in &dl.console {
+            println!(
+                "console {:<40} p50 {:>6.1} ms  max {:>6.1} ms",
+                p.page, p.p50_ms, p.max_ms
+            );
+        }
     }
     println!(
         "{}",
-        json!({"bench": "e2e", "cluster": a.cluster, "flood": flood, "paced": paced, "paced_rate": a.rate,
+        json!({"bench": "e2e", "cluster": a.cluster, "replicas": a.replicas,
+               "committed_secs": committed_secs, "preloaded": preloaded, "retention": retention,
+               "flood": flood, "paced": paced, "paced_rate": a.rate,
                "baseline": baseline, "baseline_paced": baseline_paced, "ratio_to_baseline": ratio,
-               "erasure": erased, "scheduling": scheduling,
-               "dead_letters": {"rows": dead_letters::ROWS, "figures": dl}})
+               "erasure": phases.as_ref().map(|p| &p.0), "scheduling": phases.as_ref().map(|p| &p.1),
+               "dead_letters": phases.as_ref().map(|p| json!({"rows": dead_letters::ROWS, "figures": &p.2}))})
     );
 
     for q in [

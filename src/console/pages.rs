@@ -33,7 +33,14 @@ const SCHEDULE_ROWS: i64 = 200;
 
 type App = State<Arc<Console>>;
 
-async fn record(c: &Console, caller: &Caller, action: &str, target: &str, result: &str) {
+/// Writes an audit record of what `caller` did.
+async fn try_record(
+    c: &Console,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    result: &str,
+) -> Result<(), crate::store::StoreError> {
     let r = Record {
         actor: &caller.actor,
         session: caller.session.as_ref().map(|(short, _)| short.as_str()),
@@ -42,7 +49,13 @@ async fn record(c: &Console, caller: &Caller, action: &str, target: &str, result
         target: Some(target),
         result,
     };
-    if let Err(e) = audit::record(&c.pool, &r).await {
+    audit::record(&c.pool, &r).await
+}
+
+/// Records an action already done: a failure to record is logged, the
+/// action stands.
+async fn record(c: &Console, caller: &Caller, action: &str, target: &str, result: &str) {
+    if let Err(e) = try_record(c, caller, action, target, result).await {
         tracing::error!(error = %e, action, "console: the audit record could not be written");
     }
 }
@@ -447,15 +460,8 @@ async fn detail(c: &Console, caller: &Caller, id: i64, revealed: bool) -> Respon
         Err(e) => return view::failure(Some(caller), &e),
     };
     if revealed {
-        let r = Record {
-            actor: &caller.actor,
-            session: caller.session.as_ref().map(|(s, _)| s.as_str()),
-            remote: Some(&caller.remote.to_string()),
-            action: "reveal",
-            target: Some(&format!("dead_letter {id}")),
-            result: "shown",
-        };
-        if let Err(e) = audit::record(&c.pool, &r).await {
+        let target = format!("dead_letter {id}");
+        if let Err(e) = try_record(c, caller, "reveal", &target, "shown").await {
             return view::failure(Some(caller), &e);
         }
     }

@@ -112,6 +112,9 @@ async fn amqp_error(url: &str, ca: Option<&Path>) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_services_over_verified_tls_and_never_plain_text() {
+    // Servers a failed run left behind are removed first.
+    script("rabbitmq-cluster.sh", &["stop-tls"]);
+    script("postgres-tls.sh", &["stop"]);
     let certs = std::env::temp_dir().join(format!("lw-tls-certs-{}", std::process::id()));
     let servers = Servers {
         certs: certs.clone(),

@@ -13,10 +13,14 @@ use lifecycle_worker::config::Settings;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::faults::fresh_channel;
-use crate::helpers::{allow_mass_changes, eventually, spawn_worker_with, TestEnv, WorkerProcess};
+use crate::helpers::{
+    allow_mass_changes, eventually, eventually_within, spawn_worker_with, TestEnv, WorkerProcess,
+};
 use crate::{check_outcome, event_queue, processed, publish_all, serial, set_up, workload};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-cluster.sh");
+/// How long the load may take to finish after a node stopped.
+const PROCESSING: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn script(args: &[&str]) -> String {
     let out = std::process::Command::new("bash")
@@ -159,13 +163,24 @@ async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestE
     // Published while the node goes away: the publisher fails over too.
     publish_all(&env.settings, second).await;
     stopping.await.expect("the node stopped");
+    // Consumers whose node went away reconnect with backoff and a quorum
+    // queue may elect a new leader: the rest may take longer than the
+    // usual deadline, never forever.
+    let total = (w.setup.len() + w.load.len()) as i64;
+    let draining = Instant::now();
+    eventually_within(PROCESSING, "every command processed", || async {
+        (processed(env_ref).await >= total).then_some(())
+    })
+    .await;
+    let drained = draining.elapsed();
     // The test's own connection may have been on the stopped node.
     let (_conn, ch) = fresh_channel(&env).await;
     let events = check_outcome(&env, &w, &ch, &queue).await;
     eprintln!(
-        "cluster, {name}: node lw{node} stopped at {at} processed{}, {} commands, {events} events, {:.1}s",
+        "cluster, {name}: node lw{node} stopped at {at} processed{}, {} commands, the rest processed {:.1}s after the stop returned, {events} events, {:.1}s",
         if restart { " and started again" } else { "" },
         w.setup.len() + w.load.len(),
+        drained.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     for w in &mut running {

@@ -49,6 +49,12 @@ pub enum GuardError {
     Key(#[from] KeyError),
     #[error("deciding the command failed; nothing changed")]
     Undecided,
+    /// A cancel that the rules refused (already run or cancelled, unknown).
+    #[error("not cancelled ({outcome}): {message}")]
+    NotCancelled {
+        outcome: &'static str,
+        message: String,
+    },
 }
 
 impl From<sqlx::Error> for GuardError {
@@ -276,7 +282,7 @@ pub async fn cancel_scheduled(
     tenant: &str,
     command_id: &str,
     actor: &str,
-) -> Result<crate::domain::outcome::Reply, GuardError> {
+) -> Result<(), GuardError> {
     let tenant_id = TenantId::parse(tenant).map_err(|r| GuardError::Tenant(r.message))?;
     let now = OffsetDateTime::now_utc();
     let body = serde_json::json!({
@@ -317,5 +323,11 @@ pub async fn cancel_scheduled(
         return Err(GuardError::Undecided);
     };
     tx.commit().await?;
-    Ok(reply)
+    match reply.outcome {
+        crate::domain::outcome::Outcome::Applied => Ok(()),
+        outcome => Err(GuardError::NotCancelled {
+            outcome: outcome.as_str(),
+            message: reply.error.map(|e| e.message).unwrap_or_default(),
+        }),
+    }
 }

@@ -160,20 +160,23 @@ pub async fn schedule(settings: &Settings, cmd: ScheduleCommand) -> anyhow::Resu
         ScheduleCommand::List { tenant, json } => (tenant, json),
         ScheduleCommand::Cancel { tenant, command_id } => {
             let actor = guard::actor();
-            let reply =
-                crate::guard::cancel_scheduled(settings, &pool, &tenant, &command_id, &actor)
-                    .await?;
-            return match (reply.outcome, reply.error) {
-                (crate::domain::outcome::Outcome::Applied, _) => {
+            return match crate::guard::cancel_scheduled(
+                settings,
+                &pool,
+                &tenant,
+                &command_id,
+                &actor,
+            )
+            .await
+            {
+                Ok(()) => {
                     println!("scheduled command {command_id} cancelled");
                     Ok(())
                 }
-                (outcome, error) => Err(CliError::Refused(format!(
-                    "not cancelled ({}): {}",
-                    outcome.as_str(),
-                    error.map(|e| e.message).unwrap_or_default()
-                ))
-                .into()),
+                Err(e @ crate::guard::GuardError::NotCancelled { .. }) => {
+                    Err(CliError::Refused(e.to_string()).into())
+                }
+                Err(e) => Err(e.into()),
             };
         }
     };

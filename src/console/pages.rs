@@ -877,17 +877,9 @@ pub async fn cancel(State(c): App, caller: Caller, Form(f): Form<CancelForm>) ->
     )
     .await;
     let (ok, message) = match result {
-        Ok(reply) if reply.outcome == crate::domain::outcome::Outcome::Applied => (
+        Ok(()) => (
             true,
             format!("Scheduled command {} cancelled.", f.command_id),
-        ),
-        Ok(reply) => (
-            false,
-            format!(
-                "Not cancelled ({}): {}",
-                reply.outcome.as_str(),
-                reply.error.map(|e| e.message).unwrap_or_default()
-            ),
         ),
         Err(e) => (false, e.to_string()),
     };

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use helpers::{eventually, TestEnv};
+use helpers::{eventually_within, TestEnv};
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
@@ -147,8 +147,13 @@ pub async fn processed(env: &TestEnv) -> i64 {
     }
 }
 
+/// Fault tests wait longer than the usual deadline: after a restart or a
+/// cluster node's return, consumers reconnect with backoff and quorum
+/// queues may elect leaders; a command that never gets processed still
+/// fails the test.
 pub async fn wait_processed(env: &TestEnv, n: i64) {
-    eventually(&format!("{n} processed commands"), || async {
+    let what = format!("{n} processed commands");
+    eventually_within(Duration::from_secs(120), &what, || async {
         (processed(env).await >= n).then_some(())
     })
     .await;

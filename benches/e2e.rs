@@ -5,7 +5,9 @@
 //! 2. flood: publish `--commands` commands as fast as the broker confirms,
 //!    cycling deactivate, change_status B, reactivate, change_status C, and
 //!    time from the first publish to the last matching event on `{p}.events`;
-//! 3. paced: the same at `--rate` commands/s, for latency under moderate load;
+//! 3. paced: the same at `--rate` commands/s, for latency under moderate load,
+//!    split into its stages by the worker's metrics; then the relay alone
+//!    drains 50,000 events committed at once (`e2e/scale.rs`);
 //! 4. erasure: a contact with 10,000 activity rows and 1,000 dead letters
 //!    is erased while other commands flow at `--rate` (see `e2e/erasure.rs`);
 //! 5. scheduling: 1,000 commands due at one instant, how late they apply,
@@ -274,6 +276,8 @@ struct Figures {
     commits_per_command: Option<f64>,
     worker_peak_rss_mb: Option<f64>,
     worker_cpu_seconds: Option<f64>,
+    /// CPU per command by process, from the first publish to the last event.
+    cpu_ms_per_command: Option<CpuSplit>,
 }
 
 fn figures(sent: &HashMap<String, Instant>, arrivals: &Arrivals) -> Figures {
@@ -334,6 +338,67 @@ fn proc_stats(pids: &[u32]) -> (Option<f64>, Option<f64>) {
     (rss, cpu)
 }
 
+/// CPU seconds used so far by the machine's Postgres processes, its RabbitMQ
+/// node(s), the given worker processes and this benchmark.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+struct CpuSplit {
+    postgres: f64,
+    rabbitmq: f64,
+    worker: f64,
+    bench: f64,
+}
+
+impl CpuSplit {
+    fn now(workers: &[u32]) -> Self {
+        let me = std::process::id();
+        let mut split = CpuSplit::default();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return split;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((head, after)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let comm = head.split_once('(').map_or("", |(_, c)| c);
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            let secs = (ticks(11) + ticks(12)) / 100.0;
+            if comm == "postgres" {
+                // With the backends that ended, which their parent reaped.
+                split.postgres += secs + (ticks(13) + ticks(14)) / 100.0;
+            } else if comm == "beam.smp" {
+                split.rabbitmq += secs;
+            } else if workers.contains(&pid) {
+                split.worker += secs;
+            } else if pid == me {
+                split.bench += secs;
+            }
+        }
+        split
+    }
+
+    /// Milliseconds of CPU per command between `self` and `later`.
+    fn per_command(&self, later: &CpuSplit, commands: usize) -> CpuSplit {
+        let ms = |a: f64, b: f64| (b - a) * 1000.0 / commands.max(1) as f64;
+        CpuSplit {
+            postgres: ms(self.postgres, later.postgres),
+            rabbitmq: ms(self.rabbitmq, later.rabbitmq),
+            worker: ms(self.worker, later.worker),
+            bench: ms(self.bench, later.bench),
+        }
+    }
+}
+
 async fn commits(pool: &PgPool, db: &str) -> i64 {
     sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
         .bind(db)
@@ -348,7 +413,80 @@ const CLUSTER_NODES: [&str; 3] = [
     "amqp://guest:guest@127.0.0.1:5703/%2f",
 ];
 
-fn spawn_worker(settings: &Settings, cluster: bool) -> Child {
+/// A port nobody listens on now, for a worker's metrics.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Sum (seconds) and count of each latency stage the worker's `/metrics`
+/// shows, keyed by stage; `relay_publish` is the relay's first publish to
+/// last confirm per batch.
+async fn stage_totals(port: u16) -> HashMap<String, (f64, f64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut text = String::new();
+    if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        let _ = s
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await;
+        let _ = s.read_to_string(&mut text).await;
+    }
+    let mut totals: HashMap<String, (f64, f64)> = HashMap::new();
+    for line in text.lines() {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (metric, stage) = match name.split_once("{stage=\"") {
+            Some((m, rest)) => (m, rest.trim_end_matches("\"}").to_owned()),
+            None => (name, "relay_publish".to_owned()),
+        };
+        let slot = match metric {
+            "lifecycle_stage_duration_seconds_sum"
+            | "lifecycle_relay_publish_duration_seconds_sum" => 0,
+            "lifecycle_stage_duration_seconds_count"
+            | "lifecycle_relay_publish_duration_seconds_count" => 1,
+            _ => continue,
+        };
+        let entry = totals.entry(stage).or_default();
+        if slot == 0 {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+    }
+    totals
+}
+
+/// Mean milliseconds per observation of each stage between two scrapes.
+fn stage_means(
+    before: &HashMap<String, (f64, f64)>,
+    after: &HashMap<String, (f64, f64)>,
+) -> Vec<(String, f64, f64)> {
+    let order = [
+        "batch_wait",
+        "transaction",
+        "settle",
+        "relay_wait",
+        "relay_read",
+        "relay_publish",
+    ];
+    order
+        .iter()
+        .filter_map(|stage| {
+            let (sum1, n1) = after.get(*stage)?;
+            let (sum0, n0) = before.get(*stage).copied().unwrap_or_default();
+            let n = n1 - n0;
+            (n > 0.0).then(|| (stage.to_string(), (sum1 - sum0) * 1000.0 / n, n))
+        })
+        .collect()
+}
+
+fn spawn_worker(settings: &Settings, cluster: bool, metrics_port: Option<u16>) -> Child {
     let mut worker = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"));
     if cluster {
         let nodes = [CLUSTER_NODES[1], CLUSTER_NODES[2], CLUSTER_NODES[0]];
@@ -361,7 +499,10 @@ fn spawn_worker(settings: &Settings, cluster: bool) -> Child {
             settings.database.url.expose_secret(),
         )
         .env("LIFECYCLE__AMQP__PREFIX", &settings.amqp.prefix)
-        .env("LIFECYCLE__HTTP__LISTEN", "127.0.0.1:0")
+        .env(
+            "LIFECYCLE__HTTP__LISTEN",
+            format!("127.0.0.1:{}", metrics_port.unwrap_or(0)),
+        )
         // The flood deactivates thousands of contacts on purpose: the
         // guardrail stays on (its cost is measured) with room for all of them.
         .env(
@@ -472,8 +613,10 @@ async fn main() {
     let arrivals = Arrivals::new();
     listen_events(&conn, &names.events, arrivals.clone()).await;
 
+    // The first worker's metrics say what the latency is made of.
+    let metrics_port = free_port();
     let mut workers: Vec<Child> = (0..a.replicas)
-        .map(|_| spawn_worker(&settings, a.cluster))
+        .map(|i| spawn_worker(&settings, a.cluster, (i == 0).then_some(metrics_port)))
         .collect();
     let pids: Vec<u32> = workers.iter().map(|w| w.id().unwrap()).collect();
 
@@ -506,18 +649,22 @@ async fn main() {
         Instant::now(),
         a.commands as i64,
     ));
+    let cpu_before = CpuSplit::now(&pids);
     let sent = publish(&ch, &names.commands, &flood_cmds, None).await;
     assert!(
         arrivals.wait_for(a.contacts + a.commands, deadline).await,
         "flood events arrived"
     );
     let mut flood = figures(&sent, &arrivals);
+    flood.cpu_ms_per_command = Some(cpu_before.per_command(&CpuSplit::now(&pids), a.commands));
     let committed_secs = committed.await.unwrap().as_secs_f64();
     flood.commits_per_command =
         Some((commits(&pool, &db).await - before) as f64 / a.commands as f64);
     (flood.worker_peak_rss_mb, flood.worker_cpu_seconds) = proc_stats(&pids);
 
     let paced_cmds = cycle(a.commands, a.commands + a.paced_commands, a.contacts);
+    let cpu_before = CpuSplit::now(&pids);
+    let stages_before = stage_totals(metrics_port).await;
     let sent = publish(&ch, &names.commands, &paced_cmds, Some(a.rate)).await;
     assert!(
         arrivals
@@ -526,6 +673,10 @@ async fn main() {
         "paced events arrived"
     );
     let mut paced = figures(&sent, &arrivals);
+    paced.cpu_ms_per_command =
+        Some(cpu_before.per_command(&CpuSplit::now(&pids), a.paced_commands));
+    let paced_stages = stage_means(&stages_before, &stage_totals(metrics_port).await);
+    let drain = scale::relay_drain(&pool).await;
     (paced.worker_peak_rss_mb, paced.worker_cpu_seconds) = proc_stats(&pids);
     let phases = if a.quick {
         None
@@ -600,18 +751,21 @@ async fn main() {
         a.contacts,
     );
     let total_before = *arrivals.count.borrow();
+    let cpu_before = CpuSplit::now(&[]);
     let sent = publish(&ch, &echo_exchange, &base_cmds, None).await;
     assert!(
         arrivals.wait_for(total_before + a.commands, deadline).await,
         "echo events arrived"
     );
-    let baseline = figures(&sent, &arrivals);
+    let mut baseline = figures(&sent, &arrivals);
+    baseline.cpu_ms_per_command = Some(cpu_before.per_command(&CpuSplit::now(&[]), a.commands));
     let base_paced_cmds = cycle(
         a.commands * 3 + a.paced_commands,
         a.commands * 3 + a.paced_commands * 2,
         a.contacts,
     );
     let total_before = *arrivals.count.borrow();
+    let cpu_before = CpuSplit::now(&[]);
     let sent = publish(&ch, &echo_exchange, &base_paced_cmds, Some(a.rate)).await;
     assert!(
         arrivals
@@ -619,7 +773,9 @@ async fn main() {
             .await,
         "paced echo events arrived"
     );
-    let baseline_paced = figures(&sent, &arrivals);
+    let mut baseline_paced = figures(&sent, &arrivals);
+    baseline_paced.cpu_ms_per_command =
+        Some(cpu_before.per_command(&CpuSplit::now(&[]), a.paced_commands));
 
     println!();
     if a.cluster {
@@ -644,6 +800,24 @@ async fn main() {
     print_row(&format!("echo paced {}/s", a.rate), &baseline_paced);
     let ratio = flood.commands_per_sec / baseline.commands_per_sec;
     println!("worker flood / broker-only echo = {ratio:.2}");
+    for (name, f) in [
+        ("flood", &flood),
+        ("paced", &paced),
+        ("echo", &baseline),
+        ("echo paced", &baseline_paced),
+    ] {
+        if let Some(c) = f.cpu_ms_per_command {
+            println!(
+                "CPU per command, {name:<10}: Postgres {:.3} ms, RabbitMQ {:.3} ms, worker {:.3} ms, \
+                 load generator{} {:.3} ms",
+                c.postgres,
+                c.rabbitmq,
+                c.worker,
+                if name.starts_with("echo") { " and echo" } else { "" },
+                c.bench
+            );
+        }
+    }
     println!(
         "{} worker process(es); the flood's commands were all committed after {committed_secs:.2} s \
          ({:.0} commands/s applied), its events all received after {:.2} s: {}",
@@ -655,6 +829,19 @@ async fn main() {
         } else {
             "the relay keeps pace"
         }
+    );
+    println!(
+        "paced latency by stage (worker 1's metrics; mean ms per observation, observations): {}",
+        paced_stages
+            .iter()
+            .map(|(stage, ms, n)| format!("{stage} {ms:.2} ({n:.0})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "relay alone: {} events committed at once were published with confirms and marked in {:.2} s: \
+         {:.0} events/s",
+        drain.events, drain.seconds, drain.events_per_second
     );
     if let Some(p) = &preloaded {
         println!(
@@ -715,7 +902,7 @@ async fn main() {
         "{}",
         json!({"bench": "e2e", "cluster": a.cluster, "replicas": a.replicas,
                "committed_secs": committed_secs, "preloaded": preloaded, "retention": retention,
-               "flood": flood, "paced": paced, "paced_rate": a.rate,
+               "flood": flood, "paced": paced, "paced_rate": a.rate, "paced_stages": paced_stages, "relay_drain": drain,
                "baseline": baseline, "baseline_paced": baseline_paced, "ratio_to_baseline": ratio,
                "erasure": phases.as_ref().map(|p| &p.0), "scheduling": phases.as_ref().map(|p| &p.1),
                "dead_letters": phases.as_ref().map(|p| json!({"rows": dead_letters::ROWS, "figures": &p.2}))})

@@ -3,8 +3,9 @@
 //! (docs/operations.md); counters are registered at start so they show up
 //! as 0 before anything happened.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -45,6 +46,13 @@ fn describe() {
         "Age of the oldest unpublished outbox row."
     );
     describe_histogram!(
+        "lifecycle_stage_duration_seconds",
+        "What a command's latency is made of, by stage: batch_wait (per command, \
+         delivery to its transaction's start), transaction and settle (per batch: \
+         begin to commit; replies, their confirms and the ack), relay_wait (a commit \
+         with events to the relay's next read), relay_read (the read)."
+    );
+    describe_histogram!(
         "lifecycle_relay_publish_duration_seconds",
         "Per relay batch, from first publish to last confirm."
     );
@@ -82,6 +90,62 @@ fn describe() {
 pub fn command(kind: &'static str, outcome: &'static str, took: Duration) {
     counter!("lifecycle_commands_total", "type" => kind, "outcome" => outcome).increment(1);
     histogram!("lifecycle_command_duration_seconds").record(took.as_secs_f64());
+}
+
+/// One stage of the path a command takes; see `describe`.
+#[derive(Clone, Copy, Debug)]
+pub enum Stage {
+    BatchWait,
+    Transaction,
+    Settle,
+    RelayWait,
+    RelayRead,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::BatchWait => "batch_wait",
+            Stage::Transaction => "transaction",
+            Stage::Settle => "settle",
+            Stage::RelayWait => "relay_wait",
+            Stage::RelayRead => "relay_read",
+        }
+    }
+}
+
+pub fn stage(stage: Stage, took: Duration) {
+    histogram!("lifecycle_stage_duration_seconds", "stage" => stage.as_str())
+        .record(took.as_secs_f64());
+}
+
+/// The first commit with events the relay has not read since, in
+/// microseconds after [`clock_start`] plus one (0: none).
+static UNREAD_SINCE: AtomicU64 = AtomicU64::new(0);
+
+fn clock_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn clock_micros() -> u64 {
+    u64::try_from(clock_start().elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// A transaction with events committed: the relay's wait starts, unless an
+/// earlier commit's wait is still running.
+pub fn events_committed() {
+    let _ = UNREAD_SINCE.compare_exchange(0, clock_micros(), Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// The relay reads the outbox: records how long the oldest commit it had
+/// not read waited for it.
+pub fn relay_reading() {
+    let since = UNREAD_SINCE.swap(0, Ordering::Relaxed);
+    if since != 0 {
+        let waited = clock_micros().saturating_sub(since);
+        stage(Stage::RelayWait, Duration::from_micros(waited));
+    }
 }
 
 pub fn dead_letter(code: &str) {

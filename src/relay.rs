@@ -370,12 +370,15 @@ pub async fn publish_while_locked(
                 .iter()
                 .flat_map(|b| b.ids.iter().copied())
                 .collect();
+            crate::monitoring::relay_reading();
+            let reading = std::time::Instant::now();
             let rows = within(
                 deadline,
                 "reading pending events",
                 journal::pending_events(conn, settings.relay.batch_size, &exclude),
             )
             .await?;
+            crate::monitoring::stage(crate::monitoring::Stage::RelayRead, reading.elapsed());
             if rows.is_empty() {
                 if let Some(oldest) = in_flight.pop_front() {
                     settle(conn, oldest, deadline).await?;
@@ -431,14 +434,13 @@ async fn publish_batch(
             .with_delivery_mode(2)
             .with_message_id(row.event_id.to_string().into())
             .with_type(row.event_type.as_str().into());
-        let body = serde_json::to_vec(&row.body).expect("event JSON serialises");
         let confirm = ch
             .basic_publish(
                 exchange.into(),
                 row.routing_key.as_str().into(),
                 // Not mandatory: an event nobody subscribed to is not an error.
                 BasicPublishOptions::default(),
-                &body,
+                row.body.as_bytes(),
                 props,
             )
             .await?;

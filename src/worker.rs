@@ -33,6 +33,7 @@ use crate::domain::outcome::{Rejection, Reply};
 use crate::domain::policy::{Policies, Producers};
 use crate::domain::registry::CommandType;
 use crate::intake::Inbound;
+use crate::monitoring::{self, Stage};
 use crate::privacy::HashKey;
 use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
@@ -68,6 +69,10 @@ impl Processor {
         batch: Vec<Inbound>,
         shutdown: &CancellationToken,
     ) -> Option<Vec<Disposition>> {
+        let taken = std::time::Instant::now();
+        for msg in &batch {
+            monitoring::stage(Stage::BatchWait, taken.duration_since(msg.received));
+        }
         let now = OffsetDateTime::now_utc();
         let prepared: Vec<(Inbound, Prepared)> = batch
             .into_iter()
@@ -112,6 +117,7 @@ impl Processor {
             match self.try_batch(batch, check_duplicates).await {
                 Ok(outcome) => {
                     if outcome.events > 0 {
+                        monitoring::events_committed();
                         self.relay_wake.notify_one();
                     }
                     if outcome.scheduled > 0 {
@@ -156,6 +162,7 @@ impl Processor {
         };
         let outcome = apply_batch(&mut tx, batch, &rules, now, check_duplicates).await?;
         tx.commit().await?;
+        monitoring::stage(Stage::Transaction, started.elapsed());
         tracing::debug!(
             size = batch.len(),
             events = outcome.events,
@@ -333,7 +340,9 @@ async fn consume_batches(
             // deliveries go back to the queue when the channel closes.
             return Ok(());
         };
+        let settling = std::time::Instant::now();
         settle(replies, &props, ackers, dispositions).await?;
+        monitoring::stage(Stage::Settle, settling.elapsed());
         if let Some(e) = pending_error {
             return Err(e);
         }

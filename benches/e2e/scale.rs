@@ -134,3 +134,52 @@ pub async fn retention_cost(pool: &PgPool) -> RetentionCost {
         seconds_per_day_at_5000: 2.0 * 5_000.0 * 86_400.0 / rows_per_second,
     }
 }
+
+/// Events in the relay's drain run.
+pub const DRAIN: i64 = 50_000;
+
+#[derive(Serialize)]
+pub struct RelayDrain {
+    pub events: i64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+}
+
+/// The relay alone: `DRAIN` unpublished events committed at once (copies of
+/// the latest event, so the listener counts no new command), and the time
+/// until the relay has had every one confirmed by the broker and marked it.
+/// The events per second one relay publishes, whatever the commands do.
+pub async fn relay_drain(pool: &PgPool) -> RelayDrain {
+    sqlx::query(
+        "INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, \
+           version, body) \
+         SELECT o.tenant_id, gen_random_uuid(), o.routing_key, o.event_type, o.entity_kind, \
+                o.entity_id, o.version, o.body \
+         FROM (SELECT * FROM outbox WHERE tenant_id = 'bench' ORDER BY id DESC LIMIT 1) o, \
+              generate_series(1, $1) g",
+    )
+    .bind(DRAIN)
+    .execute(pool)
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let deadline = Duration::from_secs(600);
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(started.elapsed() < deadline, "the relay drained the outbox");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    RelayDrain {
+        events: DRAIN,
+        seconds,
+        events_per_second: DRAIN as f64 / seconds,
+    }
+}

@@ -130,7 +130,9 @@ pub struct PendingEvent {
     pub event_id: uuid::Uuid,
     pub routing_key: String,
     pub event_type: String,
-    pub body: Value,
+    /// The CloudEvent as Postgres prints the stored JSON: published as is,
+    /// without parsing and serialising it again.
+    pub body: String,
 }
 
 /// Unpublished rows in id order, leaving out `exclude` (rows in flight).
@@ -140,7 +142,7 @@ pub async fn pending_events(
     exclude: &[i64],
 ) -> Result<Vec<PendingEvent>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT tenant_id, id, event_id, routing_key, event_type, body FROM outbox \
+        "SELECT tenant_id, id, event_id, routing_key, event_type, body::text AS body FROM outbox \
          WHERE published_at IS NULL AND NOT (id = ANY($2)) ORDER BY id LIMIT $1",
     )
     .bind(limit)

@@ -121,8 +121,8 @@ pub async fn contacts_with_email(
     email: &str,
 ) -> Result<Vec<EntityId>, StoreError> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT contact_id FROM contacts WHERE tenant_id = $1 AND state IS NOT NULL \
-         AND lower(state->>'email') = lower($2) ORDER BY contact_id",
+        "SELECT contact_id FROM contacts WHERE tenant_id = $1 \
+         AND email_lower = lower($2) ORDER BY contact_id",
     )
     .bind(tenant)
     .bind(email.trim())
@@ -149,7 +149,7 @@ pub async fn holders(
 ) -> Result<Vec<Holder>, StoreError> {
     let candidates: Vec<(Holder, Option<String>)> = sqlx::query_as::<_, (String, String, bool, Option<String>)>(
         "SELECT 'contact', contact_id, state IS NULL, COALESCE(state, deleted_state)->>'email' FROM contacts \
-         WHERE tenant_id = $1 AND ((state IS NOT NULL AND lower(state->>'email') = lower($2)) \
+         WHERE tenant_id = $1 AND (email_lower = lower($2) \
            OR (purge_after IS NOT NULL AND lower(deleted_state->>'email') = lower($2))) \
          UNION ALL \
          SELECT 'user', user_id, state IS NULL, COALESCE(state, deleted_state)->>'email' FROM users \

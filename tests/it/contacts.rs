@@ -1,6 +1,6 @@
 //! Contact flows from the two help articles, end to end over AMQP.
 
-use crate::helpers::{types, TestEnv};
+use crate::helpers::{eventually, types, TestEnv};
 use lifecycle_worker::domain::policy::TenantPolicyOverride;
 use serde_json::{json, Value};
 
@@ -723,5 +723,66 @@ async fn bulk_applies_per_contact_or_atomically() {
         ))
         .await;
     assert_eq!(not_allowed["error"]["code"], "invalid_command");
+    env.finish().await;
+}
+
+/// Issue 17: no index names `state`, so a command that leaves a contact's
+/// address and employer (or a user's link) as they were writes no index
+/// entry: Postgres counts every such update as HOT (heap-only).
+#[tokio::test]
+async fn changes_that_keep_address_and_links_write_no_index_entries() {
+    let env = TestEnv::start().await;
+    new_contact(&env, "acme", "c-1", "e-acme").await;
+    applied(
+        &env,
+        env.command(
+            "acme",
+            "user.upsert",
+            0,
+            json!({"user_id": "u-1", "email": "c-1@example.com", "contact_id": "c-1"}),
+        ),
+    )
+    .await;
+    for (minute, status) in [(1, "I"), (2, "A"), (3, "N"), (4, "A")] {
+        applied(
+            &env,
+            env.command(
+                "acme",
+                "contact.change_status",
+                minute,
+                json!({"contact_id": "c-1", "status": status}),
+            ),
+        )
+        .await;
+    }
+    for (minute, kind) in [(5, "user.revoke_access"), (6, "user.restore_access")] {
+        applied(
+            &env,
+            env.command("acme", kind, minute, json!({"user_id": "u-1"})),
+        )
+        .await;
+    }
+
+    // The worker's sessions report their counts within a second or so.
+    let counts = |table: &'static str| {
+        let pool = env.pool.clone();
+        async move {
+            let (updates, hot): (i64, i64) = sqlx::query_as(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables \
+                 WHERE schemaname = 'lifecycle' AND relname = $1",
+            )
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (updates >= if table == "contacts" { 5 } else { 3 }).then_some((updates, hot))
+        }
+    };
+    // Creating fills in the row inserted as a lock placeholder: that update
+    // sets the address and links, so it is the one that is not HOT.
+    let (updates, hot) = eventually("contact updates counted", || counts("contacts")).await;
+    assert_eq!((updates, hot), (5, 4), "contact updates (all, HOT)");
+    let (updates, hot) = eventually("user updates counted", || counts("users")).await;
+    assert_eq!((updates, hot), (3, 2), "user updates (all, HOT)");
     env.finish().await;
 }

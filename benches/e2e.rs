@@ -64,6 +64,9 @@ struct Args {
     preload: bool,
     /// Flood, paced and echo only: no erasure, scheduling or dead-letter phase.
     quick: bool,
+    /// Another broker than the local one (`--amqp-url URL`), for example a
+    /// node started with other Erlang VM flags.
+    amqp_url: Option<String>,
 }
 
 fn args() -> Args {
@@ -76,6 +79,7 @@ fn args() -> Args {
         replicas: 1,
         preload: false,
         quick: false,
+        amqp_url: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -89,6 +93,11 @@ fn args() -> Args {
         if let Some(flag) = flag {
             *flag = true;
             i += 1;
+            continue;
+        }
+        if argv[i] == "--amqp-url" {
+            a.amqp_url = argv.get(i + 1).cloned();
+            i += 2;
             continue;
         }
         let value = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
@@ -491,6 +500,14 @@ fn spawn_worker(settings: &Settings, cluster: bool, metrics_port: Option<u16>) -
     if cluster {
         let nodes = [CLUSTER_NODES[1], CLUSTER_NODES[2], CLUSTER_NODES[0]];
         worker.env("LIFECYCLE__AMQP__URLS", nodes.join(","));
+    } else if !settings.amqp.urls.is_empty() {
+        let urls: Vec<&str> = settings
+            .amqp
+            .urls
+            .iter()
+            .map(|u| u.expose_secret())
+            .collect();
+        worker.env("LIFECYCLE__AMQP__URLS", urls.join(","));
     }
     worker
         .arg("run")
@@ -600,6 +617,8 @@ async fn main() {
             .iter()
             .map(|n| SecretString::from(n.to_string()))
             .collect();
+    } else if let Some(url) = &a.amqp_url {
+        settings.amqp.urls = vec![SecretString::from(url.clone())];
     }
     let names = Names::new(&settings.amqp.prefix);
     let pool = lifecycle_worker::store::prepare(&settings)

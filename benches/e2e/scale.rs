@@ -61,6 +61,8 @@ pub async fn preload(pool: &PgPool) -> Preloaded {
     )
     .await;
     sqlx::query("VACUUM ANALYZE").execute(pool).await.unwrap();
+    // Written out now, not by the checkpointer during the timed runs.
+    sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
     Preloaded {
         contacts: CONTACTS,
         inbox: INBOX,

@@ -53,6 +53,9 @@ node_env() {
     RABBITMQ_PID_FILE="$d/pid"
     RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     ERL_EPMD_ADDRESS=127.0.0.1
+    # A VM that fails (rabbitmqctl included) dumps here, never into the
+    # caller's working directory.
+    export ERL_CRASH_DUMP="$DIR/erl_crash.dump"
 }
 
 ctl() {
@@ -94,6 +97,9 @@ prepare() {
 # booting does not answer, and must not outlive its data directory).
 stop_node() {
     local pidfile="$DIR/node$1/pid"
+    # Never started (or already removed): nothing to stop, and rabbitmqctl
+    # would fail to write its cookie there.
+    [ -d "$DIR/node$1" ] || return 0
     ctl "$1" shutdown >/dev/null 2>&1 || true
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
         kill -9 "$(cat "$pidfile")" 2>/dev/null || true

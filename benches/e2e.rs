@@ -336,15 +336,30 @@ fn proc_stats(pids: &[u32]) -> (Option<f64>, Option<f64>) {
         .reduce(f64::max);
     let cpu = pids
         .iter()
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let after = stat.rsplit_once(')')?.1.to_owned();
-            let f: Vec<&str> = after.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
+        .filter_map(|pid| proc_cpu(*pid).map(|c| c.own))
         .reduce(|a, b| a + b);
     (rss, cpu)
+}
+
+/// A process's name and CPU seconds from `/proc/PID/stat`.
+struct ProcCpu {
+    comm: String,
+    /// User and system time of the process itself.
+    own: f64,
+    /// Of its children that ended and were waited for.
+    reaped_children: f64,
+}
+
+fn proc_cpu(pid: u32) -> Option<ProcCpu> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, after) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Some(ProcCpu {
+        comm: head.split_once('(').map_or("", |(_, c)| c).to_owned(),
+        own: (ticks(11) + ticks(12)) / 100.0,
+        reaped_children: (ticks(13) + ticks(14)) / 100.0,
+    })
 }
 
 /// CPU seconds used so far by the machine's Postgres processes, its RabbitMQ
@@ -372,25 +387,18 @@ impl CpuSplit {
             else {
                 continue;
             };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Some(cpu) = proc_cpu(pid) else {
                 continue;
             };
-            let Some((head, after)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let comm = head.split_once('(').map_or("", |(_, c)| c);
-            let f: Vec<&str> = after.split_whitespace().collect();
-            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            let secs = (ticks(11) + ticks(12)) / 100.0;
-            if comm == "postgres" {
+            if cpu.comm == "postgres" {
                 // With the backends that ended, which their parent reaped.
-                split.postgres += secs + (ticks(13) + ticks(14)) / 100.0;
-            } else if comm == "beam.smp" {
-                split.rabbitmq += secs;
+                split.postgres += cpu.own + cpu.reaped_children;
+            } else if cpu.comm == "beam.smp" {
+                split.rabbitmq += cpu.own;
             } else if workers.contains(&pid) {
-                split.worker += secs;
+                split.worker += cpu.own;
             } else if pid == me {
-                split.bench += secs;
+                split.bench += cpu.own;
             }
         }
         split

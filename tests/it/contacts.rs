@@ -25,6 +25,20 @@ async fn new_contact(env: &TestEnv, tenant: &str, id: &str, employer: &str) {
     .await;
 }
 
+/// An employer user linked to a contact (archive may revoke their access).
+async fn linked_user(env: &TestEnv, user: &str, email: &str, contact: &str) {
+    applied(
+        env,
+        env.command(
+            "acme",
+            "user.upsert",
+            0,
+            json!({"user_id": user, "email": email, "contact_id": contact}),
+        ),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn twelve_twenty_archive_and_revive_flow() {
     let env = TestEnv::start().await;
@@ -39,16 +53,7 @@ async fn twelve_twenty_archive_and_revive_flow() {
     )
     .await;
     new_contact(&env, "acme", "c-1", "e-acme").await;
-    applied(
-        &env,
-        env.command(
-            "acme",
-            "user.upsert",
-            0,
-            json!({"user_id": "u-1", "email": "c-1@example.com", "contact_id": "c-1"}),
-        ),
-    )
-    .await;
+    linked_user(&env, "u-1", "c-1@example.com", "c-1").await;
 
     let archive = env.command(
         "acme",
@@ -676,16 +681,7 @@ async fn bulk_applies_per_contact_or_atomically() {
     assert_eq!(unknown["error"]["code"], "employer_not_found");
     // Archive reads and revokes linked users mid-bulk; a refused atomic bulk
     // still leaves no trace of them.
-    applied(
-        &env,
-        env.command(
-            "acme",
-            "user.upsert",
-            0,
-            json!({"user_id": "u-3", "email": "u3@example.com", "contact_id": "c-3"}),
-        ),
-    )
-    .await;
+    linked_user(&env, "u-3", "u3@example.com", "c-3").await;
     let archive_all = env
         .send(&env.command(
             "acme",
@@ -733,16 +729,7 @@ async fn bulk_applies_per_contact_or_atomically() {
 async fn changes_that_keep_address_and_links_write_no_index_entries() {
     let env = TestEnv::start().await;
     new_contact(&env, "acme", "c-1", "e-acme").await;
-    applied(
-        &env,
-        env.command(
-            "acme",
-            "user.upsert",
-            0,
-            json!({"user_id": "u-1", "email": "c-1@example.com", "contact_id": "c-1"}),
-        ),
-    )
-    .await;
+    linked_user(&env, "u-1", "c-1@example.com", "c-1").await;
     for (minute, status) in [(1, "I"), (2, "A"), (3, "N"), (4, "A")] {
         applied(
             &env,

@@ -84,10 +84,9 @@ pub async fn write_outbox_and_inbox(
     let p_ids: Vec<&str> = processed.iter().map(|r| r.1.as_str()).collect();
     let p_kinds: Vec<&str> = processed.iter().map(|r| r.2.as_str()).collect();
     let p_outcomes: Vec<&str> = processed.iter().map(|r| r.3.outcome.as_str()).collect();
-    let p_replies: Vec<Value> = processed
-        .iter()
-        .map(|r| serde_json::to_value(&r.3).expect("reply serialises"))
-        .collect();
+    // Serialised straight into the statement, without a `Value` in between.
+    let p_replies: Vec<sqlx::types::Json<&Reply>> =
+        processed.iter().map(|r| sqlx::types::Json(&r.3)).collect();
     // WITH ORDINALITY keeps the outbox ids (bigserial) in the events' order.
     let inserted = sqlx::query(
         "WITH events AS ( \

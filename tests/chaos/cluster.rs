@@ -13,9 +13,7 @@ use lifecycle_worker::config::Settings;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::faults::fresh_channel;
-use crate::helpers::{
-    allow_mass_changes, eventually, eventually_within, spawn_worker_with, TestEnv, WorkerProcess,
-};
+use crate::helpers::{allow_mass_changes, eventually, spawn_worker_with, TestEnv, WorkerProcess};
 use crate::{check_outcome, event_queue, processed, publish_all, serial, set_up, workload};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-cluster.sh");
@@ -72,8 +70,9 @@ fn on_cluster(s: &mut Settings) {
     s.amqp.urls = nodes_from(1);
 }
 
-/// Worker `i` (1..3) is connected to node `i` first.
-fn workers(env: &TestEnv) -> Vec<WorkerProcess> {
+/// Worker `i` (1..3) is connected to node `i` first; each logs at info
+/// level to `logs.worker(i)`, read if the load does not finish.
+fn workers(env: &TestEnv, logs: &WorkerLogs) -> Vec<WorkerProcess> {
     (1..=3)
         .map(|i| {
             let urls: Vec<String> = nodes_from(i)
@@ -81,14 +80,84 @@ fn workers(env: &TestEnv) -> Vec<WorkerProcess> {
                 .map(|u| u.expose_secret().to_owned())
                 .collect();
             let urls = urls.join(",");
+            let log = std::fs::File::create(logs.worker(i)).expect("worker log file");
             spawn_worker_with(
                 env,
                 "127.0.0.1:0",
-                &[("LIFECYCLE__AMQP__URLS", urls.as_str())],
-                std::process::Stdio::null(),
+                &[
+                    ("LIFECYCLE__AMQP__URLS", urls.as_str()),
+                    ("RUST_LOG", "info"),
+                ],
+                log.into(),
             )
         })
         .collect()
+}
+
+/// A scenario's worker logs, in a directory removed when the scenario
+/// passes and kept (and printed) when it fails.
+struct WorkerLogs {
+    dir: std::path::PathBuf,
+}
+
+impl WorkerLogs {
+    fn new(env: &TestEnv) -> WorkerLogs {
+        let dir =
+            std::env::temp_dir().join(format!("lw-cluster-logs-{}", env.settings.amqp.prefix));
+        std::fs::create_dir_all(&dir).expect("log directory");
+        WorkerLogs { dir }
+    }
+
+    fn worker(&self, i: usize) -> std::path::PathBuf {
+        self.dir.join(format!("worker{i}.log"))
+    }
+
+    /// The last lines of each worker's log.
+    fn tails(&self, lines: usize) -> String {
+        (1..=3)
+            .map(|i| {
+                let text = std::fs::read_to_string(self.worker(i)).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                let tail = all[all.len().saturating_sub(lines)..].join("\n");
+                format!("--- worker {i} ({}):\n{tail}", self.worker(i).display())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the cluster and the workers say when the load did not finish: the
+/// queues (from a node still running) and the end of each worker's log.
+fn stalled(env: &TestEnv, logs: &WorkerLogs, running_node: usize, done: i64, total: i64) -> String {
+    let queues = std::process::Command::new("bash")
+        .arg(SCRIPT)
+        .args([
+            "ctl",
+            &running_node.to_string(),
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "consumers",
+            "leader",
+            "members",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let ours: Vec<&str> = queues
+        .lines()
+        .filter(|l| l.starts_with(env.settings.amqp.prefix.as_str()))
+        .collect();
+    format!(
+        "{done} of {total} commands processed after {PROCESSING:?}\nqueues (lw{running_node}):\n{}\n{}",
+        ours.join("\n"),
+        logs.tails(40)
+    )
 }
 
 /// The nodes holding a replica of `queue`, and its leader, as node numbers.
@@ -143,7 +212,8 @@ async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestE
     );
     let node = stop(&env);
     let w = workload(200, 60, 4_000, seed);
-    let mut running = workers(&env);
+    let logs = WorkerLogs::new(&env);
+    let mut running = workers(&env, &logs);
     set_up(&env, &w).await;
     let (first, second) = w.load.split_at(w.load.len() / 2);
     publish_all(&env.settings, first).await;
@@ -168,10 +238,19 @@ async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestE
     // usual deadline, never forever.
     let total = (w.setup.len() + w.load.len()) as i64;
     let draining = Instant::now();
-    eventually_within(PROCESSING, "every command processed", || async {
-        (processed(env_ref).await >= total).then_some(())
-    })
-    .await;
+    loop {
+        let done = processed(&env).await;
+        if done >= total {
+            break;
+        }
+        if draining.elapsed() > PROCESSING {
+            panic!(
+                "{name}: {}",
+                stalled(&env, &logs, node % 3 + 1, done, total)
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let drained = draining.elapsed();
     // The test's own connection may have been on the stopped node.
     let (_conn, ch) = fresh_channel(&env).await;
@@ -186,6 +265,7 @@ async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestE
     for w in &mut running {
         let _ = w.terminate().await;
     }
+    logs.remove();
     env.finish().await;
     if !restart {
         script(&["start-node", &node.to_string()]);

@@ -102,34 +102,56 @@ pub async fn collect_events(ch: &Channel, queue: &str, expected: usize) -> Vec<V
 
 /// Publishes commands with confirms pipelined, retrying while the broker is away.
 pub async fn publish_all(settings: &Settings, cmds: &[Value]) {
-    let names = amqp::Names::new(&settings.amqp.prefix);
     let mut pending: Vec<&Value> = cmds.iter().collect();
     while !pending.is_empty() {
-        let attempt = async {
-            let conn = amqp::connect(&settings.amqp, "chaos-publisher").await?;
-            let ch = amqp::confirm_channel(&conn).await?;
-            for cmd in &pending {
-                ch.basic_publish(
-                    names.commands.as_str().into(),
-                    helpers::routing_key_of(cmd).as_str().into(),
-                    BasicPublishOptions::default(),
-                    &serde_json::to_vec(cmd).unwrap(),
-                    amqp::json_properties(),
-                )
-                .await?;
+        match publish_once(settings, &pending).await {
+            // A cluster may refuse (nack) what it cannot enqueue while a
+            // queue elects its leader: those go again.
+            Ok(refused) => {
+                if !refused.is_empty() {
+                    eprintln!(
+                        "the broker refused {} commands; publishing them again",
+                        refused.len()
+                    );
+                }
+                pending = refused;
             }
-            ch.wait_for_confirms().await?;
-            let _ = conn.close(200, "published".into()).await;
-            Ok::<(), lapin::Error>(())
-        }
-        .await;
-        match attempt {
-            Ok(()) => pending.clear(),
             // The broker is restarting: publish everything again (the
             // inbox makes a command sent twice count once).
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// Publishes `cmds` on a new connection and returns those the broker nacked.
+async fn publish_once<'a>(
+    settings: &Settings,
+    cmds: &[&'a Value],
+) -> Result<Vec<&'a Value>, lapin::Error> {
+    let names = amqp::Names::new(&settings.amqp.prefix);
+    let conn = amqp::connect(&settings.amqp, "chaos-publisher").await?;
+    let ch = amqp::confirm_channel(&conn).await?;
+    let mut confirms = Vec::with_capacity(cmds.len());
+    for cmd in cmds {
+        let confirm = ch
+            .basic_publish(
+                names.commands.as_str().into(),
+                helpers::routing_key_of(cmd).as_str().into(),
+                BasicPublishOptions::default(),
+                &serde_json::to_vec(cmd).unwrap(),
+                amqp::json_properties(),
+            )
+            .await?;
+        confirms.push((*cmd, confirm));
+    }
+    let mut refused = Vec::new();
+    for (cmd, confirm) in confirms {
+        if !confirm.await?.is_ack() {
+            refused.push(cmd);
+        }
+    }
+    let _ = conn.close(200, "published".into()).await;
+    Ok(refused)
 }
 
 pub async fn processed(env: &TestEnv) -> i64 {

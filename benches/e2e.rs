@@ -675,6 +675,10 @@ async fn main() {
         since,
         Instant::now(),
         a.commands as i64,
+        flood_cmds.last().expect("a flood has commands")["command_id"]
+            .as_str()
+            .expect("a command id")
+            .to_owned(),
     ));
     let cpu_before = CpuSplit::now(&pids);
     let sent = publish(&ch, &names.commands, &flood_cmds, None).await;

@@ -265,8 +265,11 @@ async fn probe_database(pool: PgPool, health: Arc<Health>, token: CancellationTo
         let backlog: Result<(i64, Option<f64>), sqlx::Error> = tokio::time::timeout(
             Duration::from_secs(2),
             sqlx::query_as(
-                "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
-                 FROM outbox WHERE published_at IS NULL",
+                "SELECT count(*), EXTRACT(EPOCH FROM now() - ( \
+                   SELECT o.created_at FROM outbox_unpublished u \
+                   JOIN outbox o ON o.tenant_id = u.tenant_id AND o.id = u.id \
+                   ORDER BY u.id LIMIT 1))::float8 \
+                 FROM outbox_unpublished",
             )
             .fetch_one(&pool),
         )

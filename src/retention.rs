@@ -44,8 +44,9 @@ pub async fn purge_once(pool: &PgPool, settings: &RetentionSettings) -> Result<P
         outbox_rows: purge_batches(
             pool,
             "DELETE FROM outbox WHERE (tenant_id, id) IN ( \
-             SELECT tenant_id, id FROM outbox WHERE published_at IS NOT NULL \
-             AND published_at < now() - make_interval(days => $1) LIMIT $2)",
+             SELECT tenant_id, id FROM outbox o WHERE created_at < now() - make_interval(days => $1) \
+             AND NOT EXISTS (SELECT 1 FROM outbox_unpublished u \
+               WHERE u.tenant_id = o.tenant_id AND u.id = o.id) LIMIT $2)",
             settings.published_outbox_days,
         )
         .await?,

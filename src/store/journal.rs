@@ -68,7 +68,8 @@ pub async fn write_outbox_and_inbox(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let mut e_scrub = Vec::with_capacity(n);
+    // Events to strip once published: erased in the batch that wrote them.
+    let mut e_scrub = Vec::new();
     for e in events {
         e_tenants.push(e.tenant.as_str());
         e_ids.push(e.id);
@@ -78,7 +79,9 @@ pub async fn write_outbox_and_inbox(
         e_entities.push(e.entity_id.as_str());
         e_versions.push(e.version as i64);
         e_bodies.push(&e.cloud_event);
-        e_scrub.push(e.scrub);
+        if e.scrub {
+            e_scrub.push(e.id);
+        }
     }
     let p_tenants: Vec<&str> = processed.iter().map(|r| r.0.as_str()).collect();
     let p_ids: Vec<&str> = processed.iter().map(|r| r.1.as_str()).collect();
@@ -90,10 +93,14 @@ pub async fn write_outbox_and_inbox(
     // WITH ORDINALITY keeps the outbox ids (bigserial) in the events' order.
     let inserted = sqlx::query(
         "WITH events AS ( \
-           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body, scrub) \
-           SELECT t, i, k, ty, ki, ei, v, b, s FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], \
-             $5::text[], $6::text[], $7::bigint[], $8::jsonb[], $14::bool[]) \
-           WITH ORDINALITY AS u(t, i, k, ty, ki, ei, v, b, s, n) ORDER BY n) \
+           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body) \
+           SELECT t, i, k, ty, ki, ei, v, b FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::bigint[], $8::jsonb[]) \
+           WITH ORDINALITY AS u(t, i, k, ty, ki, ei, v, b, n) ORDER BY n \
+           RETURNING tenant_id, id, event_id), \
+         unpublished AS ( \
+           INSERT INTO outbox_unpublished (tenant_id, id, scrub) \
+           SELECT tenant_id, id, event_id = ANY($14::uuid[]) FROM events) \
          INSERT INTO processed_commands (tenant_id, command_id, command_type, outcome, reply) \
          SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[]) \
          ON CONFLICT DO NOTHING",
@@ -141,8 +148,9 @@ pub async fn pending_events(
     exclude: &[i64],
 ) -> Result<Vec<PendingEvent>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT tenant_id, id, event_id, routing_key, event_type, body::text AS body FROM outbox \
-         WHERE published_at IS NULL AND NOT (id = ANY($2)) ORDER BY id LIMIT $1",
+        "SELECT o.tenant_id, o.id, o.event_id, o.routing_key, o.event_type, o.body::text AS body \
+         FROM outbox_unpublished u JOIN outbox o ON o.tenant_id = u.tenant_id AND o.id = u.id \
+         WHERE NOT (u.id = ANY($2)) ORDER BY u.id LIMIT $1",
     )
     .bind(limit)
     .bind(exclude)
@@ -159,9 +167,9 @@ pub enum Marked {
     NotLockHolder,
 }
 
-/// Marks confirmed rows published (stripping the `data` of rows whose
-/// entity was erased meanwhile), fenced by the relay's lock: the UPDATE
-/// applies only while this backend holds the session-level advisory lock
+/// Marks confirmed rows published by deleting their `outbox_unpublished`
+/// entries (and strips the `data` of rows whose entity was erased
+/// meanwhile), fenced by the relay's lock: the DELETE applies only while this backend holds the session-level advisory lock
 /// `lock_key`, so a relay that lost its lock (or whose statements a
 /// transaction pooler sends to another backend) marks nothing and learns
 /// that it must stop.
@@ -179,10 +187,12 @@ pub async fn mark_published(
              AND pid = pg_backend_pid() AND objsubid = 1 \
              AND classid = (($2::bigint >> 32) & 4294967295)::oid \
              AND objid = ($2::bigint & 4294967295)::oid) AS held), \
-         marked AS ( \
-           UPDATE outbox SET published_at = now(), \
-             body = CASE WHEN scrub THEN body - 'data' ELSE body END \
-           WHERE id = ANY($1) AND published_at IS NULL AND (SELECT held FROM lock)) \
+         published AS ( \
+           DELETE FROM outbox_unpublished WHERE id = ANY($1) AND (SELECT held FROM lock) \
+           RETURNING tenant_id, id, scrub), \
+         stripped AS ( \
+           UPDATE outbox o SET body = o.body - 'data' FROM published p \
+           WHERE p.scrub AND o.tenant_id = p.tenant_id AND o.id = p.id) \
          SELECT held FROM lock",
     )
     .bind(ids)

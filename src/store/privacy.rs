@@ -185,10 +185,12 @@ pub struct Scrubbed {
 /// activity: its dead letters and held commands, and its published outbox
 /// rows (deleting is an order of magnitude cheaper than stripping them:
 /// 20 ms against 280 for 10,000 rows). Rows not yet published are marked
-/// first, so the relay publishes them whole and strips their `data` as it
-/// marks them published. In that order nothing slips through: a row the
-/// relay marks during the first statement is skipped by it (it re-reads
-/// the row it waited for) and deleted by the second, which starts later.
+/// first (their `outbox_unpublished` entries), so the relay publishes them
+/// whole and strips their `data` as it marks them published. In that order
+/// nothing slips through: an entry the relay deletes during the first
+/// statement is skipped by it (it re-reads the row it waited for) and its
+/// outbox row deleted by the second, which starts later; an entry the first
+/// statement flags makes the relay's delete wait and then see the flag.
 pub async fn scrub(
     conn: &mut PgConnection,
     tenant: &str,
@@ -200,10 +202,12 @@ pub async fn scrub(
     for (n, statement) in [
         "DELETE FROM dead_letters WHERE tenant_id = $1 AND entity_kind = $2 AND entity_id = $3",
         "DELETE FROM held_commands WHERE tenant_id = $1 AND entity_kind = $2 AND entity_id = $3",
-        "UPDATE outbox SET scrub = true WHERE tenant_id = $1 AND entity_kind = $2 \
-         AND entity_id = $3 AND published_at IS NULL AND NOT scrub",
-        "DELETE FROM outbox WHERE tenant_id = $1 AND entity_kind = $2 AND entity_id = $3 \
-         AND published_at IS NOT NULL",
+        "UPDATE outbox_unpublished u SET scrub = true FROM outbox o \
+         WHERE o.tenant_id = $1 AND o.entity_kind = $2 AND o.entity_id = $3 \
+         AND u.tenant_id = o.tenant_id AND u.id = o.id AND NOT u.scrub",
+        "DELETE FROM outbox o WHERE tenant_id = $1 AND entity_kind = $2 AND entity_id = $3 \
+         AND NOT EXISTS (SELECT 1 FROM outbox_unpublished u \
+           WHERE u.tenant_id = o.tenant_id AND u.id = o.id)",
     ]
     .into_iter()
     .enumerate()

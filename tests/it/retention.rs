@@ -26,15 +26,20 @@ async fn retention_purges_only_what_is_past_its_period() {
     .await
     .unwrap();
     // Outbox: old published, recent published, old but never published.
-    for (published, n) in [
-        ("now() - interval '8 days'", 1200),
-        ("now() - interval '6 days'", 5),
-        ("NULL", 3),
+    for (age, published, n) in [
+        ("8 days", true, 1200),
+        ("6 days", true, 5),
+        ("9 days", false, 3),
     ] {
+        let unpublished = if published {
+            ""
+        } else {
+            ", listed AS (INSERT INTO outbox_unpublished (tenant_id, id) SELECT tenant_id, id FROM written)"
+        };
         sqlx::query(&format!(
-            "INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body, created_at, published_at) \
-             SELECT 'acme', gen_random_uuid(), 'acme.contact.updated', 'ContactUpdated', 'contact', 'c-' || i, 1, '{{}}', now() - interval '9 days', {published} \
-             FROM generate_series(1, {n}) i"
+            "WITH written AS (INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body, created_at) \
+             SELECT 'acme', gen_random_uuid(), 'acme.contact.updated', 'ContactUpdated', 'contact', 'c-' || i, 1, '{{}}', now() - interval '{age}' \
+             FROM generate_series(1, {n}) i RETURNING tenant_id, id){unpublished} SELECT count(*) FROM written"
         ))
         .execute(&env.pool)
         .await

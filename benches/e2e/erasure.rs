@@ -40,7 +40,7 @@ async fn counts(pool: &PgPool) -> (i64, i64, i64) {
     sqlx::query_as(
         "SELECT (SELECT count(*) FROM contact_activity WHERE tenant_id = 'bench' AND contact_id = 'c-0'), \
                 (SELECT count(*) FROM dead_letters WHERE tenant_id = 'bench' AND entity_id = 'c-0'), \
-                (SELECT count(*) FROM outbox WHERE tenant_id = 'bench' AND entity_id = 'c-0' AND body ? 'data')",
+                (SELECT count(*) FROM outbox WHERE tenant_id = 'bench' AND entity_id = 'c-0' AND body::jsonb ? 'data')",
     )
     .fetch_one(pool)
     .await

@@ -78,7 +78,8 @@ pub async fn write_outbox_and_inbox(
         e_kinds.push(e.entity_kind.as_str());
         e_entities.push(e.entity_id.as_str());
         e_versions.push(e.version as i64);
-        e_bodies.push(&e.cloud_event);
+        // Text, stored as `json` as is (see migration 0010).
+        e_bodies.push(e.cloud_event.to_string());
         if e.scrub {
             e_scrub.push(e.id);
         }
@@ -95,7 +96,7 @@ pub async fn write_outbox_and_inbox(
         "WITH events AS ( \
            INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, entity_id, version, body) \
            SELECT t, i, k, ty, ki, ei, v, b FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], \
-             $5::text[], $6::text[], $7::bigint[], $8::jsonb[]) \
+             $5::text[], $6::text[], $7::bigint[], $8::text[]::json[]) \
            WITH ORDINALITY AS u(t, i, k, ty, ki, ei, v, b, n) ORDER BY n \
            RETURNING tenant_id, id, event_id), \
          unpublished AS ( \
@@ -136,8 +137,8 @@ pub struct PendingEvent {
     pub event_id: uuid::Uuid,
     pub routing_key: String,
     pub event_type: String,
-    /// The CloudEvent as Postgres prints the stored JSON: published as is,
-    /// without parsing and serialising it again.
+    /// The CloudEvent as the worker wrote it (stored as `json`): published
+    /// as is, without parsing and serialising it again.
     pub body: String,
 }
 
@@ -191,7 +192,7 @@ pub async fn mark_published(
            DELETE FROM outbox_unpublished WHERE id = ANY($1) AND (SELECT held FROM lock) \
            RETURNING tenant_id, id, scrub), \
          stripped AS ( \
-           UPDATE outbox o SET body = o.body - 'data' FROM published p \
+           UPDATE outbox o SET body = (o.body::jsonb - 'data')::json FROM published p \
            WHERE p.scrub AND o.tenant_id = p.tenant_id AND o.id = p.id) \
          SELECT held FROM lock",
     )

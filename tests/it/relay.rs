@@ -222,6 +222,126 @@ async fn marking_published_needs_the_relay_lock_on_this_session() {
     env.finish().await;
 }
 
+/// Until a statement of this test's database that starts with `statement`
+/// waits for a lock another transaction holds.
+async fn waits_for_a_lock(env: &TestEnv, statement: &str) {
+    let pattern = format!("{statement}%");
+    eventually(statement, || async {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND ltrim(query) LIKE $1)",
+        )
+        .bind(&pattern)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        waiting.then_some(())
+    })
+    .await;
+}
+
+/// Outbox rows of `c-1` and, of them, those whose stored event has `data`.
+async fn contact_rows_with_data(env: &TestEnv) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE body::jsonb ? 'data') FROM outbox \
+         WHERE tenant_id = 'acme' AND entity_id = 'c-1'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap()
+}
+
+/// An erasure's scrub and the relay's mark meet on the same rows: in either
+/// order nothing of the entity's events stays behind. Flagged first, the
+/// relay's mark waits and strips the events' data; marked first, the scrub
+/// waits and deletes the then published rows.
+#[tokio::test]
+async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
+    use lifecycle_worker::domain::ids::EntityId;
+    use lifecycle_worker::domain::outcome::EntityKind;
+    use lifecycle_worker::store::privacy;
+
+    let env = TestEnv::start_with(|s| s.relay.enabled = false).await;
+    let ids = unpublished_rows(&env).await;
+    let poll = Duration::from_millis(env.settings.relay.poll_interval_ms);
+    let mut relay_session = relay::connect(&env.pool).await.unwrap();
+    assert!(relay::try_lock(&mut relay_session, poll).await.unwrap());
+
+    // The erasure flags the rows first and has not committed yet.
+    let mut eraser = plain_session(&env).await;
+    let mut erasure = eraser.begin().await.unwrap();
+    let contact = EntityId::trusted("c-1");
+    let scrubbed = privacy::scrub(&mut erasure, "acme", EntityKind::Contact, &contact)
+        .await
+        .unwrap();
+    assert_eq!(
+        scrubbed.outbox as usize,
+        ids.len(),
+        "unpublished rows flagged"
+    );
+    let marking = tokio::spawn({
+        let ids = ids.clone();
+        async move {
+            let marked = journal::mark_published(&mut relay_session, &ids, relay::LOCK_KEY)
+                .await
+                .unwrap();
+            (marked, relay_session)
+        }
+    });
+    waits_for_a_lock(&env, "WITH lock AS").await;
+    erasure.commit().await.unwrap();
+    let (marked, mut relay_session) = marking.await.unwrap();
+    assert_eq!(marked, Marked::Done);
+    assert_eq!(pending(&env).await, 0);
+    assert_eq!(
+        contact_rows_with_data(&env).await,
+        (ids.len() as i64, 0),
+        "published, then stripped of their data"
+    );
+
+    // The relay marks first and has not committed yet: the scrub waits for
+    // it and deletes the rows, published by then.
+    let reply = env
+        .send(&env.command(
+            "acme",
+            "contact.deactivate",
+            1,
+            json!({"contact_id": "c-1"}),
+        ))
+        .await;
+    assert_eq!(reply["outcome"], "applied");
+    let first = ids.len();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox_unpublished ORDER BY id")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert!(!ids.is_empty());
+    let mut marking = relay_session.begin().await.unwrap();
+    let marked = journal::mark_published(&mut marking, &ids, relay::LOCK_KEY)
+        .await
+        .unwrap();
+    assert_eq!(marked, Marked::Done);
+    let scrubbing = tokio::spawn(async move {
+        let scrubbed = privacy::scrub(&mut eraser, "acme", EntityKind::Contact, &contact)
+            .await
+            .unwrap();
+        (scrubbed, eraser)
+    });
+    waits_for_a_lock(&env, "UPDATE outbox_unpublished").await;
+    marking.commit().await.unwrap();
+    let (scrubbed, eraser) = scrubbing.await.unwrap();
+    assert_eq!(
+        scrubbed.outbox as usize,
+        first + ids.len(),
+        "every row of the contact deleted, published before or now"
+    );
+    assert_eq!(contact_rows_with_data(&env).await, (0, 0));
+
+    eraser.close().await.unwrap();
+    relay_session.close().await.unwrap();
+    env.finish().await;
+}
+
 #[tokio::test]
 async fn a_relay_that_lost_its_lock_stops_and_marks_nothing() {
     let env = TestEnv::start_with(|s| s.relay.enabled = false).await;

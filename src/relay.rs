@@ -264,7 +264,12 @@ pub async fn connect(pool: &PgPool) -> Result<PgConnection, RelayError> {
         .connect_options()
         .as_ref()
         .clone()
-        .application_name(APPLICATION_NAME);
+        .application_name(APPLICATION_NAME)
+        // Its statements read and delete a few rows of the work list by
+        // index. The work list is usually near empty, and its statistics
+        // say so for up to a minute after a backlog builds up: planned with
+        // those, a read would scan and sort the whole backlog every time.
+        .options([("enable_seqscan", "off"), ("enable_sort", "off")]);
     within(CONNECT_DEADLINE, "connecting", options.connect()).await
 }
 

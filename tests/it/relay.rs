@@ -342,6 +342,72 @@ async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
     env.finish().await;
 }
 
+/// With a backlog of 50,000 events the work list's statistics do not know
+/// of yet, the relay's read and mark (on the relay's session) still find
+/// the rows they need by index: no scan of the backlog, no sort of it.
+#[tokio::test]
+async fn the_relay_reads_and_marks_by_index_whatever_the_backlog() {
+    let env = TestEnv::start_with(|s| s.relay.enabled = false).await;
+    unpublished_rows(&env).await;
+    sqlx::query("ANALYZE outbox_unpublished")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH written AS ( \
+           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, \
+             entity_id, version, body) \
+           SELECT tenant_id, gen_random_uuid(), routing_key, event_type, entity_kind, \
+             entity_id, version, body \
+           FROM (SELECT * FROM outbox ORDER BY id LIMIT 1) o, generate_series(1, 50000) \
+           RETURNING tenant_id, id) \
+         INSERT INTO outbox_unpublished (tenant_id, id) SELECT tenant_id, id FROM written",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    // The outbox is large and known to be; the work list is thought near empty.
+    sqlx::query("ANALYZE outbox")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM outbox_unpublished ORDER BY id LIMIT 500")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    let mut session = relay::connect(&env.pool).await.unwrap();
+    let read: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", journal::PENDING_EVENTS_SQL))
+        .bind(500i64)
+        .bind(&ids[..10])
+        .fetch_all(&mut session)
+        .await
+        .unwrap();
+    let read = read.join("\n");
+    assert!(
+        read.contains("Index Scan using outbox_unpublished_in_order"),
+        "{read}"
+    );
+    assert!(read.contains("Index Scan using outbox_pkey"), "{read}");
+    assert!(
+        !read.contains("Seq Scan") && !read.contains("Sort"),
+        "{read}"
+    );
+    let mark: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", journal::MARK_PUBLISHED_SQL))
+        .bind(&ids)
+        .bind(relay::LOCK_KEY)
+        .bind(ids[0])
+        .bind(ids[ids.len() - 1])
+        .fetch_all(&mut session)
+        .await
+        .unwrap();
+    let mark = mark.join("\n");
+    assert!(mark.contains("outbox_unpublished_in_order"), "{mark}");
+    assert!(!mark.contains("Seq Scan"), "{mark}");
+    session.close().await.unwrap();
+    env.finish().await;
+}
+
 #[tokio::test]
 async fn a_relay_that_lost_its_lock_stops_and_marks_nothing() {
     let env = TestEnv::start_with(|s| s.relay.enabled = false).await;

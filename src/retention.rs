@@ -41,12 +41,15 @@ pub async fn purge_once(pool: &PgPool, settings: &RetentionSettings) -> Result<P
             settings.processed_commands_days,
         )
         .await?,
+        // Oldest first, through the time index: left to itself the planner
+        // may walk the primary key past millions of recent rows per batch.
         outbox_rows: purge_batches(
             pool,
             "DELETE FROM outbox WHERE (tenant_id, id) IN ( \
              SELECT tenant_id, id FROM outbox o WHERE created_at < now() - make_interval(days => $1) \
              AND NOT EXISTS (SELECT 1 FROM outbox_unpublished u \
-               WHERE u.tenant_id = o.tenant_id AND u.id = o.id) LIMIT $2)",
+               WHERE u.tenant_id = o.tenant_id AND u.id = o.id) \
+             ORDER BY created_at LIMIT $2)",
             settings.published_outbox_days,
         )
         .await?,

@@ -369,8 +369,13 @@ pub async fn publish_while_locked(
     // the broker confirms the previous one, so confirm latency does not add
     // to every event's delay. Rows in flight are excluded from the next read.
     let mut in_flight: VecDeque<InFlightBatch> = VecDeque::new();
+    let mut marked_since_vacuum = 0;
     let result = async {
         loop {
+            if marked_since_vacuum >= VACUUM_EVERY_EVENTS {
+                vacuum_work_list(conn, deadline).await;
+                marked_since_vacuum = 0;
+            }
             let exclude: Vec<i64> = in_flight
                 .iter()
                 .flat_map(|b| b.ids.iter().copied())
@@ -386,7 +391,7 @@ pub async fn publish_while_locked(
             crate::monitoring::stage(crate::monitoring::Stage::RelayRead, reading.elapsed());
             if rows.is_empty() {
                 if let Some(oldest) = in_flight.pop_front() {
-                    settle(conn, oldest, deadline).await?;
+                    marked_since_vacuum += settle(conn, oldest, deadline).await?;
                     continue;
                 }
                 tokio::select! {
@@ -400,7 +405,7 @@ pub async fn publish_while_locked(
             in_flight.push_back(publish_batch(&ch, &names.events, &rows).await?);
             while in_flight.len() > 1 {
                 let oldest = in_flight.pop_front().expect("two in flight");
-                settle(conn, oldest, deadline).await?;
+                marked_since_vacuum += settle(conn, oldest, deadline).await?;
             }
             // A shutdown lets the batches in flight finish, then stops.
             if shutdown.is_cancelled() {
@@ -415,6 +420,27 @@ pub async fn publish_while_locked(
     let _ = ch.close(200, "relay stopping".into()).await;
     let _ = amqp_conn.close(200, "relay stopping".into()).await;
     result
+}
+
+/// Every this many events marked published, the relay vacuums the work
+/// list itself. Each mark leaves dead entries at the low end of the index
+/// every read starts from, and autovacuum comes at most once a minute: at
+/// 5,000 events/s that is 300,000 entries to step over, a read of about
+/// 30 ms instead of 2. A vacuum of this small table takes milliseconds.
+pub const VACUUM_EVERY_EVENTS: usize = 50_000;
+
+/// Vacuums the work list, unless (auto)vacuum is already at it. A failure
+/// only costs reads their speed, so it is logged, not returned.
+async fn vacuum_work_list(conn: &mut PgConnection, deadline: Duration) {
+    let vacuumed = within(
+        deadline,
+        "vacuuming the work list",
+        sqlx::query("VACUUM (SKIP_LOCKED) outbox_unpublished").execute(&mut *conn),
+    )
+    .await;
+    if let Err(e) = vacuumed {
+        warn!(error = %e, "could not vacuum outbox_unpublished");
+    }
 }
 
 /// A published batch waiting for its confirms.
@@ -460,11 +486,12 @@ async fn publish_batch(
 
 /// Waits for a batch's confirms in order and marks the confirmed rows
 /// published; rows after a refused one stay pending and are sent again.
+/// Returns how many rows it marked.
 async fn settle(
     conn: &mut PgConnection,
     batch: InFlightBatch,
     deadline: Duration,
-) -> Result<(), RelayError> {
+) -> Result<usize, RelayError> {
     let mut ids = Vec::with_capacity(batch.confirms.len());
     let mut failure = None;
     for (id, event_id, confirm) in batch.confirms {
@@ -500,7 +527,7 @@ async fn settle(
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(ids.len()),
     }
 }
 

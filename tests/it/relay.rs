@@ -408,6 +408,59 @@ async fn the_relay_reads_and_marks_by_index_whatever_the_backlog() {
     env.finish().await;
 }
 
+/// Publishing leaves dead entries in the work list's index that every read
+/// would step over until autovacuum comes: the relay vacuums the list
+/// itself every `VACUUM_EVERY_EVENTS` events.
+#[tokio::test]
+async fn the_relay_vacuums_its_work_list_as_it_goes() {
+    let env = TestEnv::start_with(|s| s.relay.enabled = false).await;
+    unpublished_rows(&env).await;
+    sqlx::query("ALTER TABLE outbox_unpublished SET (autovacuum_enabled = false)")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH written AS ( \
+           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, \
+             entity_id, version, body) \
+           SELECT tenant_id, gen_random_uuid(), routing_key, event_type, entity_kind, \
+             entity_id, version, body \
+           FROM (SELECT * FROM outbox ORDER BY id LIMIT 1) o, generate_series(1, $1) \
+           RETURNING tenant_id, id) \
+         INSERT INTO outbox_unpublished (tenant_id, id) SELECT tenant_id, id FROM written",
+    )
+    .bind(relay::VACUUM_EVERY_EVENTS as i64)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let mut session = relay::connect(&env.pool).await.unwrap();
+    let poll = Duration::from_millis(env.settings.relay.poll_interval_ms);
+    assert!(relay::try_lock(&mut session, poll).await.unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn({
+        let settings = env.settings.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let wake = tokio::sync::Notify::new();
+            relay::publish_while_locked(&mut session, &settings, &wake, &shutdown).await
+        }
+    });
+    eventually("the work list drained and vacuumed", || async {
+        let (left, vacuums): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox_unpublished), vacuum_count \
+             FROM pg_stat_user_tables WHERE relname = 'outbox_unpublished'",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        (left == 0 && vacuums >= 1).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    relaying.await.unwrap().unwrap();
+    env.finish().await;
+}
+
 #[tokio::test]
 async fn a_relay_that_lost_its_lock_stops_and_marks_nothing() {
     let env = TestEnv::start_with(|s| s.relay.enabled = false).await;

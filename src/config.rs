@@ -171,6 +171,8 @@ pub struct RelaySettings {
     pub batch_size: i64,
     /// Fallback poll for commits made by other processes, in milliseconds.
     pub poll_interval_ms: u64,
+    /// Events published between two vacuums of the relay's work list.
+    pub vacuum_every_events: usize,
 }
 
 impl Default for RelaySettings {
@@ -179,6 +181,7 @@ impl Default for RelaySettings {
             enabled: true,
             batch_size: 500,
             poll_interval_ms: 500,
+            vacuum_every_events: 50_000,
         }
     }
 }
@@ -318,6 +321,9 @@ impl Settings {
         }
         if self.worker.batch_size == 0 {
             return invalid("worker.batch_size", "must be at least 1");
+        }
+        if self.relay.vacuum_every_events == 0 {
+            return invalid("relay.vacuum_every_events", "must be at least 1");
         }
         if self.http_listen().is_err() {
             return invalid("http.listen", "must be host:port, like 127.0.0.1:9464");
@@ -485,6 +491,18 @@ mod tests {
         );
         assert_eq!(s.amqp.prefix, "lifecycle");
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn batch_sizes_and_the_relays_vacuum_interval_are_at_least_one() {
+        let mut s = Settings::default();
+        s.relay.vacuum_every_events = 0;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("relay.vacuum_every_events"), "{e}");
+        let mut s = Settings::default();
+        s.worker.batch_size = 0;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("worker.batch_size"), "{e}");
     }
 
     #[test]

@@ -372,7 +372,7 @@ pub async fn publish_while_locked(
     let mut marked_since_vacuum = 0;
     let result = async {
         loop {
-            if marked_since_vacuum >= VACUUM_EVERY_EVENTS {
+            if marked_since_vacuum >= settings.relay.vacuum_every_events {
                 vacuum_work_list(conn, deadline).await;
                 marked_since_vacuum = 0;
             }
@@ -422,15 +422,13 @@ pub async fn publish_while_locked(
     result
 }
 
-/// Every this many events marked published, the relay vacuums the work
-/// list itself. Each mark leaves dead entries at the low end of the index
-/// every read starts from, and autovacuum comes at most once a minute: at
-/// 5,000 events/s that is 300,000 entries to step over, a read of about
-/// 30 ms instead of 2. A vacuum of this small table takes milliseconds.
-pub const VACUUM_EVERY_EVENTS: usize = 50_000;
-
-/// Vacuums the work list, unless (auto)vacuum is already at it. A failure
-/// only costs reads their speed, so it is logged, not returned.
+/// Vacuums the work list, unless (auto)vacuum is already at it; the relay
+/// does it every `relay.vacuum_every_events` events it marks. Each mark
+/// leaves dead entries at the low end of the index every read starts from,
+/// and autovacuum comes at most once a minute: at 5,000 events/s that is
+/// 300,000 entries to step over, a read of about 30 ms instead of 2. A
+/// vacuum of this small table takes milliseconds. A failure only costs
+/// reads their speed, so it is logged, not returned.
 async fn vacuum_work_list(conn: &mut PgConnection, deadline: Duration) {
     let vacuumed = within(
         deadline,

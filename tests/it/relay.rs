@@ -410,10 +410,14 @@ async fn the_relay_reads_and_marks_by_index_whatever_the_backlog() {
 
 /// Publishing leaves dead entries in the work list's index that every read
 /// would step over until autovacuum comes: the relay vacuums the list
-/// itself every `VACUUM_EVERY_EVENTS` events.
+/// itself every `relay.vacuum_every_events` events.
 #[tokio::test]
 async fn the_relay_vacuums_its_work_list_as_it_goes() {
-    let env = TestEnv::start_with(|s| s.relay.enabled = false).await;
+    let env = TestEnv::start_with(|s| {
+        s.relay.enabled = false;
+        s.relay.vacuum_every_events = 1_000;
+    })
+    .await;
     unpublished_rows(&env).await;
     sqlx::query("ALTER TABLE outbox_unpublished SET (autovacuum_enabled = false)")
         .execute(&env.pool)
@@ -429,7 +433,7 @@ async fn the_relay_vacuums_its_work_list_as_it_goes() {
            RETURNING tenant_id, id) \
          INSERT INTO outbox_unpublished (tenant_id, id) SELECT tenant_id, id FROM written",
     )
-    .bind(relay::VACUUM_EVERY_EVENTS as i64)
+    .bind(env.settings.relay.vacuum_every_events as i64)
     .execute(&env.pool)
     .await
     .unwrap();

@@ -131,6 +131,32 @@ async fn unpublished_rows(env: &TestEnv) -> Vec<i64> {
     ids
 }
 
+/// `n` more unpublished copies of the first outbox row, in one statement.
+async fn add_backlog(env: &TestEnv, n: usize) {
+    sqlx::query(
+        "WITH written AS ( \
+           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, \
+             entity_id, version, body) \
+           SELECT tenant_id, gen_random_uuid(), routing_key, event_type, entity_kind, \
+             entity_id, version, body \
+           FROM (SELECT * FROM outbox ORDER BY id LIMIT 1) o, generate_series(1, $1) \
+           RETURNING tenant_id, id) \
+         INSERT INTO outbox_unpublished (tenant_id, id) SELECT tenant_id, id FROM written",
+    )
+    .bind(n as i64)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}
+
+/// A relay session that holds the relay's lock.
+async fn locked_relay_session(env: &TestEnv) -> PgConnection {
+    let poll = Duration::from_millis(env.settings.relay.poll_interval_ms);
+    let mut session = relay::connect(&env.pool).await.unwrap();
+    assert!(relay::try_lock(&mut session, poll).await.unwrap());
+    session
+}
+
 async fn plain_session(env: &TestEnv) -> PgConnection {
     // The pool's options: the worker's schema, without the relay's name.
     sqlx::ConnectOptions::connect(env.pool.connect_options().as_ref())
@@ -263,9 +289,7 @@ async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
 
     let env = TestEnv::start_with(|s| s.relay.enabled = false).await;
     let ids = unpublished_rows(&env).await;
-    let poll = Duration::from_millis(env.settings.relay.poll_interval_ms);
-    let mut relay_session = relay::connect(&env.pool).await.unwrap();
-    assert!(relay::try_lock(&mut relay_session, poll).await.unwrap());
+    let mut relay_session = locked_relay_session(&env).await;
 
     // The erasure flags the rows first and has not committed yet.
     let mut eraser = plain_session(&env).await;
@@ -353,19 +377,7 @@ async fn the_relay_reads_and_marks_by_index_whatever_the_backlog() {
         .execute(&env.pool)
         .await
         .unwrap();
-    sqlx::query(
-        "WITH written AS ( \
-           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, \
-             entity_id, version, body) \
-           SELECT tenant_id, gen_random_uuid(), routing_key, event_type, entity_kind, \
-             entity_id, version, body \
-           FROM (SELECT * FROM outbox ORDER BY id LIMIT 1) o, generate_series(1, 50000) \
-           RETURNING tenant_id, id) \
-         INSERT INTO outbox_unpublished (tenant_id, id) SELECT tenant_id, id FROM written",
-    )
-    .execute(&env.pool)
-    .await
-    .unwrap();
+    add_backlog(&env, 50_000).await;
     // The outbox is large and known to be; the work list is thought near empty.
     sqlx::query("ANALYZE outbox")
         .execute(&env.pool)
@@ -423,23 +435,8 @@ async fn the_relay_vacuums_its_work_list_as_it_goes() {
         .execute(&env.pool)
         .await
         .unwrap();
-    sqlx::query(
-        "WITH written AS ( \
-           INSERT INTO outbox (tenant_id, event_id, routing_key, event_type, entity_kind, \
-             entity_id, version, body) \
-           SELECT tenant_id, gen_random_uuid(), routing_key, event_type, entity_kind, \
-             entity_id, version, body \
-           FROM (SELECT * FROM outbox ORDER BY id LIMIT 1) o, generate_series(1, $1) \
-           RETURNING tenant_id, id) \
-         INSERT INTO outbox_unpublished (tenant_id, id) SELECT tenant_id, id FROM written",
-    )
-    .bind(env.settings.relay.vacuum_every_events as i64)
-    .execute(&env.pool)
-    .await
-    .unwrap();
-    let mut session = relay::connect(&env.pool).await.unwrap();
-    let poll = Duration::from_millis(env.settings.relay.poll_interval_ms);
-    assert!(relay::try_lock(&mut session, poll).await.unwrap());
+    add_backlog(&env, env.settings.relay.vacuum_every_events).await;
+    let mut session = locked_relay_session(&env).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let relaying = tokio::spawn({
         let settings = env.settings.clone();

@@ -174,13 +174,10 @@ pub enum Marked {
     NotLockHolder,
 }
 
-/// The relay's mark of the ids `$1` (lowest `$3`, highest `$4`) under the
-/// advisory lock `$2`. A bigint advisory key shows in pg_locks as classid
-/// (high half), objid (low half) and objsubid 1. A data-modifying CTE
-/// always runs, and sees the same answer as the SELECT. The id range
-/// (redundant with the list) lets the planner see that the index finds the
-/// few rows, also while its statistics still take the work list for small
-/// after a backlog. Public so that a test can check its plan.
+/// The relay's mark of the ids `$1` under the advisory lock `$2`. A bigint
+/// advisory key shows in pg_locks as classid (high half), objid (low half)
+/// and objsubid 1. A data-modifying CTE always runs, and sees the same
+/// answer as the SELECT. Public so that a test can check its plan.
 pub const MARK_PUBLISHED_SQL: &str = "\
     WITH lock AS ( \
       SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
@@ -189,7 +186,7 @@ pub const MARK_PUBLISHED_SQL: &str = "\
         AND objid = ($2::bigint & 4294967295)::oid) AS held), \
     published AS ( \
       DELETE FROM outbox_unpublished \
-      WHERE id = ANY($1) AND id BETWEEN $3 AND $4 AND (SELECT held FROM lock) \
+      WHERE id = ANY($1) AND (SELECT held FROM lock) \
       RETURNING tenant_id, id, scrub), \
     stripped AS ( \
       UPDATE outbox o SET body = (o.body::jsonb - 'data')::json FROM published p \
@@ -210,8 +207,6 @@ pub async fn mark_published(
     let held: bool = sqlx::query_scalar(MARK_PUBLISHED_SQL)
         .bind(ids)
         .bind(lock_key)
-        .bind(ids.iter().min().copied().unwrap_or_default())
-        .bind(ids.iter().max().copied().unwrap_or_default())
         .fetch_one(conn)
         .await?;
     Ok(if held {

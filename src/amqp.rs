@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
 use crate::config::AmqpSettings;
+use crate::domain::admission::MAX_HEADER_DEPTH;
 
 /// Header `dlq replay` adds: how often the message was replayed.
 pub const REPLAYED_HEADER: &str = "x-replayed";
@@ -279,8 +280,31 @@ pub fn json_properties() -> BasicProperties {
         .with_delivery_mode(2)
 }
 
-fn amqp_value_to_json(v: &AMQPValue) -> Value {
+/// Levels of tables and arrays in a table, itself included. Bounded by the
+/// AMQP parser's own limit, so the walk is too.
+pub fn table_depth(t: &FieldTable) -> usize {
+    1 + t.inner().values().map(value_depth).max().unwrap_or(0)
+}
+
+fn value_depth(v: &AMQPValue) -> usize {
     match v {
+        AMQPValue::FieldTable(t) => table_depth(t),
+        AMQPValue::FieldArray(a) => 1 + a.as_slice().iter().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// What the dead-letter store keeps in place of a table or array nested
+/// past [`MAX_HEADER_DEPTH`] (the message was refused for it).
+pub const CUT_HEADER: &str = "(nested too deeply: not kept)";
+
+/// `v`, found at nesting level `level`, as JSON; tables and arrays past
+/// [`MAX_HEADER_DEPTH`] become [`CUT_HEADER`].
+fn amqp_value_to_json(v: &AMQPValue, level: usize) -> Value {
+    match v {
+        AMQPValue::FieldTable(_) | AMQPValue::FieldArray(_) if level >= MAX_HEADER_DEPTH => {
+            json!(CUT_HEADER)
+        }
         AMQPValue::Boolean(b) => json!(b),
         AMQPValue::ShortShortInt(i) => json!(i),
         AMQPValue::ShortShortUInt(i) => json!(i),
@@ -294,21 +318,29 @@ fn amqp_value_to_json(v: &AMQPValue) -> Value {
         AMQPValue::ShortString(s) => json!(s.as_str()),
         AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
         AMQPValue::Timestamp(t) => json!(t),
-        AMQPValue::FieldTable(t) => field_table_to_json(t),
-        AMQPValue::FieldArray(a) => {
-            Value::Array(a.as_slice().iter().map(amqp_value_to_json).collect())
-        }
+        AMQPValue::FieldTable(t) => table_to_json(t, level + 1),
+        AMQPValue::FieldArray(a) => Value::Array(
+            a.as_slice()
+                .iter()
+                .map(|v| amqp_value_to_json(v, level + 1))
+                .collect(),
+        ),
         AMQPValue::ByteArray(b) => json!(b.as_slice()),
         AMQPValue::DecimalValue(d) => json!(format!("{d:?}")),
         AMQPValue::Void => Value::Null,
     }
 }
 
+/// A headers table as JSON, nesting cut at [`MAX_HEADER_DEPTH`].
 pub fn field_table_to_json(t: &FieldTable) -> Value {
+    table_to_json(t, 1)
+}
+
+fn table_to_json(t: &FieldTable, level: usize) -> Value {
     Value::Object(
         t.inner()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), amqp_value_to_json(v)))
+            .map(|(k, v)| (k.as_str().to_owned(), amqp_value_to_json(v, level)))
             .collect(),
     )
 }
@@ -428,6 +460,38 @@ pub fn properties_from_json(stored: &Value) -> BasicProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A headers table whose entry "a" nests `levels` tables.
+    fn nested(levels: usize) -> FieldTable {
+        let mut t = FieldTable::default();
+        for _ in 0..levels {
+            let mut outer = FieldTable::default();
+            outer.insert("a".into(), AMQPValue::FieldTable(t));
+            t = outer;
+        }
+        t
+    }
+
+    #[test]
+    fn header_depth_counts_tables_and_arrays_and_storage_cuts_past_the_limit() {
+        assert_eq!(table_depth(&FieldTable::default()), 1);
+        assert_eq!(table_depth(&nested(3)), 4);
+        let mut t = FieldTable::default();
+        t.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::FieldTable(nested(1))].into()),
+        );
+        assert_eq!(table_depth(&t), 4);
+
+        let kept = field_table_to_json(&nested(MAX_HEADER_DEPTH - 1));
+        assert!(!kept.to_string().contains(CUT_HEADER));
+        let cut = field_table_to_json(&nested(MAX_HEADER_DEPTH));
+        let mut v = &cut;
+        for _ in 1..MAX_HEADER_DEPTH {
+            v = &v["a"];
+        }
+        assert_eq!(v["a"], CUT_HEADER, "{cut}");
+    }
 
     #[test]
     fn shipped_definitions_equal_what_the_worker_declares() {

@@ -36,6 +36,8 @@ pub struct Inbound {
     pub replayed: bool,
     /// The producer a replay names ([`ORIGINAL_USER_HEADER`]).
     pub original_user: Option<String>,
+    /// How deeply the headers nest tables and arrays.
+    headers_depth: usize,
 }
 
 impl Inbound {
@@ -83,6 +85,7 @@ impl Inbound {
             Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_owned()),
             _ => None,
         };
+        let headers_depth = properties.headers().as_ref().map_or(0, amqp::table_depth);
         let body_len = data.len();
         let (body, cut_body_sha256) = if body_len > limits.max_body_bytes {
             let digest: [u8; 32] = Sha256::digest(&data).into();
@@ -104,6 +107,7 @@ impl Inbound {
             routing_key: routing_key.to_owned(),
             replayed,
             original_user,
+            headers_depth,
         }
     }
 
@@ -125,6 +129,7 @@ impl Inbound {
             user_id: self.user_id(),
             replayed: self.replayed,
             original_user: self.original_user.as_deref(),
+            headers_depth: self.headers_depth,
         }
     }
 

@@ -284,6 +284,8 @@ pub async fn edit(
         user_id: row.user_id.as_deref(),
         replayed: false,
         original_user: None,
+        // Sent with the stored headers, which storing cut to the limit.
+        headers_depth: 0,
     };
     if let Err(f) = crate::domain::admission::admit(
         &arrival,

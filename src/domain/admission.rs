@@ -22,7 +22,16 @@ pub struct Arrival<'a> {
     pub replayed: bool,
     /// The original producer a replay names.
     pub original_user: Option<&'a str>,
+    /// Levels of tables and arrays in the AMQP headers (the headers table
+    /// itself is 1; none is 0).
+    pub headers_depth: usize,
 }
+
+/// Header tables and arrays nested deeper than this make a message
+/// `malformed`. Real headers stay within a few levels (`x-death` is an
+/// array of tables holding arrays: 4); the AMQP client parses at most 32
+/// levels and keeps anything deeper as bytes (patches/README.md).
+pub const MAX_HEADER_DEPTH: usize = 16;
 
 /// Decodes and checks an arriving message; a refusal keeps whatever ids
 /// could be read, for the dead-letter store.
@@ -48,6 +57,12 @@ pub fn admit(
         });
     }
     let cmd = decode(arrival.body, limits)?;
+    if arrival.headers_depth > MAX_HEADER_DEPTH {
+        return Err(cmd.refused(Rejection::new(
+            ErrorCode::Malformed,
+            format!("AMQP headers are nested more than {MAX_HEADER_DEPTH} levels deep"),
+        )));
+    }
     let producer =
         producers.acting_producer(arrival.user_id, arrival.replayed, arrival.original_user);
     check_issued_at(&cmd, now, limits)
@@ -123,11 +138,36 @@ mod tests {
             user_id: None,
             replayed: false,
             original_user: None,
+            headers_depth: 1,
         }
     }
 
     fn code(r: Result<Command, DecodeFailure>) -> Option<ErrorCode> {
         r.err().map(|f| f.rejection.code)
+    }
+
+    #[test]
+    fn headers_nested_past_the_limit_are_malformed_and_keep_the_ids() {
+        let limits = Limits::default();
+        let p = Producers::default();
+        let b = body(
+            "2026-11-22T08:00:00Z",
+            "contact.deactivate",
+            json!({"contact_id": "c"}),
+        );
+        let key = "acme.contact.deactivate";
+        let at = |headers_depth| Arrival {
+            headers_depth,
+            ..arrival(&b, key)
+        };
+        for ok in [0, 1, MAX_HEADER_DEPTH] {
+            assert!(admit(&at(ok), &limits, &p, NOW).is_ok(), "{ok}");
+        }
+        let refused = admit(&at(MAX_HEADER_DEPTH + 1), &limits, &p, NOW).unwrap_err();
+        assert_eq!(refused.rejection.code, ErrorCode::Malformed);
+        assert!(refused.rejection.message.contains("nested"));
+        assert_eq!(refused.command_id.as_deref(), Some("c-1"));
+        assert_eq!(refused.tenant.as_deref(), Some("acme"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod bad_input;
 mod console;
 mod contacts;
 mod dead_letters;
+mod deep_headers;
 mod deploy;
 mod dlq_scale;
 mod erasure;
@@ -14,6 +15,7 @@ mod hardening;
 #[allow(dead_code)]
 mod helpers;
 mod ops;
+mod raw_amqp;
 mod relay;
 mod restore;
 mod retention;

@@ -45,7 +45,7 @@ impl Nesting {
         match self {
             Nesting::Tables => b'F',
             Nesting::Arrays => b'A',
-            Nesting::TablesInArrays if level % 2 == 0 => b'A',
+            Nesting::TablesInArrays if level.is_multiple_of(2) => b'A',
             Nesting::TablesInArrays => b'F',
         }
     }
@@ -62,9 +62,9 @@ impl Nesting {
         }
         let mut out = Vec::with_capacity(sizes[0] + 1);
         out.push(self.kind(0));
-        for level in 0..levels {
+        for (level, size) in sizes.iter().enumerate().take(levels) {
             let kind = self.kind(level);
-            let inner = sizes[level] - 4;
+            let inner = size - 4;
             out.extend_from_slice(&u32::try_from(inner).unwrap().to_be_bytes());
             if kind == b'F' {
                 out.extend_from_slice(b"\x01a");

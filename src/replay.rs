@@ -198,7 +198,10 @@ fn applied(result: &str) -> bool {
 /// Who replays or edits: the replaying AMQP user (which must be granted
 /// `replay` when producer authorisation is on) and the person, as `person`.
 pub fn operator(settings: &Settings, person: String) -> Result<Operator, ReplayError> {
-    let user = url::Url::parse(settings.amqp.url.expose_secret())
+    // The user the replay connects as: the first node's, as `amqp::connect`
+    // tries that first (every node of a cluster shares its users).
+    let first = settings.amqp.nodes()[0];
+    let user = url::Url::parse(first.expose_secret())
         .map(|u| u.username().to_owned())
         .unwrap_or_default();
     let user = if user.is_empty() {
@@ -435,4 +438,24 @@ async fn publish_rows(
     }
     let _ = conn.close(200, "done".into()).await;
     Ok((done, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_connects_as_the_user_of_the_nodes_it_connects_to() {
+        let mut s = Settings::default();
+        assert_eq!(operator(&s, "ana".into()).unwrap().amqp_user, "guest");
+        s.amqp.urls = vec![
+            secrecy::SecretString::from("amqp://ops:pw@rabbit-1:5672/%2f"),
+            secrecy::SecretString::from("amqp://ops:pw@rabbit-2:5672/%2f"),
+        ];
+        let who = operator(&s, "ana".into()).unwrap();
+        assert_eq!(
+            (who.amqp_user.as_str(), who.os_user.as_str()),
+            ("ops", "ana")
+        );
+    }
 }

@@ -291,7 +291,7 @@ pub async fn replay(
         );
         return Ok(());
     }
-    let who = replay::operator(settings, os_user()).map_err(cli_error)?;
+    let who = replay::operator(settings, super::whoami::os_user()).map_err(cli_error)?;
     // A progress bar only when the list would not fit on a screen.
     let bar = (selected.rows.len() > 20 && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(selected.rows.len() as u64);
@@ -328,14 +328,6 @@ pub async fn replay(
     }
 }
 
-/// The operating-system user, recorded as the person replaying or editing.
-fn os_user() -> String {
-    ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 /// The library's refusals keep their exit status.
 fn cli_error(e: ReplayError) -> anyhow::Error {
     match e {
@@ -368,7 +360,7 @@ pub async fn edit(
             .into())
         }
     };
-    let who = replay::operator(settings, os_user()).map_err(cli_error)?;
+    let who = replay::operator(settings, super::whoami::os_user()).map_err(cli_error)?;
     let report = replay::edit(settings, pool, &row, &text, new_id, &who)
         .await
         .map_err(cli_error)?;

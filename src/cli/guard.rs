@@ -66,13 +66,6 @@ fn selection(all: bool, ids: Vec<i64>) -> Result<Selection, CliError> {
     }
 }
 
-/// Who acts, for the events and the dead letters: the OS user.
-pub fn actor() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "operator".into())
-}
-
 pub async fn run(settings: &Settings, pool: &PgPool, cmd: GuardCommand) -> anyhow::Result<()> {
     match cmd {
         GuardCommand::Status { tenant, json } => status(settings, pool, tenant, json).await,
@@ -84,8 +77,15 @@ pub async fn run(settings: &Settings, pool: &PgPool, cmd: GuardCommand) -> anyho
             dry_run,
         } => {
             let selection = selection(all, hold_ids)?;
-            let done =
-                guard::release(settings, pool, &tenant, selection, dry_run, &actor()).await?;
+            let done = guard::release(
+                settings,
+                pool,
+                &tenant,
+                selection,
+                dry_run,
+                &super::whoami::os_user(),
+            )
+            .await?;
             let verb = if dry_run { "would get" } else { "got" };
             for r in &done {
                 let entity = r.entity.as_ref().map_or("bulk".to_owned(), |e| {
@@ -114,7 +114,14 @@ pub async fn run(settings: &Settings, pool: &PgPool, cmd: GuardCommand) -> anyho
             hold_ids,
         } => {
             let selection = selection(all, hold_ids)?;
-            let n = guard::discard(settings, pool, &tenant, selection, &actor()).await?;
+            let n = guard::discard(
+                settings,
+                pool,
+                &tenant,
+                selection,
+                &super::whoami::os_user(),
+            )
+            .await?;
             println!("{n} held command(s) discarded into the dead-letter store");
             Ok(())
         }

@@ -4,6 +4,7 @@ pub mod check;
 pub mod dlq;
 pub mod guard;
 pub mod privacy;
+pub mod whoami;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -159,7 +160,7 @@ pub async fn schedule(settings: &Settings, cmd: ScheduleCommand) -> anyhow::Resu
     let (tenant, json) = match cmd {
         ScheduleCommand::List { tenant, json } => (tenant, json),
         ScheduleCommand::Cancel { tenant, command_id } => {
-            let actor = guard::actor();
+            let actor = whoami::os_user();
             return match crate::guard::cancel_scheduled(
                 settings,
                 &pool,

@@ -233,18 +233,23 @@ impl Producers {
         replayed && self.may_replay(user_id)
     }
 
-    /// The producer a delivery is authorised as: for a trusted replay, the
-    /// original producer it names (none: forbidden); otherwise its sender.
+    /// The producer a delivery is authorised as (and recorded as, in a
+    /// dead letter): for a replay from a replay-granted user, the original
+    /// producer it names (none: forbidden); otherwise its sender. While
+    /// authorisation is off nobody is granted anything, so the name a
+    /// replay carries is believed from nobody: a replay then acts as no one
+    /// (its dead-letter row keeps the producer it recorded first) and a
+    /// producer cannot put another's name on its message.
     pub fn acting_producer<'a>(
         &self,
         user_id: Option<&'a str>,
         replayed: bool,
         original_user: Option<&'a str>,
     ) -> Option<&'a str> {
-        if self.trusts_replay_from(user_id, replayed) {
-            original_user
-        } else {
-            user_id
+        match (self.enabled(), self.trusts_replay_from(user_id, replayed)) {
+            (true, true) => original_user,
+            (false, true) => None,
+            (_, false) => user_id,
         }
     }
 
@@ -430,6 +435,22 @@ mod tests {
             },
         );
         Producers::new(grants)
+    }
+
+    #[test]
+    fn with_authorisation_off_no_message_can_name_another_producer() {
+        let off = Producers::default();
+        // A producer's forged replay markers name nobody...
+        assert_eq!(
+            off.acting_producer(Some("mallory"), true, Some("boss")),
+            None
+        );
+        assert_eq!(off.acting_producer(None, true, Some("boss")), None);
+        // ...and its own messages are its own.
+        assert_eq!(
+            off.acting_producer(Some("mallory"), false, Some("boss")),
+            Some("mallory")
+        );
     }
 
     #[test]

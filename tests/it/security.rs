@@ -352,3 +352,61 @@ async fn a_replay_is_authorised_as_its_original_producer() {
     let _ = operator_conn.close(200, "done".into()).await;
     env.finish().await;
 }
+
+/// Issue 25, item 3: with producer authorisation off, a producer's forged
+/// replay markers put no other producer's name on its dead letter; a CLI
+/// replay records the process's real user, whatever `USER` claims.
+#[tokio::test]
+async fn identities_in_records_cannot_be_claimed() {
+    let env = TestEnv::start().await;
+    let missing = env.command(
+        "acme",
+        "contact.deactivate",
+        0,
+        json!({"contact_id": "c-none"}),
+    );
+    let mut forged = FieldTable::default();
+    forged.insert("x-replayed".into(), AMQPValue::LongLongInt(1));
+    forged.insert(
+        "x-original-user-id".into(),
+        AMQPValue::LongString(LongString::from("boss")),
+    );
+    let props = amqp::json_properties()
+        .with_user_id("guest".into())
+        .with_headers(forged);
+    let r = env
+        .send_raw(
+            &crate::helpers::routing_key_of(&missing),
+            &serde_json::to_vec(&missing).unwrap(),
+            props,
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "not_found", "{r}");
+    let rows = env.dead_letters().await;
+    assert_eq!(rows.len(), 1);
+    assert_ne!(
+        rows[0].user_id.as_deref(),
+        Some("boss"),
+        "forged producer stored"
+    );
+
+    let id = rows[0].id.to_string();
+    let out = env
+        .cli_with(
+            &["dlq", "replay", &id],
+            &[("USER", "mallory"), ("LOGNAME", "mallory")],
+        )
+        .await;
+    assert!(
+        out.status.code().is_some(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let who: Vec<String> = sqlx::query_scalar("SELECT os_user FROM lifecycle.dead_letter_history")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(who, vec![lifecycle_worker::cli::whoami::os_user()]);
+    assert_ne!(who[0], "mallory");
+    env.finish().await;
+}

@@ -410,3 +410,54 @@ async fn identities_in_records_cannot_be_claimed() {
     assert_ne!(who[0], "mallory");
     env.finish().await;
 }
+
+/// Issue 25, item 7: a configuration file with a syntax error on a line
+/// holding a password is reported without that line, and a digit-only
+/// console token from the environment is the token, leading zeros and all.
+#[tokio::test]
+async fn configuration_errors_quote_no_secret_and_secrets_stay_verbatim() {
+    let dir = std::env::temp_dir().join(format!("lw-broken-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[database]\nurl = \"postgres://postgres:S3cretPassw0rd@db.internal:5432/lifecycle\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+        .args(["--config", broken.to_str().unwrap(), "check"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(!stderr.contains("S3cretPassw0rd"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let env = crate::helpers::TestEnv::prepare_with(|_| {}).await;
+    let port = crate::helpers::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let token = "0012345678901234567890123456";
+    let _worker = crate::helpers::spawn_worker_with(
+        &env,
+        "127.0.0.1:0",
+        &[
+            ("LIFECYCLE__HTTP__CONSOLE_LISTEN", listen.as_str()),
+            ("LIFECYCLE__HTTP__CONSOLE_TOKEN", token),
+        ],
+        std::process::Stdio::null(),
+    );
+    let bearer = format!("Bearer {token}");
+    let status = crate::helpers::eventually("the console answers", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let r = crate::helpers::http_request(port, "GET", "/", &[("Authorization", &bearer)], None)
+            .await;
+        Some(r.status)
+    })
+    .await;
+    assert_eq!(status, 200, "the console accepts its own digit-only token");
+    env.finish().await;
+}

@@ -126,6 +126,10 @@ impl Report {
     }
 }
 
+/// The longest a canary may wait for its outcomes: a day is far beyond any
+/// worker's backlog, and a longer wait would overflow the clock.
+pub const MAX_CANARY_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Replays the selected rows: with `canary` (N, timeout), N of them first,
 /// waiting for their outcomes and stopping (`Refused`) if one fails again.
 pub async fn replay(
@@ -140,6 +144,13 @@ pub async fn replay(
         cut: selected.cut.len(),
         ..Report::default()
     };
+    if let Some((_, timeout)) = canary.filter(|(_, t)| *t > MAX_CANARY_TIMEOUT) {
+        return Err(ReplayError::Refused(format!(
+            "a canary waits at most {}, not {}; nothing published",
+            humantime::format_duration(MAX_CANARY_TIMEOUT),
+            humantime::format_duration(timeout)
+        )));
+    }
     let mut rest: &[DeadLetterRow] = &selected.rows;
     if let Some((n, timeout)) = canary {
         let (first, after) = rest.split_at(n.min(rest.len()));

@@ -22,8 +22,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 7d, 24h or 30m: {e}"))
 }
 
+/// [`parse_duration`], at most [`replay::MAX_CANARY_TIMEOUT`].
+pub fn parse_canary_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > replay::MAX_CANARY_TIMEOUT {
+        return Err(format!(
+            "a canary waits at most {}",
+            humantime::format_duration(replay::MAX_CANARY_TIMEOUT)
+        ));
+    }
+    Ok(d)
+}
+
+/// `d` before now; a span longer than the calendar reaches means since
+/// long before any dead letter (never a panic).
 fn ago(d: Duration) -> OffsetDateTime {
-    OffsetDateTime::now_utc() - d
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| OffsetDateTime::now_utc().checked_sub(d))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 fn row_json(r: &DeadLetterRow) -> Value {
@@ -351,7 +368,10 @@ pub async fn edit(
     let text = match file {
         Some(path) => std::fs::read(&path)
             .map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display())))?,
-        None if std::io::stdin().is_terminal() => edit_in_editor(&row.body)?,
+        None if std::io::stdin().is_terminal() => {
+            let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".to_owned());
+            edit_in_editor(&row.body, &editor)?
+        }
         None => {
             return Err(CliError::Failed(
                 "give the corrected body with --file F (or run on a terminal to use $EDITOR)"
@@ -371,29 +391,95 @@ pub async fn edit(
     Ok(())
 }
 
-/// Opens the body, pretty-printed, in `$EDITOR` (or `vi`); returns the text saved.
-fn edit_in_editor(body: &[u8]) -> Result<Vec<u8>, CliError> {
+/// Opens the body, pretty-printed, in `editor`; returns the text saved.
+/// The body may hold personal data: the file is readable by its owner
+/// only, and removed on every way out of here. As `system(3)` does, this
+/// process ignores SIGINT and SIGQUIT while the editor runs (the editor
+/// gets them as usual), so a ctrl-c in the editor cannot end the CLI
+/// before it removes the file.
+fn edit_in_editor(body: &[u8], editor: &str) -> Result<Vec<u8>, CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+
+    /// Removes the file when dropped, whatever happened.
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
     let path = std::env::temp_dir().join(format!("dlq-edit-{}.json", uuid::Uuid::new_v4()));
+    let failed =
+        |what: &str, e: std::io::Error| CliError::Failed(format!("{what} {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| failed("creating", e))?;
+    let guard = Removed(path.clone());
     let pretty = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| serde_json::to_vec_pretty(&v).ok())
         .unwrap_or_else(|| body.to_vec());
-    std::fs::write(&path, pretty)
-        .map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
-    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".to_owned());
-    let status = std::process::Command::new(&editor)
-        .arg(&path)
-        .status()
-        .map_err(|e| CliError::Failed(format!("starting {editor}: {e}")))?;
-    let text = std::fs::read(&path)
-        .map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display())));
-    let _ = std::fs::remove_file(&path);
+    file.write_all(&pretty)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| failed("writing", e))?;
+    drop(file);
+
+    let ignored = IgnoredInterrupts::new();
+    let mut command = std::process::Command::new(editor);
+    command.arg(&path);
+    // SAFETY: only signal(2), which is async-signal-safe, runs in the child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let status = command.status();
+    drop(ignored);
+    let status = status.map_err(|e| CliError::Failed(format!("starting {editor}: {e}")))?;
     if !status.success() {
         return Err(CliError::Failed(format!(
             "{editor} exited with {status}; nothing changed"
         )));
     }
+    let text = std::fs::read(&guard.0).map_err(|e| failed("reading", e));
+    drop(guard);
     text
+}
+
+/// SIGINT and SIGQUIT ignored until dropped, then as they were.
+struct IgnoredInterrupts {
+    int: libc::sighandler_t,
+    quit: libc::sighandler_t,
+}
+
+impl IgnoredInterrupts {
+    fn new() -> IgnoredInterrupts {
+        // SAFETY: setting a signal's disposition to SIG_IGN has no
+        // preconditions; the previous ones are restored on drop.
+        unsafe {
+            IgnoredInterrupts {
+                int: libc::signal(libc::SIGINT, libc::SIG_IGN),
+                quit: libc::signal(libc::SIGQUIT, libc::SIG_IGN),
+            }
+        }
+    }
+}
+
+impl Drop for IgnoredInterrupts {
+    fn drop(&mut self) {
+        // SAFETY: restores the dispositions `new` found.
+        unsafe {
+            libc::signal(libc::SIGINT, self.int);
+            libc::signal(libc::SIGQUIT, self.quit);
+        }
+    }
 }
 
 pub async fn purge(
@@ -440,4 +526,54 @@ pub async fn purge(
     let n = journal::purge_dead_letters(pool, &ids).await?;
     println!("{n} dead letter(s) purged");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// An editor that records the file's mode and path, then edits it or
+    /// fails.
+    fn editor(dir: &std::path::Path, succeed: bool) -> String {
+        let script = dir.join(if succeed { "ok.sh" } else { "fail.sh" });
+        let body = if succeed {
+            "printf '{\"edited\":true}' > \"$1\"; exit 0"
+        } else {
+            "exit 3"
+        };
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nstat -c %a \"$1\" > {d}/mode\necho \"$1\" > {d}/path\n{body}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+        script.display().to_string()
+    }
+
+    #[test]
+    fn the_edited_body_is_private_to_its_owner_and_removed_on_every_way_out() {
+        let dir = std::env::temp_dir().join(format!("lw-edit-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let seen = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        for succeed in [true, false] {
+            let result = edit_in_editor(br#"{"email":"a@example.com"}"#, &editor(&dir, succeed));
+            assert_eq!(result.is_ok(), succeed, "{result:?}");
+            if succeed {
+                assert_eq!(result.unwrap(), br#"{"edited":true}"#);
+            }
+            assert_eq!(seen("mode"), "600");
+            assert!(!std::path::Path::new(&seen("path")).exists(), "left behind");
+        }
+        assert!(edit_in_editor(b"{}", "/nonexistent/editor").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

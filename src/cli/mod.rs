@@ -289,7 +289,7 @@ pub enum DlqCommand {
         #[arg(long, value_name = "N")]
         canary: Option<usize>,
         /// How long the canary waits for its outcomes, e.g. 60s.
-        #[arg(long, value_parser = dlq::parse_duration, default_value = "60s")]
+        #[arg(long, value_parser = dlq::parse_canary_timeout, default_value = "60s")]
         canary_timeout: Duration,
         /// List what would be replayed; change nothing.
         #[arg(long)]

@@ -4,9 +4,25 @@
 
 use sha2::{Digest, Sha256};
 
+use super::registry::CommandType;
+
+/// What stands for a message whose quoting [`template`] cannot follow: a
+/// value that holds its own quote character would otherwise leave part of
+/// the value in the template and make each such message a group of its own.
+pub const UNQUOTED: &str = "<message with unbalanced quotes>";
+
 /// `message` with quoted values (between backticks, double or single
-/// quotes) replaced by `<value>` and numbers by `<n>`.
+/// quotes) replaced by `<value>` and numbers by `<n>`; [`UNQUOTED`] when a
+/// quote character is left over.
 pub fn template(message: &str) -> String {
+    let out = replace_values(message);
+    if out.contains(['`', '"']) {
+        return UNQUOTED.to_owned();
+    }
+    out
+}
+
+fn replace_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut chars = message.chars().peekable();
     while let Some(c) = chars.next() {
@@ -37,8 +53,12 @@ pub fn template(message: &str) -> String {
 /// A failure cause's id: the same code, command type and template give the
 /// same id, on every run and every replica.
 pub fn group_id(code: &str, command_type: Option<&str>, template: &str) -> String {
-    let digest =
-        Sha256::digest(format!("{code}\0{}\0{template}", command_type.unwrap_or("")).as_bytes());
+    // A type the worker does not know is the producer's free text: all such
+    // form one group per cause, not one per spelling.
+    let command_type = command_type
+        .and_then(CommandType::parse)
+        .map_or("", CommandType::name);
+    let digest = Sha256::digest(format!("{code}\0{command_type}\0{template}").as_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -65,7 +85,12 @@ mod tests {
             "unknown field <value>, expected one of <value>, <value>"
         );
         assert_eq!(template("body is 300.5 bytes"), "body is <n> bytes");
-        assert_eq!(template("an `unclosed quote"), "an `unclosed quote");
+        assert_eq!(template("an `unclosed quote"), UNQUOTED);
+        assert_eq!(template("routing key `a`b` differs"), UNQUOTED);
+        assert_eq!(
+            template("field `a\"b` is unknown"),
+            "field <value> is unknown"
+        );
     }
 
     #[test]
@@ -78,6 +103,15 @@ mod tests {
         assert_eq!(id, group_id("not_found", Some("contact.deactivate"), &b));
         assert_ne!(id, group_id("not_found", Some("contact.archive"), &a));
         assert_ne!(id, group_id("frozen", Some("contact.deactivate"), &a));
+        // Types the worker does not know form one group, however spelt.
+        assert_eq!(
+            group_id("invalid_command", Some("x`1"), "t"),
+            group_id("invalid_command", Some("contact.nope"), "t")
+        );
+        assert_eq!(
+            group_id("invalid_command", Some("x`1"), "t"),
+            group_id("invalid_command", None, "t")
+        );
         assert_ne!(id, group_id("not_found", None, &a));
     }
 }

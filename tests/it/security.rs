@@ -461,3 +461,101 @@ async fn configuration_errors_quote_no_secret_and_secrets_stay_verbatim() {
     assert_eq!(status, 200, "the console accepts its own digit-only token");
     env.finish().await;
 }
+
+/// Issue 25, item 9: a canary's wait is capped and a longer one is refused
+/// before anything is published (it once overflowed the clock and panicked
+/// after publishing); a long `--older-than` is no panic either.
+#[tokio::test]
+async fn an_overlong_canary_wait_is_refused_before_publishing() {
+    let env = TestEnv::start().await;
+    let missing = env.command(
+        "acme",
+        "contact.deactivate",
+        0,
+        json!({"contact_id": "c-none"}),
+    );
+    assert_eq!(env.send(&missing).await["error"]["code"], "not_found");
+    let id = env.dead_letters().await[0].id;
+    let out = env
+        .cli(&[
+            "dlq",
+            "replay",
+            &id.to_string(),
+            "--canary",
+            "1",
+            "--canary-timeout",
+            "100000000years",
+        ])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at most"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The library refuses it too, whoever calls it (the console does).
+    let selected = lifecycle_worker::replay::select(
+        &env.pool,
+        &lifecycle_worker::store::journal::DeadLetterFilter {
+            ids: vec![id],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let who = lifecycle_worker::replay::operator(&env.settings, "ana".into()).unwrap();
+    let refused = lifecycle_worker::replay::replay(
+        &env.settings,
+        &env.pool,
+        selected,
+        &who,
+        Some((1, std::time::Duration::from_secs(u64::MAX / 4))),
+        &mut |_| {},
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(lifecycle_worker::replay::ReplayError::Refused(ref m)) if m.contains("nothing published")),
+        "{refused:?}"
+    );
+    let history: i64 = sqlx::query_scalar("SELECT count(*) FROM lifecycle.dead_letter_history")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(history, 0, "nothing was replayed");
+
+    let out = env
+        .cli(&["dlq", "purge", "--older-than", "100000000years", "--yes"])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    env.finish().await;
+}
+
+/// Issue 25, item 9: routing keys holding quotes and other characters do
+/// not make each refusal a failure group of its own.
+#[tokio::test]
+async fn odd_routing_keys_form_one_failure_group() {
+    let env = TestEnv::start().await;
+    let cmd = env.command(
+        "acme",
+        "contact.deactivate",
+        0,
+        json!({"contact_id": "c-1"}),
+    );
+    let body = serde_json::to_vec(&cmd).unwrap();
+    for key in [
+        "acme.contact.x`1`first",
+        "acme.contact.x`2` second",
+        "acme.contact.\"3\"third",
+        "acme.contact.x\u{1b}[31m`4",
+    ] {
+        let r = env.send_raw(key, &body, amqp::json_properties()).await;
+        assert_eq!(r["error"]["code"], "invalid_command", "{r}");
+    }
+    let out = env.cli(&["dlq", "groups", "--json"]).await;
+    let groups: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups = groups.as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["count"], 4);
+    env.finish().await;
+}

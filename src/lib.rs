@@ -9,6 +9,7 @@
 //! - [`intake`]: a delivery as kept: body (cut when oversize), sender, dead letter.
 //! - [`apply`]: one command inside a transaction: claim, load, decide, write.
 //! - [`worker`]: deliveries -> batch transaction -> replies -> acks.
+//! - [`replies`]: replies to `reply_to` after the commit; refused ones retried, then counted.
 //! - [`relay`]: outbox -> `{p}.events`, one publisher at a time.
 //! - [`guard`]: releasing and discarding what the guardrail holds.
 //! - [`replay`]: replaying and editing dead letters.
@@ -33,6 +34,7 @@ pub mod monitoring;
 pub mod privacy;
 pub mod relay;
 pub mod replay;
+pub mod replies;
 pub mod retention;
 pub mod schedule;
 pub mod schemas;

@@ -57,6 +57,11 @@ fn describe() {
         "Per relay batch, from first publish to last confirm."
     );
     describe_counter!(
+        "lifecycle_replies_undelivered_total",
+        "Replies given up after the commit, by reason: refused (nacked every time) or \
+         unroutable (no reply_to queue)."
+    );
+    describe_counter!(
         "lifecycle_events_published_total",
         "Events confirmed by the broker."
     );
@@ -85,6 +90,13 @@ fn describe() {
     }
     counter!("lifecycle_broker_reconnects_total").absolute(0);
     counter!("lifecycle_events_published_total").absolute(0);
+    for reason in ["refused", "unroutable"] {
+        counter!("lifecycle_replies_undelivered_total", "reason" => reason).absolute(0);
+    }
+}
+
+pub fn reply_undelivered(reason: &'static str) {
+    counter!("lifecycle_replies_undelivered_total", "reason" => reason).increment(1);
 }
 
 pub fn command(kind: &'static str, outcome: &'static str, took: Duration) {

@@ -12,9 +12,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Acker;
 use lapin::{BasicProperties, Channel, Connection};
@@ -29,12 +27,13 @@ use crate::amqp;
 use crate::apply::{apply_batch, BatchOutcome, Disposition, Prepared, Rules};
 use crate::domain::admission::admit;
 use crate::domain::ids::Limits;
-use crate::domain::outcome::{Rejection, Reply};
+use crate::domain::outcome::Rejection;
 use crate::domain::policy::{Policies, Producers};
 use crate::domain::registry::CommandType;
 use crate::intake::Inbound;
 use crate::monitoring::{self, Stage};
 use crate::privacy::HashKey;
+use crate::replies;
 use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
 
@@ -356,18 +355,17 @@ async fn settle(
     ackers: Vec<Acker>,
     dispositions: Vec<Disposition>,
 ) -> Result<(), ConsumeError> {
-    // Replies go out all at once; their confirms are awaited together.
-    let mut confirms = Vec::new();
-    for (p, disposition) in props.iter().zip(&dispositions) {
-        if let Disposition::Ack { reply } = disposition {
-            if let Some(c) = send_reply(replies, p, reply).await? {
-                confirms.push(c);
-            }
-        }
-    }
-    for c in confirms {
-        c.await?;
-    }
+    // Replies go out all at once; one the broker does not take is retried
+    // or counted, never a reason to leave the command unacknowledged.
+    let outgoing: Vec<replies::Outgoing<'_>> = props
+        .iter()
+        .zip(&dispositions)
+        .filter_map(|(p, d)| match d {
+            Disposition::Ack { reply } => Some((p, reply)),
+            Disposition::Requeue => None,
+        })
+        .collect();
+    replies::deliver(replies, &outgoing).await?;
     let all_done = dispositions
         .iter()
         .all(|d| matches!(d, Disposition::Ack { .. }));
@@ -523,37 +521,6 @@ pub fn poison_dead_letter(msg: &Inbound, producers: &Producers, limits: &Limits)
 
 fn death_of(properties: &BasicProperties) -> Value {
     amqp::properties_to_json(properties)["headers"]["x-death"][0].clone()
-}
-
-/// Publishes the reply to `reply_to`, if the command asked for one; the
-/// broker's confirm is returned to be awaited.
-async fn send_reply(
-    ch: &Channel,
-    props: &BasicProperties,
-    reply: &Reply,
-) -> lapin::Result<Option<lapin::PublisherConfirm>> {
-    let Some(reply_to) = props.reply_to().as_ref() else {
-        return Ok(None);
-    };
-    let correlation = props
-        .correlation_id()
-        .as_ref()
-        .map(|c| c.as_str().to_owned())
-        .or_else(|| reply.command_id.clone());
-    let mut out = BasicProperties::default().with_content_type("application/json".into());
-    if let Some(c) = correlation {
-        out = out.with_correlation_id(c.into());
-    }
-    let body = serde_json::to_vec(reply).unwrap_or_else(|_| Value::Null.to_string().into_bytes());
-    ch.basic_publish(
-        "".into(),
-        reply_to.as_str().into(),
-        BasicPublishOptions::default(),
-        &body,
-        out,
-    )
-    .await
-    .map(Some)
 }
 
 #[cfg(test)]

@@ -497,6 +497,13 @@ pub async fn publish(
         )
         .await?
         .await?;
+    if !confirm.is_ack() {
+        return Err(CliError::Failed(
+            "the broker refused the command (its queue is full, or the broker is short of resources); nothing was sent: try again later"
+                .into(),
+        )
+        .into());
+    }
     if confirm.take_message().is_some() {
         return Err(CliError::Failed(format!(
             "no queue is bound for `{tenant}.{kind}` on `{}`: is the worker's topology declared (start `run` once)?",

@@ -17,6 +17,7 @@ mod helpers;
 mod ops;
 mod raw_amqp;
 mod relay;
+mod replies;
 mod restore;
 mod retention;
 mod schedule;

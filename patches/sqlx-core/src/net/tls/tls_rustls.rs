@@ -137,10 +137,19 @@ where
                 .with_no_client_auth()
         }
     } else {
+        // lifecycle-worker patch: as libpq, a root certificate file given is
+        // the only trust anchor; the built-in or system roots are used only
+        // when none is given (upstream adds the file to them, so any CA
+        // those roots hold could vouch for the server).
+        let mut cert_store = RootCertStore::empty();
         #[cfg(any(feature = "_tls-rustls-aws-lc-rs", feature = "_tls-rustls-ring-webpki"))]
-        let mut cert_store = certs_from_webpki();
+        if tls_config.root_cert_path.is_none() {
+            cert_store = certs_from_webpki();
+        }
         #[cfg(feature = "_tls-rustls-ring-native-roots")]
-        let mut cert_store = certs_from_native_store();
+        if tls_config.root_cert_path.is_none() {
+            cert_store = certs_from_native_store();
+        }
 
         if let Some(ca) = tls_config.root_cert_path {
             let data = ca.data().await?;
@@ -306,9 +315,12 @@ impl ServerCertVerifier for NoHostnameTlsVerifier {
             ocsp_response,
             now,
         ) {
-            Err(TlsError::InvalidCertificate(CertificateError::NotValidForName)) => {
-                Ok(ServerCertVerified::assertion())
-            }
+            // lifecycle-worker patch: rustls >= 0.23.24 reports a wrong name
+            // as `NotValidForNameContext`; both mean the chain was verified
+            // (the name is checked last), so verify-ca accepts them.
+            Err(TlsError::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
             res => res,
         }
     }

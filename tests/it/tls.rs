@@ -8,7 +8,8 @@
 //! are not touched.
 //!
 //! Issue 25: a configured CA is the only one trusted, `verify-ca` checks
-//! the chain and `verify-full` the name too. Those tests put a front with
+//! the chain and `verify-full` the name too, and `check` warns about an
+//! unverified connection to another machine. Those tests put a front with
 //! a certificate of their choosing before the machine's own services.
 
 use std::path::{Path, PathBuf};
@@ -554,4 +555,64 @@ async fn verify_ca_checks_the_chain_and_verify_full_the_name_too() {
         assert!(e.contains("UnknownIssuer"), "{mode}: {e}");
         assert!(!e.contains("s3cret-pw"), "{e}");
     }
+}
+
+/// An address of this machine that is not loopback: where the default
+/// route leaves from (a UDP "connect" sends nothing).
+fn this_machines_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .connect("192.0.2.200:9")
+        .and_then(|()| socket.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .expect("this test needs a network interface besides loopback")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_about_unverified_connections_to_other_hosts() {
+    let dir = TempDir::new("warn");
+    let host = this_machines_address();
+    // Plain TCP on an address other machines could reach, to the machine's services.
+    let pg = front(Service::Postgres, "0.0.0.0", None).await;
+    let mq = front(Service::Rabbitmq, "0.0.0.0", None).await;
+    let (settings, db_name) = test_settings();
+    let prefix = settings.amqp.prefix.clone();
+    let _declared = Declared(Some((settings, db_name)));
+    let vars = |host: &str| {
+        vec![
+            (
+                "LIFECYCLE__DATABASE__URL",
+                format!("postgres://postgres:s3cret-pw@{host}:{}/postgres", pg.port),
+            ),
+            (
+                "LIFECYCLE__AMQP__URL",
+                format!("amqp://guest:guest@{host}:{}/%2f", mq.port),
+            ),
+            ("LIFECYCLE__AMQP__PREFIX", prefix.clone()),
+        ]
+    };
+
+    let (code, out) = check(&vars(&host.to_string()), &dir.0).await;
+    assert_eq!(code, 0, "a warning leaves the exit status alone: {out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("WARNING")).collect();
+    assert_eq!(warnings.len(), 2, "{out}");
+    assert!(
+        warnings[0].starts_with("postgres: WARNING") && warnings[0].contains("sslmode=prefer"),
+        "{out}"
+    );
+    assert!(
+        warnings[1].starts_with("rabbitmq: WARNING") && warnings[1].contains("amqps://"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cret-pw") && !out.contains("guest:guest"),
+        "{out}"
+    );
+
+    // The same services on loopback: local development, no warning.
+    let (code, out) = check(&vars("127.0.0.1"), &dir.0).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
 }

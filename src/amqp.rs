@@ -4,9 +4,14 @@
 use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::tcp::OwnedTLSConfig;
+use std::path::{Path, PathBuf};
+
+use lapin::tcp::{AMQPUriTcpExt, RustlsConnector, RustlsConnectorConfig};
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
@@ -82,35 +87,117 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> lapin::Result<Conne
     Err(last.expect("at least one broker node is configured"))
 }
 
-/// The TLS settings of `amqps://` nodes: the system's roots, plus
-/// `amqp.ca_file`'s certificates. The server's name is always verified
-/// against the URL's host; an `amqp://` URL never uses TLS, an `amqps://`
-/// URL never falls back to plain text.
-pub fn tls_config(settings: &AmqpSettings) -> lapin::Result<OwnedTLSConfig> {
-    let cert_chain = match &settings.ca_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("amqp.ca_file {}: {e}", path.display()))
-        })?),
-        None => None,
+/// Why the TLS settings of `amqps://` nodes could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("amqp.ca_file {}: {source}", path.display())]
+    ReadCaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("amqp.ca_file {}: {source}", path.display())]
+    ParseCaFile {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("amqp.ca_file {}: holds no certificate", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("loading the system's root certificates: {0}")]
+    SystemRoots(std::io::Error),
+    #[error("setting up TLS: {0}")]
+    Client(std::io::Error),
+    #[error("an amqps:// node, but no TLS settings were made for it")]
+    NotPrepared,
+}
+
+impl From<TlsSetupError> for lapin::Error {
+    fn from(e: TlsSetupError) -> Self {
+        std::io::Error::other(e).into()
+    }
+}
+
+/// How `amqps://` nodes are verified: by `amqp.ca_file`'s certificates
+/// alone when it is set, by the system's roots otherwise; the server's
+/// name always against the URL's host. `None` when no node is `amqps://`
+/// (no roots to load). An `amqp://` URL never uses TLS, an `amqps://` URL
+/// never falls back to plain text.
+#[derive(Clone, Debug)]
+pub struct BrokerTls(Option<RustlsConnector>);
+
+/// Whether a broker URL is `amqps://`.
+pub fn is_amqps(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| u.scheme() == "amqps")
+}
+
+/// The TLS settings of the configured nodes, made once for all of them.
+pub fn tls_config(settings: &AmqpSettings) -> Result<BrokerTls, TlsSetupError> {
+    if !settings.nodes().iter().any(|u| is_amqps(u.expose_secret())) {
+        return Ok(BrokerTls(None));
+    }
+    let config = match &settings.ca_file {
+        // The CA file alone: beside the system's roots, any CA those hold
+        // could vouch for the broker (lapin's own TLS adds it to them).
+        Some(path) => {
+            RustlsConnectorConfig::default().with_parsable_certificates(ca_certificates(path)?)
+        }
+        None => {
+            RustlsConnectorConfig::new_with_native_certs().map_err(TlsSetupError::SystemRoots)?
+        }
     };
-    Ok(OwnedTLSConfig {
-        identity: None,
-        cert_chain,
-    })
+    let connector = config
+        .connector_with_no_client_auth()
+        .map_err(TlsSetupError::Client)?;
+    Ok(BrokerTls(Some(connector)))
+}
+
+/// The certificates of a PEM file.
+fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let pem = std::fs::read(path).map_err(|source| TlsSetupError::ReadCaFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsSetupError::ParseCaFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
 }
 
 /// Connects to one broker node.
 pub async fn connect_to(
     url: &SecretString,
     name: &str,
-    tls: &OwnedTLSConfig,
+    tls: &BrokerTls,
 ) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default()
         .with_connection_name(LongString::from(format!("lifecycle-worker {name}")));
-    let url = url.expose_secret();
-    Connection::connect_with_config(url, props, tls.clone(), lapin::runtime::default_runtime()?)
+    let uri: AMQPUri = url.expose_secret().parse().map_err(std::io::Error::other)?;
+    let secure = uri.scheme == AMQPScheme::AMQPS;
+    let tls = tls.0.clone();
+    // lapin's transport, but TLS with our connector: TCP to the node, then
+    // for amqps:// the handshake verifying its name.
+    let transport = async move |uri: AMQPUri, runtime| {
+        let plain = AMQPUri {
+            scheme: AMQPScheme::AMQP,
+            ..uri.clone()
+        };
+        let tcp = plain.connect_async(&runtime).await?;
+        match (&uri.scheme, &tls) {
+            (AMQPScheme::AMQP, _) => Ok(tcp),
+            (AMQPScheme::AMQPS, Some(tls)) => Ok(tcp.into_rustls(tls, &uri.authority.host).await?),
+            (AMQPScheme::AMQPS, None) => Err(TlsSetupError::NotPrepared.into()),
+        }
+    };
+    Connection::connector(uri, lapin::runtime::default_runtime()?, transport, props)
         .await
-        .map_err(|e| match url.starts_with("amqps:") {
+        .map_err(|e| match secure {
             true => explain_tls(e),
             false => e,
         })

@@ -75,7 +75,8 @@ pub struct AmqpSettings {
     /// Quorum queue `x-delivery-limit`: redeliveries before a message is parked.
     pub delivery_limit: u32,
     /// PEM file of the CA(s) that sign the brokers' certificates, for
-    /// `amqps://` URLs to a private CA (added to the system's roots).
+    /// `amqps://` URLs to a private CA: when set, the only CAs trusted
+    /// (the system's roots are not).
     pub ca_file: Option<std::path::PathBuf>,
 }
 

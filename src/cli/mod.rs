@@ -53,8 +53,10 @@ pub enum Command {
     Migrate,
     /// Check the configuration and that Postgres and RabbitMQ are reachable
     /// with the configured credentials; exit 1 and say what is wrong if not.
+    /// Warns (exit status unchanged) about a connection to another machine
+    /// that is not verified TLS.
     ///
-    /// Example: LIFECYCLE__AMQP__URL=amqp://user:pw@mq:5672/%2f lifecycle-worker check
+    /// Example: LIFECYCLE__AMQP__URL=amqps://user:pw@mq:5671/%2f lifecycle-worker check
     Check,
     /// Inspect contacts.
     #[command(subcommand)]

@@ -2,13 +2,15 @@
 //! real endpoints, secrets for the URLs, a configuration the worker accepts,
 //! KEDA on the real queue names counting unacked deliveries, pods Pod
 //! Security "restricted" admits, a sandboxed systemd unit, a Dockerfile
-//! hadolint accepts, a broker message size above the worker's body limit, and
-//! an AsyncAPI document whose references all resolve.
+//! hadolint accepts, a broker message size above the worker's body limit,
+//! an AsyncAPI document whose references all resolve, and examples that
+//! connect to other machines over verified TLS only, with the CA mounted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lifecycle_worker::amqp::Names;
+use lifecycle_worker::cli::check;
 use lifecycle_worker::config::Settings;
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -537,4 +539,123 @@ fn rabbitmq_message_size_is_just_above_the_worker_body_limit() {
         let v = v.as_str().unwrap_or("");
         v.starts_with("./rabbitmq.conf:/etc/rabbitmq/conf.d/")
     }));
+}
+
+/// Every database or broker URL written in `text` (a URL ends at white
+/// space, a quote or a comma; a scheme named in prose has no host).
+fn urls_in(text: &str) -> Vec<&str> {
+    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '`'))
+        .filter_map(|word| {
+            ["postgres://", "postgresql://", "amqp://", "amqps://"]
+                .iter()
+                .find_map(|scheme| word.find(scheme).map(|at| &word[at..]))
+        })
+        .map(|url| url.trim_end_matches([']', ')', '.', ';']))
+        .filter(|url| {
+            url::Url::parse(url).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+        })
+        .collect()
+}
+
+/// A database URL verifies the server the way the examples must show it:
+/// `verify-full` with the CA named.
+fn verified_database(url: &str) -> bool {
+    check::unverified_database(url).is_none()
+        && url.contains("sslmode=verify-full")
+        && url.contains("sslrootcert=/")
+}
+
+#[test]
+fn examples_outside_local_development_verify_tls() {
+    // The decision the test leans on, both ways.
+    assert_eq!(
+        urls_in("x=\"amqp://a@b/%2f\", `amqps://` y"),
+        ["amqp://a@b/%2f"]
+    );
+    assert!(!verified_database("postgres://u@db:5432/x"));
+    assert!(verified_database(
+        "postgres://u@db:5432/x?sslmode=verify-full&sslrootcert=/ca.pem"
+    ));
+
+    // Every URL of the shipped files: loopback is local development (the
+    // defaults), anything else verifies TLS, and a file with amqps:// says
+    // where the CA file is set (Kubernetes: in the Deployment, below).
+    // compose.yaml is local development.
+    let local = |url: &str| {
+        url::Url::parse(url).is_ok_and(|u| matches!(u.host_str(), Some("127.0.0.1" | "localhost")))
+    };
+    let mut seen = 0;
+    for file in [
+        "k8s/secret.example.yaml",
+        "k8s/deployment.yaml",
+        "k8s/configmap.yaml",
+        "lifecycle-worker.service",
+        "lifecycle.example.toml",
+    ] {
+        let text = std::fs::read_to_string(deploy(file)).unwrap();
+        let urls = urls_in(&text);
+        for url in urls.iter().copied().filter(|u| !local(u)) {
+            seen += 1;
+            let verified = match url.starts_with("postgres") {
+                true => verified_database(url),
+                false => check::unverified_broker(url).is_none(),
+            };
+            assert!(verified, "{file}: {url}");
+        }
+        if urls.iter().any(|u| u.starts_with("amqps://")) && !file.starts_with("k8s/") {
+            assert!(
+                text.contains("ca_file") || text.contains("LIFECYCLE__AMQP__CA_FILE"),
+                "{file} names the broker's CA file"
+            );
+        }
+    }
+    assert!(seen >= 5, "{seen} URLs to other machines found");
+
+    // Kubernetes: the Secret's URLs verify TLS; the CA files they name come
+    // from a volume that the pods mount, which the Secret example names.
+    let docs = k8s();
+    let secret = of_kind(&docs, "Secret")[0];
+    let database = secret["stringData"]["database-url"].as_str().unwrap();
+    let broker = secret["stringData"]["amqp-url"].as_str().unwrap();
+    assert!(verified_database(database), "{database}");
+    assert!(broker.starts_with("amqps://"), "{broker}");
+    let root_cert = database
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("sslrootcert="))
+        .unwrap();
+    let secret_text = std::fs::read_to_string(deploy("k8s/secret.example.yaml")).unwrap();
+    for (name, pod) in pod_specs(&docs) {
+        let container = &pod["containers"][0];
+        let env = container["env"].as_vec().unwrap();
+        let var = |key: &str| {
+            env.iter()
+                .find(|e| e["name"].as_str() == Some(key))
+                .and_then(|e| e["value"].as_str())
+        };
+        // The file must lie in a mount of a ConfigMap or Secret volume.
+        let mounted = |path: &str| {
+            let mounts = container["volumeMounts"].as_vec().unwrap();
+            mounts.iter().find_map(|m| {
+                let dir = m["mountPath"].as_str()?;
+                path.strip_prefix(dir)?.strip_prefix('/')?;
+                let volume = pod["volumes"]
+                    .as_vec()?
+                    .iter()
+                    .find(|v| v["name"] == m["name"])?;
+                volume["configMap"]["name"]
+                    .as_str()
+                    .or(volume["secret"]["secretName"].as_str())
+            })
+        };
+        let source = mounted(root_cert).unwrap_or_else(|| panic!("{name}: {root_cert} mounted"));
+        assert!(
+            secret_text.contains(source),
+            "the Secret example says where {source} comes from"
+        );
+        if name.starts_with("Deployment/") {
+            let ca_file = var("LIFECYCLE__AMQP__CA_FILE")
+                .unwrap_or_else(|| panic!("{name} sets LIFECYCLE__AMQP__CA_FILE"));
+            assert!(mounted(ca_file).is_some(), "{name}: {ca_file} mounted");
+        }
+    }
 }

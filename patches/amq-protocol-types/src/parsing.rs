@@ -100,6 +100,7 @@ pub type ParserError = nom::Err<ParserErrors>;
 /// Return type of parsers
 pub type ParserResult<I, T> = Result<(I, T), ParserError>;
 
+// lifecycle-worker patch: nesting depth limit (see patches/README.md).
 /// How deeply field tables and arrays are parsed, counting the outermost
 /// table or array as 1. AMQP lets a peer nest them without limit, and
 /// parsing recurses once per level: without a bound, one content header of

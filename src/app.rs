@@ -75,6 +75,10 @@ pub async fn run(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(probe_database(pool.clone(), health.clone(), token.clone()));
+    {
+        let (settings, pool, token) = (settings.clone(), pool.clone(), token.clone());
+        tasks.spawn(async move { crate::store::follow_primary(&settings, pool, token).await });
+    }
     tasks.spawn(serve_http(listener, health.clone(), metrics, token.clone()));
     if let Some((listener, console)) = console {
         tasks.spawn(crate::console::serve(listener, console, token.clone()));

@@ -569,11 +569,20 @@ impl Settings {
 
     /// Database and broker URLs: the right scheme and a host.
     fn validate_urls(&self) -> Result<(), ConfigError> {
-        let database = [(
-            "database.url",
-            &self.database.url,
-            &["postgres", "postgresql"][..],
-        )];
+        // libpq's multi-host form: each host's URL is checked as one.
+        let database_urls: Vec<SecretString> =
+            crate::store::hosts::Hosts::parse(self.database.url.expose_secret())
+                .map_err(|e| ConfigError::Invalid {
+                    key: "database.url",
+                    message: e.to_string(),
+                })?
+                .urls()
+                .iter()
+                .map(|u| SecretString::from(u.as_str()))
+                .collect();
+        let database = database_urls
+            .iter()
+            .map(|u| ("database.url", u, &["postgres", "postgresql"][..]));
         let amqp_key = if self.amqp.urls.is_empty() {
             "amqp.url"
         } else {
@@ -584,7 +593,7 @@ impl Settings {
             .nodes()
             .into_iter()
             .map(|u| (amqp_key, u, &["amqp", "amqps"][..]));
-        for (key, url, schemes) in database.into_iter().chain(nodes) {
+        for (key, url, schemes) in database.chain(nodes) {
             // `amqp:user:pw@host` parses as a URL with no host: refused
             // here, before any connection could quote it in an error. The
             // message never includes the URL.

@@ -67,6 +67,12 @@ fn is_loopback(host: &str) -> bool {
 /// (`verify-ca` or `verify-full`). Decided on the options the connection
 /// uses (so `PGSSLMODE` counts); a Unix socket is this machine.
 pub fn unverified_database(url: &str) -> Option<Unverified> {
+    let hosts = crate::store::hosts::Hosts::parse(url).ok()?;
+    hosts.urls().iter().find_map(|u| unverified_host(u))
+}
+
+/// [`unverified_database`] for one host.
+fn unverified_host(url: &str) -> Option<Unverified> {
     let options = PgConnectOptions::from_str(url).ok()?;
     if options.get_socket().is_some() || is_loopback(options.get_host()) {
         return None;

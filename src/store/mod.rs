@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod entities;
 pub mod guardrail;
+pub mod hosts;
 pub mod journal;
 pub mod privacy;
 pub mod replays;
@@ -14,6 +15,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 
@@ -27,6 +30,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("another transaction processed a command of this batch at the same time")]
     ConcurrentDuplicate,
+    #[error("database.url {0}")]
+    Hosts(#[from] hosts::HostsError),
+    #[error("no database server of database.url answers{}", if *.read_write { " and takes writes" } else { "" })]
+    NoServer { read_write: bool },
     #[error("stored {what} is unreadable: {source}")]
     Corrupt {
         what: &'static str,
@@ -42,7 +49,9 @@ impl StoreError {
             StoreError::Db(e) => sqlx_is_transient(e),
             // Retrying the batch finds the other transaction's record.
             StoreError::ConcurrentDuplicate => true,
-            StoreError::Migrate(_) | StoreError::Corrupt { .. } => false,
+            // A standby being promoted, a primary restarting.
+            StoreError::NoServer { .. } => true,
+            StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Hosts(_) => false,
         }
     }
 }
@@ -84,14 +93,60 @@ fn sqlx_is_transient(e: &sqlx::Error) -> bool {
 
 /// Every connection works in the worker's own schema (and only there:
 /// nothing is ever created in `public`).
-fn connect_options(settings: &Settings) -> Result<PgConnectOptions, StoreError> {
-    Ok(
-        PgConnectOptions::from_str(settings.database.url.expose_secret())?
-            .application_name("lifecycle-worker")
-            .options([("search_path", settings.database.schema.as_str())])
-            // Statement logging would put personal data from bound values in logs.
-            .disable_statement_logging(),
-    )
+fn options_for(settings: &Settings, url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)?
+        .application_name("lifecycle-worker")
+        .options([("search_path", settings.database.schema.as_str())])
+        // Statement logging would put personal data from bound values in logs.
+        .disable_statement_logging())
+}
+
+/// The options of every host `database.url` names, in order, and whether
+/// only a writable server will do ([`hosts`]).
+fn host_options(settings: &Settings) -> Result<(Vec<PgConnectOptions>, bool), StoreError> {
+    let hosts = hosts::Hosts::parse(settings.database.url.expose_secret())?;
+    let options = hosts
+        .urls()
+        .iter()
+        .map(|u| options_for(settings, u))
+        .collect::<Result<_, _>>()?;
+    Ok((options, hosts.read_write))
+}
+
+/// The options of the server to use now: the only host, or the first that
+/// answers (and takes writes, when `target_session_attrs` asks for that).
+async fn connect_options(settings: &Settings) -> Result<PgConnectOptions, StoreError> {
+    server_options(settings, |o| o.clone()).await
+}
+
+/// [`connect_options`], the servers probed with the options `probe` makes
+/// of them (the maintenance database, before the worker's exists).
+async fn server_options(
+    settings: &Settings,
+    probe: impl Fn(&PgConnectOptions) -> PgConnectOptions,
+) -> Result<PgConnectOptions, StoreError> {
+    let (mut options, read_write) = host_options(settings)?;
+    if options.len() == 1 && !read_write {
+        return Ok(options.remove(0));
+    }
+    let probed: Vec<PgConnectOptions> = options.iter().map(probe).collect();
+    match hosts::find(&probed, read_write).await {
+        Some(i) => Ok(options.swap_remove(i)),
+        None => Err(StoreError::NoServer { read_write }),
+    }
+}
+
+/// With several hosts in `database.url`, keeps the pool on the one to use
+/// ([`hosts::follow_primary`]) until `token` is cancelled; with one, returns.
+pub async fn follow_primary(settings: &Settings, pool: PgPool, token: CancellationToken) {
+    let Ok((options, read_write)) = host_options(settings) else {
+        return;
+    };
+    if options.len() < 2 {
+        return;
+    }
+    let current = hosts::find(&options, read_write).await.unwrap_or(0);
+    hosts::follow_primary(pool, options, read_write, current, token).await;
 }
 
 /// The tables of v1, which lived in `public`, in migration order.
@@ -143,7 +198,7 @@ async fn ensure_schema(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
 
 /// Creates the configured database when it does not exist yet.
 pub async fn ensure_database(settings: &Settings) -> Result<(), StoreError> {
-    let options = connect_options(settings)?;
+    let options = server_options(settings, |o| o.clone().database("postgres")).await?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let mut admin = options.clone().database("postgres").connect().await?;
     let exists: bool =
@@ -170,17 +225,31 @@ pub async fn ensure_database(settings: &Settings) -> Result<(), StoreError> {
 
 /// One connection, no retries: for `check`, which reports the first error as is.
 pub async fn connect_once(settings: &Settings) -> Result<sqlx::PgConnection, StoreError> {
-    Ok(connect_options(settings)?.connect().await?)
+    Ok(connect_options(settings).await?.connect().await?)
 }
 
 /// Opens the pool (the database must exist).
 pub async fn connect(settings: &Settings) -> Result<PgPool, StoreError> {
-    let pool = PgPoolOptions::new()
+    let read_write = host_options(settings)?.1;
+    let mut pool = PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(connect_options(settings)?)
-        .await?;
-    Ok(pool)
+        .acquire_timeout(Duration::from_secs(5));
+    if read_write {
+        // A server that went into recovery (a demoted primary) is never
+        // written to: the connection is refused, and the error retried.
+        pool = pool.after_connect(|conn, _| {
+            Box::pin(async move {
+                match hosts::writable(conn).await? {
+                    true => Ok(()),
+                    false => Err(sqlx::Error::Protocol(
+                        "the server is in recovery (read-only); database.url asks for read-write"
+                            .into(),
+                    )),
+                }
+            })
+        });
+    }
+    Ok(pool.connect_with(connect_options(settings).await?).await?)
 }
 
 /// Runs the forward-only migrations; safe to run twice and from several

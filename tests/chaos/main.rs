@@ -16,6 +16,7 @@ mod helpers;
 mod cluster;
 mod faults;
 mod schedule;
+mod switchover;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;

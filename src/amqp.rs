@@ -170,6 +170,9 @@ fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetup
     Ok(certs)
 }
 
+/// How long one node may take to accept a TCP connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Connects to one broker node.
 pub async fn connect_to(
     url: &SecretString,
@@ -188,7 +191,17 @@ pub async fn connect_to(
             scheme: AMQPScheme::AMQP,
             ..uri.clone()
         };
-        let tcp = plain.connect_async(&runtime).await?;
+        // A node whose host is down answers nothing: without a bound the
+        // kernel's SYN retries hold this node for about two minutes before
+        // the next one is tried.
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, plain.connect_async(&runtime))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no TCP connection within {}s", CONNECT_TIMEOUT.as_secs()),
+                )
+            })??;
         match (&uri.scheme, &tls) {
             (AMQPScheme::AMQP, _) => Ok(tcp),
             (AMQPScheme::AMQPS, Some(tls)) => Ok(tcp.into_rustls(tls, &uri.authority.host).await?),

@@ -164,7 +164,12 @@ async fn supervise_consumers(
     while !token.is_cancelled() {
         let result = consume_once(&processor, &settings, &names, &health, &token).await;
         health.broker_connected.store(false, Ordering::Relaxed);
-        health.consumers_running.store(false, Ordering::Relaxed);
+        // A session that got its consumers running was a success: the
+        // next failure starts from the shortest delay again, not from
+        // where earlier outages left the backoff (up to 5 s).
+        if health.consumers_running.swap(false, Ordering::Relaxed) {
+            backoff = retry_schedule().build();
+        }
         crate::monitoring::broker_connected(false);
         match result {
             Ok(()) => break,

@@ -7,6 +7,8 @@
 //! stopped; the leader of the contact queue is stopped; a node is stopped
 //! and started again. Each ends with the model checks of every fault test.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use lifecycle_worker::config::Settings;
@@ -17,6 +19,36 @@ use crate::helpers::{allow_mass_changes, eventually, spawn_worker_with, TestEnv,
 use crate::{check_outcome, event_queue, processed, publish_all, serial, set_up, workload};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-cluster.sh");
+/// The longest a node's stop or return may keep commands from being
+/// applied (issue 26).
+const MAX_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest time in which fewer commands were processed than were
+/// published and none was newly processed, until `done` fires.
+async fn longest_stall(
+    pool: &sqlx::PgPool,
+    published: &AtomicI64,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+) -> std::time::Duration {
+    let mut last = (-1i64, Instant::now());
+    let mut longest = std::time::Duration::ZERO;
+    loop {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM processed_commands WHERE outcome IS NOT NULL")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(last.0);
+        if n != last.0 || n >= published.load(Ordering::SeqCst) {
+            last = (n, Instant::now());
+        }
+        longest = longest.max(last.1.elapsed());
+        tokio::select! {
+            _ = &mut done => return longest,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
+}
+
 /// How long the load may take to finish after a node stopped.
 const PROCESSING: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -215,7 +247,10 @@ async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestE
     let logs = WorkerLogs::new(&env);
     let mut running = workers(&env, &logs);
     set_up(&env, &w).await;
-    let (first, second) = w.load.split_at(w.load.len() / 2);
+    // Half before the fault, a quarter while the node stops, a quarter
+    // after it stopped (or returned): the watcher sees each phase.
+    let (first, rest) = w.load.split_at(w.load.len() / 2);
+    let (during, after) = rest.split_at(rest.len() / 2);
     publish_all(&env.settings, first).await;
     let quarter = (w.setup.len() + first.len() / 2) as i64;
     let env_ref = &env;
@@ -224,6 +259,15 @@ async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestE
     })
     .await;
     let at = processed(&env).await;
+    let total = (w.setup.len() + w.load.len()) as i64;
+    // Watches progress from here on: the longest time in which published
+    // commands waited and none was applied is the stall the fault caused.
+    let published = Arc::new(AtomicI64::new((w.setup.len() + first.len()) as i64));
+    let (progress, watched) = tokio::sync::oneshot::channel::<()>();
+    let watcher = {
+        let (pool, published) = (env.pool.clone(), published.clone());
+        tokio::spawn(async move { longest_stall(&pool, &published, watched).await })
+    };
     let stopping = tokio::task::spawn_blocking(move || {
         script(&["stop-node", &node.to_string()]);
         if restart {
@@ -231,12 +275,12 @@ async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestE
         }
     });
     // Published while the node goes away: the publisher fails over too.
-    publish_all(&env.settings, second).await;
+    publish_all(&env.settings, during).await;
+    published.fetch_add(during.len() as i64, Ordering::SeqCst);
     stopping.await.expect("the node stopped");
-    // Consumers whose node went away reconnect with backoff and a quorum
-    // queue may elect a new leader: the rest may take longer than the
-    // usual deadline, never forever.
-    let total = (w.setup.len() + w.load.len()) as i64;
+    // Published once the node is gone (or back).
+    publish_all(&env.settings, after).await;
+    published.fetch_add(after.len() as i64, Ordering::SeqCst);
     let draining = Instant::now();
     loop {
         let done = processed(&env).await;
@@ -252,14 +296,24 @@ async fn scenario(name: &str, seed: u64, restart: bool, stop: impl FnOnce(&TestE
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let drained = draining.elapsed();
+    let _ = progress.send(());
+    let stall = watcher.await.expect("progress watcher");
+    assert!(
+        stall <= MAX_STALL,
+        "{name}: no command applied for {:.1}s around the node's {} (at most {MAX_STALL:?})\n{}",
+        stall.as_secs_f64(),
+        if restart { "stop and return" } else { "stop" },
+        logs.tails(40)
+    );
     // The test's own connection may have been on the stopped node.
     let (_conn, ch) = fresh_channel(&env).await;
     let events = check_outcome(&env, &w, &ch, &queue).await;
     eprintln!(
-        "cluster, {name}: node lw{node} stopped at {at} processed{}, {} commands, the rest processed {:.1}s after the stop returned, {events} events, {:.1}s",
+        "cluster, {name}: node lw{node} stopped at {at} processed{}, {} commands, the rest processed {:.1}s after the last publish, longest stall {:.2}s, {events} events, {:.1}s",
         if restart { " and started again" } else { "" },
         w.setup.len() + w.load.len(),
         drained.as_secs_f64(),
+        stall.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     for w in &mut running {

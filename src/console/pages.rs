@@ -480,7 +480,7 @@ async fn detail(c: &Console, caller: &Caller, id: i64, revealed: bool) -> Respon
             mask::masked_body(&row.body),
             serde_json::to_string_pretty(&mask::masked_properties(&row.properties))
                 .unwrap_or_default(),
-            crate::domain::failure::template(&row.message),
+            mask::masked_text(&row.message),
         )
     };
     let content = html! {
@@ -533,7 +533,12 @@ async fn detail(c: &Console, caller: &Caller, id: i64, revealed: bool) -> Respon
                     td { (when(h.at)) }
                     td { (h.action) @if let Some(n) = h.replay { " #" (n) } }
                     td { (h.os_user.as_deref().unwrap_or("-")) " (" (h.amqp_user.as_deref().unwrap_or("-")) ")" }
-                    td.text { (h.result.as_deref().unwrap_or("(no outcome yet)")) }
+                    td.text { @match (&h.result, revealed) {
+                        (None, _) => "(no outcome yet)",
+                        (Some(r), true) => (r),
+                        // A result quotes the failure's message.
+                        (Some(r), false) => (mask::masked_text(r)),
+                    } }
                 } } }
             }
         }

@@ -607,3 +607,123 @@ async fn without_a_token_the_console_does_not_start() {
     assert!(e.contains("http.console_token"), "{e}");
     env.finish().await;
 }
+
+/// Issue 25, item 8: attributes whose names end in `_id` are the
+/// producer's data, not ids; with the free text of a replay's result they
+/// stay masked on every page until a reveal.
+#[tokio::test]
+async fn no_page_shows_attribute_values_until_revealed() {
+    const NATIONAL: &str = "AB123456C";
+    const PASSPORT: &str = "P9876543";
+    let port = free_port();
+    let env = TestEnv::start_with(with_console(port)).await;
+    let attributes = json!({"national_id": NATIONAL, "passport_id": PASSPORT});
+    // A refused upsert (an unknown field) carrying both: a dead letter.
+    let refused = env.command(
+        "globex",
+        "contact.upsert",
+        1,
+        json!({"contact_id": "c-id", "nickname": "x", "attributes": attributes}),
+    );
+    assert_eq!(env.send(&refused).await["outcome"], "rejected");
+    let row = env
+        .dead_letters()
+        .await
+        .into_iter()
+        .find(|r| r.command_id.as_deref() == refused["command_id"].as_str())
+        .expect("dead letter stored");
+    // A replay whose result quotes them, as a rejection message may.
+    sqlx::query(
+        "INSERT INTO dead_letter_history (dead_letter_id, action, replay, amqp_user, os_user, result) \
+         VALUES ($1, 'replay', 1, 'guest', 'console:ops', $2)",
+    )
+    .bind(row.id)
+    .bind(format!(
+        "failed again: invalid_command: national_id `{NATIONAL}` and passport_id \"{PASSPORT}\""
+    ))
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    // A held change and a scheduled one carrying them too.
+    let up = env.command(
+        "acme",
+        "contact.upsert",
+        0,
+        json!({"contact_id": "c-held", "first_name": "Held", "attributes": attributes}),
+    );
+    assert_eq!(env.send(&up).await["outcome"], "applied");
+    let held = env.command(
+        "acme",
+        "contact.deactivate",
+        2,
+        json!({"contact_id": "c-held", "reason": format!("passport {PASSPORT}")}),
+    );
+    assert_eq!(env.send(&held).await["outcome"], "held");
+    let mut later = env.command(
+        "globex",
+        "contact.set_attributes",
+        3,
+        json!({"contact_id": "c-id", "attributes": attributes}),
+    );
+    let tomorrow = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    later["effective_at"] = json!(lifecycle_worker::domain::event::format_time(
+        tomorrow.replace_nanosecond(0).unwrap()
+    ));
+    assert_eq!(env.send(&later).await["outcome"], "scheduled");
+    console_up(port).await;
+
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("Authorization", bearer.as_str())];
+    let group = row.group_id.clone().expect("grouped");
+    let pages = [
+        "/".to_owned(),
+        "/dead-letters".to_owned(),
+        format!("/dead-letters/groups/{group}"),
+        format!("/dead-letters/{}", row.id),
+        "/guard".to_owned(),
+        "/guard/acme/preview?holds=all".to_owned(),
+        "/schedule".to_owned(),
+        "/audit".to_owned(),
+    ];
+    for path in &pages {
+        let r = http_request(port, "GET", path, &auth, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        for raw in [NATIONAL, PASSPORT] {
+            assert!(!r.body.contains(raw), "{raw} on {path}:\n{}", r.body);
+        }
+    }
+    let detail = http_request(
+        port,
+        "GET",
+        &format!("/dead-letters/{}", row.id),
+        &auth,
+        None,
+    )
+    .await;
+    assert!(
+        detail
+            .body
+            .contains("&quot;national_id&quot;: &quot;•••&quot;"),
+        "{}",
+        detail.body
+    );
+    assert!(detail.body.contains("c-id"), "ids stay visible");
+    assert!(detail.body.contains("failed again: invalid_command"));
+
+    // Revealed (and recorded), both show, in the body and in the history.
+    let r = http_request(
+        port,
+        "POST",
+        &format!("/dead-letters/{}/reveal", row.id),
+        &auth,
+        Some(""),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let history = r.body.split("id=\"history\"").nth(1).expect("a history");
+    for raw in [NATIONAL, PASSPORT] {
+        assert!(r.body.contains(raw), "{raw} revealed");
+        assert!(history.contains(raw), "{raw} in the revealed history");
+    }
+    env.finish().await;
+}

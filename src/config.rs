@@ -195,6 +195,8 @@ pub struct RetentionSettings {
     pub published_outbox_days: u32,
     /// Days a dead letter is kept after its last failure.
     pub dead_letters_days: u32,
+    /// Days a console audit record (logins, reveals, actions) is kept.
+    pub console_audit_days: u32,
     /// Seconds between purges.
     pub interval_secs: u64,
 }
@@ -205,6 +207,7 @@ impl Default for RetentionSettings {
             processed_commands_days: 30,
             published_outbox_days: 7,
             dead_letters_days: 30,
+            console_audit_days: 365,
             interval_secs: 3600,
         }
     }
@@ -324,6 +327,10 @@ impl Settings {
         }
         if self.relay.vacuum_every_events == 0 {
             return invalid("relay.vacuum_every_events", "must be at least 1");
+        }
+        // 0 would purge a record at the next run: no audit at all.
+        if self.retention.console_audit_days == 0 {
+            return invalid("retention.console_audit_days", "must be at least 1");
         }
         if self.http_listen().is_err() {
             return invalid("http.listen", "must be host:port, like 127.0.0.1:9464");
@@ -503,6 +510,10 @@ mod tests {
         s.worker.batch_size = 0;
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("worker.batch_size"), "{e}");
+        let mut s = Settings::default();
+        s.retention.console_audit_days = 0;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("retention.console_audit_days"), "{e}");
     }
 
     #[test]

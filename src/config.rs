@@ -113,6 +113,11 @@ pub struct HttpSettings {
     /// The console's bearer token and login secret; required with
     /// `console_listen`.
     pub console_token: Option<SecretString>,
+    /// Reverse proxies (IPs or CIDR blocks) whose `X-Forwarded-For` the
+    /// console believes: the client is the right-most address in it that
+    /// is not one of them. `LIFECYCLE__HTTP__CONSOLE_TRUSTED_PROXIES` is
+    /// comma-separated.
+    pub console_trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -121,6 +126,7 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:9464".into(),
             console_listen: None,
             console_token: None,
+            console_trusted_proxies: Vec::new(),
         }
     }
 }
@@ -249,7 +255,8 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("amqp.urls"),
+                .with_list_parse_key("amqp.urls")
+                .with_list_parse_key("http.console_trusted_proxies"),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
@@ -383,6 +390,14 @@ impl Settings {
                 "http.console_token",
                 "must be at least 24 characters (a random secret, not a password)",
             );
+        }
+        if let Err(e) =
+            crate::console::client::TrustedProxies::parse(&self.http.console_trusted_proxies)
+        {
+            return Err(ConfigError::Invalid {
+                key: "http.console_trusted_proxies",
+                message: e.to_string(),
+            });
         }
         if self
             .http_listen()
@@ -534,6 +549,13 @@ mod tests {
         s.http.console_listen = Some(s.http.listen.clone());
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("metrics port"), "{e}");
+        s.http.console_listen = Some("127.0.0.1:9465".into());
+        s.http.console_trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into()];
+        assert!(s.validate().is_ok());
+        s.http.console_trusted_proxies.push("10.0.0.0/40".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("http.console_trusted_proxies"), "{e}");
+        s.http.console_trusted_proxies.clear();
         s.http.console_listen = Some("nowhere".into());
         assert!(s.validate().is_err());
         assert!(!format!("{s:?}").contains(&"x".repeat(32)));

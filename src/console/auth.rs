@@ -3,11 +3,11 @@
 //! cookie). Logins are rate-limited per client address; sessions expire.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use super::client::Client;
 use super::Console;
 
 /// The session cookie's name.
@@ -181,11 +182,12 @@ impl Caller {
     }
 }
 
+/// The client's address ([`super::client`]).
 pub fn remote(parts: &Parts) -> IpAddr {
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+        .get::<Client>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0)
 }
 
 pub fn cookie(headers: &HeaderMap) -> Option<String> {

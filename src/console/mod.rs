@@ -18,14 +18,15 @@
 //!   and its records.
 
 mod auth;
+pub mod client;
 mod mask;
 mod pages;
 mod view;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -47,12 +48,15 @@ pub struct Console {
     pool: PgPool,
     health: Arc<Health>,
     auth: auth::Auth,
+    proxies: client::TrustedProxies,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error("http.console_listen is set but http.console_token is not: the console never runs without a token")]
     NoToken,
+    #[error("http.console_trusted_proxies: {0}")]
+    TrustedProxies(#[from] client::CidrError),
 }
 
 impl Console {
@@ -68,6 +72,7 @@ impl Console {
             .ok_or(ConsoleError::NoToken)?;
         Ok(Console {
             auth: auth::Auth::new(token),
+            proxies: client::TrustedProxies::parse(&settings.http.console_trusted_proxies)?,
             settings,
             pool,
             health,
@@ -105,7 +110,27 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/assets/console.css", get(view::stylesheet))
         .layer(middleware::from_fn(same_origin_changes))
         .layer(middleware::map_response(secure_headers))
+        .layer(middleware::from_fn_with_state(
+            console.clone(),
+            client_address,
+        ))
         .with_state(console)
+}
+
+/// Works out who the request comes from, once, for the rate limit and the
+/// audit records.
+async fn client_address(
+    State(console): State<Arc<Console>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let client = console.proxies.client(peer, request.headers());
+    request.extensions_mut().insert(client::Client(client));
+    next.run(request).await
 }
 
 /// A state-changing request the browser says came from another origin is

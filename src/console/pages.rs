@@ -10,11 +10,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{self, HeaderMap};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::auth::{self, Caller, LoginError};
+use super::client::Client;
 use super::view::{self, count, csrf_field, page, when};
 use super::{mask, Console};
 use crate::guard::{self, Selection};
@@ -94,11 +95,10 @@ fn login_page(error: Option<&str>) -> Markup {
 
 pub async fn login(
     State(c): App,
-    connect: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Extension(Client(from)): Extension<Client>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let from = connect.0.ip();
     let anonymous = Caller {
         actor: format!(
             "console:{}",

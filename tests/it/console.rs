@@ -13,7 +13,7 @@ use lifecycle_worker::domain::policy::GuardrailOverride;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, free_port, http_request, TestEnv, DEADLINE};
+use crate::helpers::{eventually, free_port, http_request, http_request_on, TestEnv, DEADLINE};
 
 const TOKEN: &str = "console-token-for-tests-0123456789";
 const SCRIPT: &str = "<script>document.title='pwned'</script>";
@@ -725,5 +725,95 @@ async fn no_page_shows_attribute_values_until_revealed() {
         assert!(r.body.contains(raw), "{raw} revealed");
         assert!(history.contains(raw), "{raw} in the revealed history");
     }
+    env.finish().await;
+}
+
+/// A connection to the console on 127.0.0.1 from another loopback address.
+async fn connect_from(source: [u8; 4], port: u16) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .expect("a loopback source address");
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("the console answers")
+}
+
+/// Issue 25, item 2: behind a trusted proxy (here 127.0.0.2) each client is
+/// limited by the address the proxy forwards, so one bad client does not
+/// lock out every operator; a forwarded address from a peer that is not a
+/// trusted proxy is ignored.
+#[tokio::test]
+async fn failed_logins_are_limited_per_client_behind_a_trusted_proxy() {
+    let port = free_port();
+    let env = TestEnv::start_with(|s| {
+        with_console(port)(s);
+        s.http.console_trusted_proxies = vec!["127.0.0.2/32".into(), "10.0.0.0/8".into()];
+    })
+    .await;
+    console_up(port).await;
+    const PROXY: [u8; 4] = [127, 0, 0, 2];
+    let login = |xff: &'static str, token: &'static str| async move {
+        let body = format!("name=x&token={token}");
+        let stream = connect_from(PROXY, port).await;
+        // The client's own (forged) entry, then what the proxies appended.
+        let headers = [("X-Forwarded-For", xff)];
+        http_request_on(stream, port, "POST", "/login", &headers, Some(&body))
+            .await
+            .status
+    };
+    for _ in 0..lifecycle_worker::console::MAX_FAILURES {
+        assert_eq!(
+            login("198.51.100.9, 203.0.113.1, 10.1.2.3", "wrong").await,
+            401
+        );
+    }
+    assert_eq!(
+        login("203.0.113.1, 10.1.2.3", TOKEN).await,
+        429,
+        "the bad client is limited"
+    );
+    // Another client behind the same proxies, whatever it forges.
+    assert_eq!(
+        login("203.0.113.1, 203.0.113.2, 10.1.2.3", TOKEN).await,
+        303
+    );
+    assert_eq!(login("203.0.113.2", "wrong").await, 401);
+    let pool = &env.pool;
+    eventually("failed logins audited by client address", || async move {
+        let remotes: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT remote FROM console_audit WHERE remote IS NOT NULL ORDER BY 1",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        (remotes == ["203.0.113.1", "203.0.113.2"]).then_some(())
+    })
+    .await;
+
+    // From 127.0.0.1, not a trusted proxy, a forwarded address means
+    // nothing: every attempt counts against 127.0.0.1.
+    for i in 0..lifecycle_worker::console::MAX_FAILURES {
+        let xff = format!("192.0.2.{i}");
+        let r = http_request(
+            port,
+            "POST",
+            "/login",
+            &[("X-Forwarded-For", &xff)],
+            Some("name=x&token=wrong"),
+        )
+        .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = http_request(
+        port,
+        "POST",
+        "/login",
+        &[("X-Forwarded-For", "192.0.2.200")],
+        Some(&format!("name=x&token={TOKEN}")),
+    )
+    .await;
+    assert_eq!(r.status, 429, "limited as 127.0.0.1");
     env.finish().await;
 }

@@ -677,10 +677,23 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     form: Option<&str>,
 ) -> HttpResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("the server answers");
+    http_request_on(stream, port, method, path, headers, form).await
+}
+
+/// [`http_request`] on a connection the caller opened (from another
+/// local address, say).
+pub async fn http_request_on(
+    mut stream: tokio::net::TcpStream,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: Option<&str>,
+) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {

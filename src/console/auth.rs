@@ -1,8 +1,14 @@
 //! Who may use the console: the bearer token `http.console_token`, or a
 //! session opened by logging in with it (an HttpOnly, SameSite=Strict
 //! cookie). Logins are rate-limited per client address; sessions expire.
+//!
+//! Anyone who reaches the port can fail, so failing costs the console a
+//! bounded amount of memory and no database write: the rate limit keeps at
+//! most [`MAX_TRACKED`] windows and expires them oldest first (no walk over
+//! every entry), and the failures for the audit are counted in memory and
+//! written as counts every few seconds ([`Auth::take_failures`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,9 +20,13 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use super::client::Client;
 use super::Console;
+use crate::store::audit::{self, FailedLogins};
+use crate::store::StoreError;
+use sqlx::PgPool;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "lw_console";
@@ -28,6 +38,15 @@ const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// attempts are refused until the window has passed.
 pub const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Clients whose failures the rate limit remembers at once; past it the
+/// oldest window is forgotten (that client may try again early, no one
+/// else is affected).
+pub const MAX_TRACKED: usize = 10_000;
+/// (Minute, client, result) counts waiting for the audit; past it, new
+/// clients are counted together.
+const MAX_UNRECORDED: usize = 10_000;
+/// What the audit calls clients counted together.
+const OTHER_CLIENTS: &str = "other addresses";
 
 #[derive(Clone)]
 struct Session {
@@ -41,7 +60,89 @@ struct Session {
 pub struct Auth {
     token_digest: [u8; 32],
     sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    limiter: Mutex<Limiter>,
+    unrecorded: Mutex<Unrecorded>,
+}
+
+/// Failures per client in a fixed window from its first failure.
+#[derive(Default)]
+struct Limiter {
+    /// Failures in the client's current window.
+    windows: HashMap<IpAddr, usize>,
+    /// Every window's start and client, oldest first (one entry per window):
+    /// expiry and eviction pop from the front.
+    starts: VecDeque<(Instant, IpAddr)>,
+}
+
+impl Limiter {
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(since, client)) = self.starts.front() {
+            if now.duration_since(since) < FAILURE_WINDOW {
+                break;
+            }
+            self.starts.pop_front();
+            self.windows.remove(&client);
+        }
+    }
+
+    fn limited(&mut self, client: IpAddr, now: Instant) -> bool {
+        self.expire(now);
+        self.windows
+            .get(&client)
+            .is_some_and(|n| *n >= MAX_FAILURES)
+    }
+
+    fn fail(&mut self, client: IpAddr, now: Instant) {
+        self.expire(now);
+        if let Some(n) = self.windows.get_mut(&client) {
+            *n = n.saturating_add(1);
+            return;
+        }
+        if self.windows.len() >= MAX_TRACKED {
+            if let Some((_, oldest)) = self.starts.pop_front() {
+                self.windows.remove(&oldest);
+            }
+        }
+        self.windows.insert(client, 1);
+        self.starts.push_back((now, client));
+    }
+}
+
+/// The key the rate limit counts under: the address, or for IPv6 its /64
+/// (one host usually holds a whole /64 and could step through it).
+fn limit_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
+        v4 => v4,
+    }
+}
+
+/// Failed attempts not yet written to the audit.
+#[derive(Default)]
+struct Unrecorded(HashMap<UnrecordedKey, u32>);
+
+/// (minute, client or `None` for clients counted together, result).
+type UnrecordedKey = (OffsetDateTime, Option<IpAddr>, &'static str);
+
+impl Unrecorded {
+    fn add(&mut self, mut key: UnrecordedKey, n: u32) {
+        if self.0.len() >= MAX_UNRECORDED && !self.0.contains_key(&key) {
+            key.1 = None;
+        }
+        let count = self.0.entry(key).or_default();
+        *count = count.saturating_add(n);
+    }
+}
+
+/// What the audit says of a failure.
+const WRONG_TOKEN: &str = "wrong token";
+const REFUSED: &str = "refused: rate limited";
+
+fn this_minute() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_second(0)
+        .and_then(|t| t.replace_nanosecond(0))
+        .unwrap_or(now)
 }
 
 /// Why a login did not open a session.
@@ -74,7 +175,8 @@ impl Auth {
         Auth {
             token_digest: digest(token.expose_secret()),
             sessions: Mutex::default(),
-            failures: Mutex::default(),
+            limiter: Mutex::default(),
+            unrecorded: Mutex::default(),
         }
     }
 
@@ -84,25 +186,68 @@ impl Auth {
         same(&digest(given), &self.token_digest)
     }
 
-    /// Counts a failed attempt from `from`.
+    /// Counts a wrong token from `from`, for the limit and the audit.
     fn fail(&self, from: IpAddr) {
-        let mut failures = self.failures.lock().expect("failures lock");
-        failures.entry(from).or_default().push(Instant::now());
+        let now = Instant::now();
+        self.limiter
+            .lock()
+            .expect("limiter lock")
+            .fail(limit_key(from), now);
+        self.unrecord(from, WRONG_TOKEN);
     }
 
-    fn limited(&self, from: IpAddr) -> bool {
-        let mut failures = self.failures.lock().expect("failures lock");
+    /// Whether `from` failed too often lately; a refusal is counted for
+    /// the audit.
+    fn refused(&self, from: IpAddr) -> bool {
         let now = Instant::now();
-        failures.retain(|_, times| {
-            times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-            !times.is_empty()
-        });
-        failures.get(&from).is_some_and(|t| t.len() >= MAX_FAILURES)
+        let limited = self
+            .limiter
+            .lock()
+            .expect("limiter lock")
+            .limited(limit_key(from), now);
+        if limited {
+            self.unrecord(from, REFUSED);
+        }
+        limited
+    }
+
+    fn unrecord(&self, from: IpAddr, result: &'static str) {
+        self.unrecorded
+            .lock()
+            .expect("unrecorded lock")
+            .add((this_minute(), Some(from), result), 1);
+    }
+
+    /// Writes the failures counted so far to the audit, as counts; what
+    /// cannot be written is kept for the next call.
+    pub async fn record_failures(&self, pool: &PgPool) -> Result<(), StoreError> {
+        let taken = std::mem::take(&mut *self.unrecorded.lock().expect("unrecorded lock"));
+        if taken.0.is_empty() {
+            return Ok(());
+        }
+        let counts: Vec<FailedLogins> = taken
+            .0
+            .iter()
+            .map(|(&(minute, client, result), &count)| FailedLogins {
+                minute,
+                remote: client.map_or_else(|| OTHER_CLIENTS.to_owned(), |c| c.to_string()),
+                result,
+                count,
+            })
+            .collect();
+        let written = audit::count_failed_logins(pool, &counts).await;
+        if written.is_err() {
+            let mut unrecorded = self.unrecorded.lock().expect("unrecorded lock");
+            for (key, n) in taken.0 {
+                unrecorded.add(key, n);
+            }
+        }
+        written
     }
 
     /// Opens a session for `person`; returns its cookie value.
     pub fn login(&self, from: IpAddr, person: &str, token: &str) -> Result<String, LoginError> {
-        if self.limited(from) {
+        if self.refused(from) {
             return Err(LoginError::RateLimited);
         }
         if !self.token_matches(token) {
@@ -214,7 +359,7 @@ impl FromRequestParts<Arc<Console>> for Caller {
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or("");
-            if console.auth.limited(remote) {
+            if console.auth.refused(remote) {
                 return Err(too_many());
             }
             if !console.auth.token_matches(given) {
@@ -310,6 +455,83 @@ mod tests {
             Err(LoginError::RateLimited)
         );
         assert!(a.login(other, "x", &"t".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn a_window_ends_a_minute_after_its_first_failure() {
+        let mut l = Limiter::default();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let t0 = Instant::now();
+        for i in 0..MAX_FAILURES {
+            l.fail(ip, t0 + Duration::from_secs(i as u64));
+        }
+        assert!(l.limited(ip, t0 + FAILURE_WINDOW - Duration::from_millis(1)));
+        assert!(!l.limited(ip, t0 + FAILURE_WINDOW));
+        assert!(l.windows.is_empty() && l.starts.is_empty(), "expired");
+    }
+
+    #[test]
+    fn the_limiter_keeps_a_bounded_number_of_windows_oldest_out_first() {
+        let mut l = Limiter::default();
+        let t0 = Instant::now();
+        let client = |i: usize| IpAddr::from((i as u32 + 1).to_be_bytes());
+        let first = client(0);
+        for _ in 0..MAX_FAILURES {
+            l.fail(first, t0);
+        }
+        for i in 1..=MAX_TRACKED {
+            l.fail(client(i), t0 + Duration::from_millis(1));
+        }
+        assert_eq!(l.windows.len(), MAX_TRACKED);
+        assert_eq!(l.starts.len(), MAX_TRACKED);
+        assert!(!l.limited(first, t0), "the oldest window made room");
+        assert!(l.windows.contains_key(&client(MAX_TRACKED)));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64_bit_prefix() {
+        let a = auth();
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        for i in 0..MAX_FAILURES as u16 {
+            assert_eq!(a.login(host(i), "x", "wrong"), Err(LoginError::WrongToken));
+        }
+        assert_eq!(
+            a.login(host(999), "x", &"t".repeat(32)),
+            Err(LoginError::RateLimited)
+        );
+        let elsewhere = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert!(a.login(elsewhere, "x", &"t".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn failures_wait_for_the_audit_as_bounded_counts() {
+        let a = auth();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        for _ in 0..500 {
+            let _ = a.login(ip, "x", "wrong");
+        }
+        let counts = a.unrecorded.lock().unwrap();
+        let by_result = |r| {
+            counts
+                .0
+                .iter()
+                .filter(|((_, c, result), _)| *c == Some(ip) && *result == r)
+                .map(|(_, n)| *n)
+                .sum::<u32>()
+        };
+        assert_eq!(by_result(WRONG_TOKEN), MAX_FAILURES as u32);
+        assert_eq!(by_result(REFUSED), 500 - MAX_FAILURES as u32);
+        drop(counts);
+        let mut u = Unrecorded::default();
+        let minute = this_minute();
+        for i in 0..MAX_UNRECORDED as u32 + 10 {
+            u.add(
+                (minute, Some(IpAddr::from(i.to_be_bytes())), WRONG_TOKEN),
+                1,
+            );
+        }
+        assert_eq!(u.0.len(), MAX_UNRECORDED + 1, "the rest counted together");
+        assert_eq!(u.0[&(minute, None, WRONG_TOKEN)], 10);
     }
 
     #[test]

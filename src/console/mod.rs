@@ -25,6 +25,7 @@ mod view;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderValue};
@@ -35,7 +36,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::app::Health;
 use crate::config::Settings;
@@ -177,11 +178,33 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "operations console listening");
     }
+    let recording = tokio::spawn(record_failures(console.clone(), token.clone()));
     let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await;
     if let Err(e) = served {
         error!(error = %e, "console HTTP server failed");
+    }
+    let _ = recording.await;
+}
+
+/// How often failed logins counted in memory are added to the audit.
+const RECORD_FAILURES_EVERY: Duration = Duration::from_secs(5);
+
+/// Adds the failed logins counted in memory to the audit every few
+/// seconds, and once more at shutdown.
+async fn record_failures(console: Arc<Console>, shutdown: CancellationToken) {
+    loop {
+        let last = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(RECORD_FAILURES_EVERY) => false,
+        };
+        if let Err(e) = console.auth.record_failures(&console.pool).await {
+            warn!(error = %e, "console: failed logins could not be added to the audit; kept for the next try");
+        }
+        if last {
+            return;
+        }
     }
 }

@@ -99,17 +99,14 @@ pub async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let anonymous = Caller {
-        actor: format!(
-            "console:{}",
-            f.name.trim().chars().take(64).collect::<String>()
-        ),
-        session: None,
-        remote: from,
-    };
     match c.auth.login(from, &f.name, &f.token) {
         Ok(id) => {
-            record(&c, &anonymous, "login", "console", "ok").await;
+            let operator = Caller {
+                actor: format!("console:{}", f.name.trim()),
+                session: None,
+                remote: from,
+            };
+            record(&c, &operator, "login", "console", "ok").await;
             // Secure when a TLS-terminating proxy says the browser used https.
             let tls = headers
                 .get("x-forwarded-proto")
@@ -121,12 +118,9 @@ pub async fn login(
             );
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
-        Err(LoginError::RateLimited) => {
-            record(&c, &anonymous, "login", "console", "refused: rate limited").await;
-            auth::too_many()
-        }
+        // Counted for the audit by `auth`, not written per request.
+        Err(LoginError::RateLimited) => auth::too_many(),
         Err(LoginError::WrongToken) => {
-            record(&c, &anonymous, "login", "console", "wrong token").await;
             (StatusCode::UNAUTHORIZED, login_page(Some("Wrong token."))).into_response()
         }
         Err(LoginError::BadName) => (
@@ -907,9 +901,9 @@ pub async fn audit(State(c): App, caller: Caller) -> Response {
         Err(e) => return view::failure(Some(&caller), &e),
     };
     let content = html! {
-        p.muted { "The latest 200 reveals, logins and actions through the console." }
+        p.muted { "The latest 200 reveals, logins and actions through the console; failed logins are counted per address and minute." }
         table id="audit" {
-            thead { tr { th { "When" } th { "Who" } th { "From" } th { "Action" } th { "Target" } th { "Result" } } }
+            thead { tr { th { "When" } th { "Who" } th { "From" } th { "Action" } th { "Target" } th { "Result" } th.num { "Times" } } }
             tbody { @for e in &entries { tr {
                 td { (when(e.at)) }
                 td { (e.actor) @if let Some(s) = &e.session { " (" (s) ")" } }
@@ -917,6 +911,7 @@ pub async fn audit(State(c): App, caller: Caller) -> Response {
                 td { (e.action) }
                 td.text { (e.target.as_deref().unwrap_or("-")) }
                 td.text { (e.result) }
+                td.num { (e.count) }
             } } }
         }
     };

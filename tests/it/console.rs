@@ -582,13 +582,26 @@ async fn the_console_refuses_what_it_must() {
     assert_eq!(r.status, 429);
     let r = http_request(port, "GET", "/", &[("Authorization", &bearer)], None).await;
     assert_eq!(r.status, 429, "the bearer token is limited with the logins");
-    let failed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM console_audit WHERE action = 'login' AND result = 'wrong token'",
-    )
-    .fetch_one(&env.pool)
-    .await
-    .unwrap();
-    assert_eq!(failed, lifecycle_worker::console::MAX_FAILURES as i64 - 1);
+    // In the audit as counts: the wrong tokens (the bearer's included) and
+    // the two refusals.
+    let pool = &env.pool;
+    eventually("the failures in the audit", || async move {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT result, sum(count)::bigint FROM console_audit \
+             WHERE action = 'failed login' GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let max = lifecycle_worker::console::MAX_FAILURES as i64;
+        (counts
+            == [
+                ("refused: rate limited".into(), 2),
+                ("wrong token".into(), max),
+            ])
+        .then_some(())
+    })
+    .await;
     env.finish().await;
 }
 
@@ -815,5 +828,80 @@ async fn failed_logins_are_limited_per_client_behind_a_trusted_proxy() {
     )
     .await;
     assert_eq!(r.status, 429, "limited as 127.0.0.1");
+    env.finish().await;
+}
+
+/// Issue 25, item 2: failed logins are counted in the audit, one row per
+/// client address, minute and kind (wrong token, refused while limited),
+/// so an unauthenticated client cannot grow the table per request.
+#[tokio::test]
+async fn failed_logins_are_audited_as_counts_not_rows() {
+    let port = free_port();
+    let env = TestEnv::start_with(with_console(port)).await;
+    console_up(port).await;
+    const ATTEMPTS: i64 = 500;
+    for i in 0..ATTEMPTS {
+        let status = if i % 2 == 0 {
+            http_request(port, "POST", "/login", &[], Some("name=x&token=wrong"))
+                .await
+                .status
+        } else {
+            let wrong = [("Authorization", "Bearer wrong")];
+            http_request(port, "GET", "/", &wrong, None).await.status
+        };
+        let limited = i >= lifecycle_worker::console::MAX_FAILURES as i64;
+        assert_eq!(status, if limited { 429 } else { 401 }, "attempt {i}");
+    }
+    let pool = &env.pool;
+    let rows: Vec<(String, String, i64)> = eventually("the failures counted", || async move {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT remote, result, sum(count)::bigint FROM console_audit \
+             WHERE action = 'failed login' GROUP BY 1, 2 ORDER BY 2 DESC",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let total: i64 = rows.iter().map(|r| r.2).sum();
+        (total == ATTEMPTS).then_some(rows)
+    })
+    .await;
+    let wrong = lifecycle_worker::console::MAX_FAILURES as i64;
+    assert_eq!(
+        rows,
+        [
+            ("127.0.0.1".into(), "wrong token".into(), wrong),
+            (
+                "127.0.0.1".into(),
+                "refused: rate limited".into(),
+                ATTEMPTS - wrong
+            ),
+        ]
+    );
+    // One row per kind and minute: two, or four if the attempts straddled
+    // a minute.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM console_audit")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(stored <= 4, "{stored} audit rows for {ATTEMPTS} attempts");
+    // The audit page shows the counts (to an operator elsewhere).
+    let bearer = format!("Bearer {TOKEN}");
+    let stream = connect_from([127, 0, 0, 3], port).await;
+    let page = http_request_on(
+        stream,
+        port,
+        "GET",
+        "/audit",
+        &[("Authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains(&format!("<td class=\"num\">{}</td>", ATTEMPTS - wrong)),
+        "{}",
+        page.body
+    );
     env.finish().await;
 }

@@ -77,6 +77,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> Figures {
 async fn console_pages(pool: &PgPool, settings: &Settings) -> Vec<PageTime> {
     let mut settings = settings.clone();
     settings.http.console_token = Some(SecretString::from(TOKEN));
+    settings.http.console_listen = Some("127.0.0.1:0".into());
     let console = lifecycle_worker::console::Console::new(
         settings,
         pool.clone(),

@@ -9,7 +9,7 @@
 //! written as counts every few seconds ([`Auth::take_failures`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,8 @@ use crate::store::audit::{self, FailedLogins};
 use crate::store::StoreError;
 use sqlx::PgPool;
 
-/// The session cookie's name.
-pub const COOKIE_NAME: &str = "lw_console";
+/// The session cookie's name on loopback; elsewhere with `__Host-` before it.
+const COOKIE_NAME: &str = "lw_console";
 /// A session unused this long is closed.
 const IDLE: Duration = Duration::from_secs(30 * 60);
 /// A session lasts at most this long, however busy.
@@ -335,14 +335,62 @@ pub fn remote(parts: &Parts) -> IpAddr {
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0)
 }
 
-pub fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
-        .map(str::to_owned)
+/// The session cookie, by where the console listens. Off loopback it is
+/// `__Host-` prefixed and always `Secure`: a browser then only accepts it
+/// over https, for this host alone (no `Domain`, `Path=/`), so neither a
+/// plain-HTTP hop nor a sibling subdomain can set or read it. On loopback
+/// over plain HTTP (a local or SSH-tunnelled console) a Secure cookie
+/// would not be kept, so it is `Secure` only when a TLS-terminating proxy
+/// says the browser used https.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionCookie {
+    exposed: bool,
+}
+
+impl SessionCookie {
+    pub fn for_listen(listen: SocketAddr) -> SessionCookie {
+        SessionCookie {
+            exposed: !listen.ip().to_canonical().is_loopback(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        if self.exposed {
+            "__Host-lw_console"
+        } else {
+            COOKIE_NAME
+        }
+    }
+
+    fn attributes(&self, value: &str, max_age: u64, tls: bool) -> String {
+        let secure = if self.exposed || tls { "; Secure" } else { "" };
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+            self.name()
+        )
+    }
+
+    /// `Set-Cookie` for a new session; `tls`: the browser came over https.
+    pub fn set(&self, id: &str, tls: bool) -> String {
+        self.attributes(id, LIFETIME.as_secs(), tls)
+    }
+
+    /// `Set-Cookie` that clears it.
+    pub fn expired(&self, tls: bool) -> String {
+        self.attributes("", 0, tls)
+    }
+
+    /// The session id a request carries under the name in use.
+    pub fn read(&self, headers: &HeaderMap) -> Option<String> {
+        let name = self.name();
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+    }
 }
 
 impl FromRequestParts<Arc<Console>> for Caller {
@@ -372,7 +420,10 @@ impl FromRequestParts<Arc<Console>> for Caller {
                 remote,
             });
         }
-        let session = cookie(&parts.headers).and_then(|id| console.auth.session(&id));
+        let session = console
+            .cookie
+            .read(&parts.headers)
+            .and_then(|id| console.auth.session(&id));
         match session {
             Some(s) => Ok(Caller {
                 actor: format!("console:{}", s.person),
@@ -565,10 +616,64 @@ mod tests {
 
     #[test]
     fn the_session_cookie_is_found_among_others() {
+        let local = SessionCookie::for_listen("127.0.0.1:9465".parse().unwrap());
         let mut m = HeaderMap::new();
         m.insert(COOKIE, "a=1; lw_console=abc; b=2".parse().unwrap());
-        assert_eq!(cookie(&m).as_deref(), Some("abc"));
+        assert_eq!(local.read(&m).as_deref(), Some("abc"));
         m.insert(COOKIE, "lw_console_x=1".parse().unwrap());
-        assert_eq!(cookie(&m), None);
+        assert_eq!(local.read(&m), None);
+        // Each reads the name it sets, and only that one.
+        let exposed = SessionCookie::for_listen("0.0.0.0:9465".parse().unwrap());
+        m.insert(
+            COOKIE,
+            "lw_console=abc; __Host-lw_console=def".parse().unwrap(),
+        );
+        assert_eq!(exposed.read(&m).as_deref(), Some("def"));
+        assert_eq!(local.read(&m).as_deref(), Some("abc"));
+        m.insert(COOKIE, "lw_console=abc".parse().unwrap());
+        assert_eq!(exposed.read(&m), None);
+    }
+
+    #[test]
+    fn off_loopback_the_session_cookie_is_host_prefixed_and_secure() {
+        for listen in [
+            "0.0.0.0:9465",
+            "10.1.2.3:9465",
+            "[::]:9465",
+            "[2001:db8::1]:443",
+        ] {
+            let c = SessionCookie::for_listen(listen.parse().unwrap());
+            for tls in [false, true] {
+                let set = c.set("abc", tls);
+                assert_eq!(
+                    set,
+                    "__Host-lw_console=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200; Secure",
+                    "{listen}"
+                );
+                // `__Host-` also needs Secure and Path=/ (and no Domain) to
+                // be cleared.
+                assert_eq!(
+                    c.expired(tls),
+                    "__Host-lw_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure"
+                );
+            }
+        }
+        for listen in ["127.0.0.1:9465", "127.0.0.2:1", "[::1]:9465"] {
+            let c = SessionCookie::for_listen(listen.parse().unwrap());
+            // As before: Secure only when a TLS-terminating proxy says so.
+            assert_eq!(
+                c.set("abc", false),
+                "lw_console=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200",
+                "{listen}"
+            );
+            assert_eq!(
+                c.set("abc", true),
+                "lw_console=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200; Secure"
+            );
+            assert_eq!(
+                c.expired(false),
+                "lw_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            );
+        }
     }
 }

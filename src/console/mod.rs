@@ -49,6 +49,7 @@ pub struct Console {
     pool: PgPool,
     health: Arc<Health>,
     auth: auth::Auth,
+    cookie: auth::SessionCookie,
     proxies: client::TrustedProxies,
 }
 
@@ -56,6 +57,8 @@ pub struct Console {
 pub enum ConsoleError {
     #[error("http.console_listen is set but http.console_token is not: the console never runs without a token")]
     NoToken,
+    #[error("http.console_listen must be host:port, like 127.0.0.1:9465")]
+    Listen,
     #[error("http.console_trusted_proxies: {0}")]
     TrustedProxies(#[from] client::CidrError),
 }
@@ -71,8 +74,10 @@ impl Console {
             .console_token
             .as_ref()
             .ok_or(ConsoleError::NoToken)?;
+        let listen = settings.console_listen().ok_or(ConsoleError::Listen)?;
         Ok(Console {
             auth: auth::Auth::new(token),
+            cookie: auth::SessionCookie::for_listen(listen),
             proxies: client::TrustedProxies::parse(&settings.http.console_trusted_proxies)?,
             settings,
             pool,

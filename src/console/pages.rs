@@ -107,15 +107,7 @@ pub async fn login(
                 remote: from,
             };
             record(&c, &operator, "login", "console", "ok").await;
-            // Secure when a TLS-terminating proxy says the browser used https.
-            let tls = headers
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes() == b"https");
-            let cookie = format!(
-                "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200{}",
-                auth::COOKIE_NAME,
-                if tls { "; Secure" } else { "" }
-            );
+            let cookie = c.cookie.set(&id, came_over_tls(&headers));
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         // Counted for the audit by `auth`, not written per request.
@@ -146,14 +138,18 @@ pub async fn logout(
     if let Some(r) = caller.csrf_refusal(&f.csrf) {
         return r;
     }
-    if let Some(id) = auth::cookie(&headers) {
+    if let Some(id) = c.cookie.read(&headers) {
         c.auth.logout(&id);
     }
-    let expired = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        auth::COOKIE_NAME
-    );
+    let expired = c.cookie.expired(came_over_tls(&headers));
     ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
+}
+
+/// Whether a TLS-terminating proxy says the browser used https.
+fn came_over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes() == b"https")
 }
 
 // ---------------------------------------------------------------- overview

@@ -905,3 +905,117 @@ async fn failed_logins_are_audited_as_counts_not_rows() {
     );
     env.finish().await;
 }
+
+/// The rows of a table on a page (`<tr>` in its `<tbody>`).
+fn table_rows(page: &str, id: &str) -> usize {
+    page.split(&format!("<table id=\"{id}\""))
+        .nth(1)
+        .and_then(|t| t.split("<tbody>").nth(1))
+        .and_then(|t| t.split("</tbody>").next())
+        .map_or(0, |body| body.matches("<tr>").count())
+}
+
+/// The `href` of the page's "next page" link, if any.
+fn next_link(page: &str) -> Option<String> {
+    let (before, _) = page.split_once("rel=\"next\"")?;
+    let href = before.rsplit("href=\"").next()?;
+    Some(href.split('"').next()?.replace("&amp;", "&"))
+}
+
+/// Issue 25, item 2: every list in the console is a page (a LIMIT in every
+/// query that lists) with a link to the next; a release preview of "all"
+/// dry-runs one page, not everything in one long transaction.
+#[tokio::test]
+async fn held_commands_dead_letters_and_groups_come_a_page_at_a_time() {
+    const PAGE: usize = 50;
+    let port = free_port();
+    let env = TestEnv::start_with(with_console(port)).await;
+    // One more held command than a page (acme holds every destructive change).
+    let contacts: Vec<Value> = (0..=PAGE)
+        .map(|i| {
+            env.command(
+                "acme",
+                "contact.upsert",
+                0,
+                json!({"contact_id": format!("c-{i}"), "first_name": "Held"}),
+            )
+        })
+        .collect();
+    env.publish_all(&contacts).await;
+    let pool = &env.pool;
+    eventually("the contacts exist", || async move {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        (n == PAGE as i64 + 1).then_some(())
+    })
+    .await;
+    let held: Vec<Value> = (0..=PAGE)
+        .map(|i| {
+            env.command(
+                "acme",
+                "contact.deactivate",
+                1,
+                json!({"contact_id": format!("c-{i}")}),
+            )
+        })
+        .collect();
+    env.publish_all(&held).await;
+    // One more failure group than a page, and a group of more than a page.
+    sqlx::query(
+        "INSERT INTO dead_letters (fingerprint, body, body_len, body_sha256, properties, exchange, \
+         routing_key, tenant_id, code, message, template, group_id) \
+         SELECT 'fp-' || i, '\\x7b7d', 2, repeat('0', 64), '{}', 'x', 'acme.contact.upsert', 'acme', \
+         'invalid_command', 'cause ' || g, 'cause ' || g, 'group-' || lpad(g::text, 3, '0') \
+         FROM generate_series(1, $1) i, LATERAL (SELECT CASE WHEN i <= $2 THEN 0 ELSE i END AS g) grp",
+    )
+    .bind(2 * PAGE as i32 + 1)
+    .bind(PAGE as i32 + 1)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    eventually("all held", || async move {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM held_commands")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        (n == PAGE as i64 + 1).then_some(())
+    })
+    .await;
+    console_up(port).await;
+    let bearer = format!("Bearer {TOKEN}");
+    let get = |path: String| {
+        let bearer = bearer.clone();
+        async move {
+            let r = http_request(port, "GET", &path, &[("Authorization", &bearer)], None).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            r.body
+        }
+    };
+
+    for (first, table) in [
+        ("/guard".to_owned(), "held"),
+        ("/dead-letters".to_owned(), "groups"),
+        ("/dead-letters/groups/group-000".to_owned(), "dead-letters"),
+    ] {
+        let page = get(first.clone()).await;
+        assert_eq!(table_rows(&page, table), PAGE, "{first}");
+        let next = next_link(&page).unwrap_or_else(|| panic!("{first}: no next page\n{page}"));
+        let page = get(next.clone()).await;
+        assert_eq!(table_rows(&page, table), 1, "{next}");
+        assert_eq!(next_link(&page), None, "{next}: the last page");
+    }
+    // The guardrail still counts every held command of the tenant.
+    let guard = get("/guard".to_owned()).await;
+    assert!(guard.contains(&format!("<td>{}", PAGE + 1)), "{guard}");
+
+    // Previewing the release of all: the first page, saying so.
+    let preview = get("/guard/acme/preview?holds=all".to_owned()).await;
+    assert_eq!(table_rows(&preview, "preview"), PAGE);
+    assert!(
+        preview.contains(&format!("the first {PAGE} of {}", PAGE + 1)),
+        "{preview}"
+    );
+    env.finish().await;
+}

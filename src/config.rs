@@ -118,6 +118,16 @@ pub struct HttpSettings {
     /// is not one of them. `LIFECYCLE__HTTP__CONSOLE_TRUSTED_PROXIES` is
     /// comma-separated.
     pub console_trusted_proxies: Vec<String>,
+    /// Most connections the console holds open at once (each a file
+    /// descriptor of the process); at the cap the oldest connection that
+    /// has not carried an operator's request is closed to make room.
+    pub console_max_connections: usize,
+    /// Seconds a client has to send a request's head, counted from when
+    /// its connection opened or its previous response was sent.
+    pub console_header_timeout_secs: u64,
+    /// Seconds a connection may go without a byte either way while a
+    /// request's body is read or its response written.
+    pub console_idle_timeout_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -127,6 +137,9 @@ impl Default for HttpSettings {
             console_listen: None,
             console_token: None,
             console_trusted_proxies: Vec::new(),
+            console_max_connections: 256,
+            console_header_timeout_secs: 10,
+            console_idle_timeout_secs: 60,
         }
     }
 }
@@ -240,6 +253,8 @@ fn invalid(key: &'static str, message: &str) -> Result<(), ConfigError> {
 
 /// A console token is a random secret; a short one could be guessed.
 pub const MIN_CONSOLE_TOKEN_CHARS: usize = 24;
+/// Each console connection is a file descriptor; no process has more.
+const MAX_CONSOLE_CONNECTIONS: usize = 65_536;
 
 impl Settings {
     /// Layers defaults, the optional file and the environment, then checks
@@ -390,6 +405,18 @@ impl Settings {
                 "http.console_token",
                 "must be at least 24 characters (a random secret, not a password)",
             );
+        }
+        if !(1..=MAX_CONSOLE_CONNECTIONS).contains(&self.http.console_max_connections) {
+            return invalid(
+                "http.console_max_connections",
+                "must be 1 to 65536, and well below the process's open-files limit",
+            );
+        }
+        if self.http.console_header_timeout_secs == 0 {
+            return invalid("http.console_header_timeout_secs", "must be at least 1");
+        }
+        if self.http.console_idle_timeout_secs == 0 {
+            return invalid("http.console_idle_timeout_secs", "must be at least 1");
         }
         if let Err(e) =
             crate::console::client::TrustedProxies::parse(&self.http.console_trusted_proxies)
@@ -556,6 +583,24 @@ mod tests {
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("http.console_trusted_proxies"), "{e}");
         s.http.console_trusted_proxies.clear();
+        type Zero = fn(&mut Settings);
+        let zeroed: [(&str, Zero); 3] = [
+            ("http.console_max_connections", |t| {
+                t.http.console_max_connections = 0
+            }),
+            ("http.console_header_timeout_secs", |t| {
+                t.http.console_header_timeout_secs = 0
+            }),
+            ("http.console_idle_timeout_secs", |t| {
+                t.http.console_idle_timeout_secs = 0
+            }),
+        ];
+        for (key, zero) in zeroed {
+            let mut t = s.clone();
+            zero(&mut t);
+            let e = t.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
         s.http.console_listen = Some("nowhere".into());
         assert!(s.validate().is_err());
         assert!(!format!("{s:?}").contains(&"x".repeat(32)));

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::client::Client;
+use super::server::Connection;
 use super::Console;
 use crate::store::audit::{self, FailedLogins};
 use crate::store::StoreError;
@@ -393,6 +394,14 @@ impl SessionCookie {
     }
 }
 
+/// The request's connection carried an operator's request: it is kept
+/// when the console makes room for new ones ([`super::server`]).
+fn operator_connection(parts: &Parts) {
+    if let Some(c) = parts.extensions.get::<Connection>() {
+        c.carried_an_operator();
+    }
+}
+
 impl FromRequestParts<Arc<Console>> for Caller {
     type Rejection = Response;
 
@@ -414,6 +423,7 @@ impl FromRequestParts<Arc<Console>> for Caller {
                 console.auth.fail(remote);
                 return Err((StatusCode::UNAUTHORIZED, "wrong token").into_response());
             }
+            operator_connection(parts);
             return Ok(Caller {
                 actor: "bearer".into(),
                 session: None,
@@ -424,6 +434,9 @@ impl FromRequestParts<Arc<Console>> for Caller {
             .cookie
             .read(&parts.headers)
             .and_then(|id| console.auth.session(&id));
+        if session.is_some() {
+            operator_connection(parts);
+        }
         match session {
             Some(s) => Ok(Caller {
                 actor: format!("console:{}", s.person),

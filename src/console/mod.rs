@@ -21,6 +21,7 @@ mod auth;
 pub mod client;
 mod mask;
 mod pages;
+mod server;
 mod view;
 
 use std::net::{IpAddr, SocketAddr};
@@ -36,7 +37,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::app::Health;
 use crate::config::Settings;
@@ -184,13 +185,8 @@ pub async fn serve(
         info!(%addr, "operations console listening");
     }
     let recording = tokio::spawn(record_failures(console.clone(), token.clone()));
-    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await;
-    if let Err(e) = served {
-        error!(error = %e, "console HTTP server failed");
-    }
+    let limits = server::Limits::new(&console.settings.http);
+    server::serve(listener, router(console), limits, token).await;
     let _ = recording.await;
 }
 

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::auth::{self, Caller, LoginError};
 use super::client::Client;
+use super::server::Connection;
 use super::view::{self, count, csrf_field, page, when};
 use super::{mask, Console};
 use crate::guard::{self, Selection};
@@ -106,11 +107,15 @@ fn login_page(error: Option<&str>) -> Markup {
 pub async fn login(
     State(c): App,
     Extension(Client(from)): Extension<Client>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
     match c.auth.login(from, &f.name, &f.token) {
         Ok(id) => {
+            if let Some(Extension(connection)) = connection {
+                connection.carried_an_operator();
+            }
             let operator = Caller {
                 actor: format!("console:{}", f.name.trim()),
                 session: None,

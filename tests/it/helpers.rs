@@ -750,8 +750,30 @@ pub fn spawn_worker_with(
     extra_env: &[(&str, &str)],
     stderr: Stdio,
 ) -> WorkerProcess {
+    spawn_worker_under(env, &[], listen, extra_env, stderr)
+}
+
+/// [`spawn_worker_with`] started by `wrapper`, a command that runs the rest
+/// of its arguments (`prlimit --nofile=1024:1024 --`, say).
+pub fn spawn_worker_under(
+    env: &TestEnv,
+    wrapper: &[&str],
+    listen: &str,
+    extra_env: &[(&str, &str)],
+    stderr: Stdio,
+) -> WorkerProcess {
     let s = &env.settings;
-    let child = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+    let worker = env!("CARGO_BIN_EXE_lifecycle-worker");
+    let (program, before) = wrapper
+        .split_first()
+        .map_or((worker, &[][..]), |(p, rest)| (*p, rest));
+    let child = Command::new(program)
+        .args(before)
+        .args(if wrapper.is_empty() {
+            None
+        } else {
+            Some(worker)
+        })
         .arg("run")
         .env("LIFECYCLE__DATABASE__URL", s.database.url.expose_secret())
         .env("LIFECYCLE__AMQP__URL", s.amqp.url.expose_secret())

@@ -6,7 +6,7 @@
 //! bounded amount of memory and no database write: the rate limit keeps at
 //! most [`MAX_TRACKED`] windows and expires them oldest first (no walk over
 //! every entry), and the failures for the audit are counted in memory and
-//! written as counts every few seconds ([`Auth::take_failures`]).
+//! written as counts every few seconds ([`Auth::record_failures`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -42,7 +42,7 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Clients whose failures the rate limit remembers at once; past it the
 /// oldest window is forgotten (that client may try again early, no one
 /// else is affected).
-pub const MAX_TRACKED: usize = 10_000;
+const MAX_TRACKED: usize = 10_000;
 /// (Minute, client, result) counts waiting for the audit; past it, new
 /// clients are counted together.
 const MAX_UNRECORDED: usize = 10_000;

@@ -244,16 +244,24 @@ pub async fn groups(State(c): App, caller: Caller, Query(q): Query<GroupsQuery>)
         Err(e) => return view::failure(Some(&caller), &e),
     };
     let (groups, more) = one_page(groups);
-    let next = more.then(|| groups.last()).flatten().map(|g| {
+    // Links keep the tenant filter.
+    let link = |after: Option<(i64, &str)>| {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(t) = &tenant {
             query.append_pair("tenant", t);
         }
-        query
-            .append_pair("after_count", &g.count.to_string())
-            .append_pair("after", &g.group);
+        if let Some((count, group)) = after {
+            query
+                .append_pair("after_count", &count.to_string())
+                .append_pair("after", group);
+        }
         format!("/dead-letters?{}", query.finish())
-    });
+    };
+    let first = after.map(|_| link(None));
+    let next = more
+        .then(|| groups.last())
+        .flatten()
+        .map(|g| link(Some((g.count, &g.group))));
     let content = html! {
         form.actions method="get" action="/dead-letters" {
             label { "Tenant" input name="tenant" value=[tenant.as_deref()]; }
@@ -278,7 +286,7 @@ pub async fn groups(State(c): App, caller: Caller, Query(q): Query<GroupsQuery>)
         }
         @if groups.is_empty() { p { "No dead letters waiting." } }
         nav aria-label="Pages" {
-            @if after.is_some() { a href="/dead-letters" { "First page" } " " }
+            @if let Some(first) = &first { a href=(first) { "First page" } " " }
             @if let Some(next) = &next { a href=(next) rel="next" { "Next page" } }
         }
     };

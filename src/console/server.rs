@@ -313,6 +313,8 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
+    // No new connections while the ones in hand finish.
+    drop(listener);
     tracker.close();
     tracker.wait().await;
 }

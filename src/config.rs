@@ -115,6 +115,21 @@ pub struct HttpSettings {
     /// The console's bearer token and login secret; required with
     /// `console_listen`.
     pub console_token: Option<SecretString>,
+    /// Reverse proxies (IPs or CIDR blocks) whose `X-Forwarded-For` the
+    /// console believes: the client is the right-most address in it that
+    /// is not one of them. `LIFECYCLE__HTTP__CONSOLE_TRUSTED_PROXIES` is
+    /// comma-separated.
+    pub console_trusted_proxies: Vec<String>,
+    /// Most connections the console holds open at once (each a file
+    /// descriptor of the process); at the cap the oldest connection that
+    /// has not carried an operator's request is closed to make room.
+    pub console_max_connections: usize,
+    /// Seconds a client has to send a request's head, counted from when
+    /// its connection opened or its previous response was sent.
+    pub console_header_timeout_secs: u64,
+    /// Seconds a connection may go without a byte either way while a
+    /// request's body is read or its response written.
+    pub console_idle_timeout_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -123,6 +138,10 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:9464".into(),
             console_listen: None,
             console_token: None,
+            console_trusted_proxies: Vec::new(),
+            console_max_connections: 256,
+            console_header_timeout_secs: 10,
+            console_idle_timeout_secs: 60,
         }
     }
 }
@@ -197,6 +216,8 @@ pub struct RetentionSettings {
     pub published_outbox_days: u32,
     /// Days a dead letter is kept after its last failure.
     pub dead_letters_days: u32,
+    /// Days a console audit record (logins, reveals, actions) is kept.
+    pub console_audit_days: u32,
     /// Seconds between purges.
     pub interval_secs: u64,
 }
@@ -207,6 +228,7 @@ impl Default for RetentionSettings {
             processed_commands_days: 30,
             published_outbox_days: 7,
             dead_letters_days: 30,
+            console_audit_days: 365,
             interval_secs: 3600,
         }
     }
@@ -337,6 +359,8 @@ fn redact(text: &str, secrets: &[String]) -> String {
 
 /// A console token is a random secret; a short one could be guessed.
 pub const MIN_CONSOLE_TOKEN_CHARS: usize = 24;
+/// Each console connection is a file descriptor; no process has more.
+const MAX_CONSOLE_CONNECTIONS: usize = 65_536;
 
 impl Settings {
     /// Layers defaults, the optional file and the environment, then checks
@@ -389,7 +413,9 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
-                .source(Some(plain)),
+                .source(Some(plain))
+                .list_separator(",")
+                .with_list_parse_key("http.console_trusted_proxies"),
         );
         for (key, value) in secrets {
             builder = if key == "amqp.urls" {
@@ -479,6 +505,10 @@ impl Settings {
         if self.relay.vacuum_every_events == 0 {
             return invalid("relay.vacuum_every_events", "must be at least 1");
         }
+        // 0 would purge a record at the next run: no audit at all.
+        if self.retention.console_audit_days == 0 {
+            return invalid("retention.console_audit_days", "must be at least 1");
+        }
         if self.http_listen().is_err() {
             return invalid("http.listen", "must be host:port, like 127.0.0.1:9464");
         }
@@ -530,6 +560,26 @@ impl Settings {
                 "http.console_token",
                 "must be at least 24 characters (a random secret, not a password)",
             );
+        }
+        if !(1..=MAX_CONSOLE_CONNECTIONS).contains(&self.http.console_max_connections) {
+            return invalid(
+                "http.console_max_connections",
+                "must be 1 to 65536, and well below the process's open-files limit",
+            );
+        }
+        if self.http.console_header_timeout_secs == 0 {
+            return invalid("http.console_header_timeout_secs", "must be at least 1");
+        }
+        if self.http.console_idle_timeout_secs == 0 {
+            return invalid("http.console_idle_timeout_secs", "must be at least 1");
+        }
+        if let Err(e) =
+            crate::console::client::TrustedProxies::parse(&self.http.console_trusted_proxies)
+        {
+            return Err(ConfigError::Invalid {
+                key: "http.console_trusted_proxies",
+                message: e.to_string(),
+            });
         }
         if self
             .http_listen()
@@ -666,6 +716,10 @@ mod tests {
         s.worker.batch_size = 0;
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("worker.batch_size"), "{e}");
+        let mut s = Settings::default();
+        s.retention.console_audit_days = 0;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("retention.console_audit_days"), "{e}");
     }
 
     #[test]
@@ -686,6 +740,31 @@ mod tests {
         s.http.console_listen = Some(s.http.listen.clone());
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("metrics port"), "{e}");
+        s.http.console_listen = Some("127.0.0.1:9465".into());
+        s.http.console_trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into()];
+        assert!(s.validate().is_ok());
+        s.http.console_trusted_proxies.push("10.0.0.0/40".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("http.console_trusted_proxies"), "{e}");
+        s.http.console_trusted_proxies.clear();
+        type Zero = fn(&mut Settings);
+        let zeroed: [(&str, Zero); 3] = [
+            ("http.console_max_connections", |t| {
+                t.http.console_max_connections = 0
+            }),
+            ("http.console_header_timeout_secs", |t| {
+                t.http.console_header_timeout_secs = 0
+            }),
+            ("http.console_idle_timeout_secs", |t| {
+                t.http.console_idle_timeout_secs = 0
+            }),
+        ];
+        for (key, zero) in zeroed {
+            let mut t = s.clone();
+            zero(&mut t);
+            let e = t.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
         s.http.console_listen = Some("nowhere".into());
         assert!(s.validate().is_err());
         assert!(!format!("{s:?}").contains(&"x".repeat(32)));

@@ -63,55 +63,98 @@ impl From<sqlx::Error> for GuardError {
     }
 }
 
-/// The held commands a selection names, in the order they were held.
-async fn selected(
-    pool: &PgPool,
-    tenant: &str,
-    selection: &Selection,
-) -> Result<Vec<Held>, StoreError> {
-    let held = guardrail::list(pool, Some(tenant)).await?;
-    Ok(match selection {
-        Selection::All => held,
-        Selection::Ids(ids) => held
-            .into_iter()
-            .filter(|h| ids.contains(&h.hold_id))
-            .collect(),
-    })
+/// Held commands read per query while releasing or discarding.
+const BATCH: i64 = 100;
+
+impl Selection {
+    /// The hold ids named, or `None` for all.
+    pub fn ids(&self) -> Option<&[i64]> {
+        match self {
+            Selection::All => None,
+            Selection::Ids(ids) => Some(ids),
+        }
+    }
+}
+
+/// The held commands a selection names, in the order they were held,
+/// read a batch at a time.
+struct Selected<'a> {
+    pool: &'a PgPool,
+    tenant: &'a str,
+    ids: Option<&'a [i64]>,
+    after: i64,
+    batch: std::vec::IntoIter<Held>,
+}
+
+impl<'a> Selected<'a> {
+    fn new(pool: &'a PgPool, tenant: &'a str, selection: &'a Selection) -> Selected<'a> {
+        Selected {
+            pool,
+            tenant,
+            ids: selection.ids(),
+            after: 0,
+            batch: Vec::new().into_iter(),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Held>, StoreError> {
+        if let Some(h) = self.batch.next() {
+            return Ok(Some(h));
+        }
+        let batch =
+            guardrail::selected(self.pool, self.tenant, self.ids, self.after, Some(BATCH)).await?;
+        if let Some(last) = batch.last() {
+            self.after = last.hold_id;
+        }
+        self.batch = batch.into_iter();
+        Ok(self.batch.next())
+    }
 }
 
 /// Applies held commands, each in its own transaction, so an interrupted
 /// release can be run again and a concurrent one skips what this one took.
-/// With `dry_run`, all of them are applied in one transaction that is
-/// rolled back: what a release would do now, nothing changed.
 pub async fn release(
     settings: &Settings,
     pool: &PgPool,
     tenant: &str,
     selection: Selection,
-    dry_run: bool,
     actor: &str,
 ) -> Result<Vec<Released>, GuardError> {
     let tenant_id = TenantId::parse(tenant).map_err(|r| GuardError::Tenant(r.message))?;
-    let held = selected(pool, tenant, &selection).await?;
     let hash_key = HashKey::load(pool, settings.privacy.hash_key.as_ref()).await?;
-    let mut results = Vec::with_capacity(held.len());
-    if dry_run {
+    let mut results = Vec::new();
+    let mut held = Selected::new(pool, tenant, &selection);
+    while let Some(h) = held.next().await? {
         let mut tx = pool.begin().await?;
-        for h in &held {
-            results.extend(release_one(settings, &hash_key, &mut tx, h).await?);
-        }
-        tx.rollback().await?;
-        return Ok(results);
-    }
-    for h in &held {
-        let mut tx = pool.begin().await?;
-        let released = release_one(settings, &hash_key, &mut tx, h).await?;
+        let released = release_one(settings, &hash_key, &mut tx, &h).await?;
         tx.commit().await?;
         results.extend(released);
     }
     let untrip = matches!(selection, Selection::All);
     let counts = (results.len() as u64, 0);
     publish_released(settings, pool, &tenant_id, untrip, counts, actor).await?;
+    Ok(results)
+}
+
+/// What a release would do now: the first `at_most` held commands of the
+/// selection (all with `None`) applied in one transaction that is rolled
+/// back, nothing changed.
+pub async fn preview(
+    settings: &Settings,
+    pool: &PgPool,
+    tenant: &str,
+    selection: &Selection,
+    at_most: Option<i64>,
+) -> Result<Vec<Released>, GuardError> {
+    TenantId::parse(tenant).map_err(|r| GuardError::Tenant(r.message))?;
+    let held = guardrail::selected(pool, tenant, selection.ids(), 0, at_most).await?;
+    let hash_key = HashKey::load(pool, settings.privacy.hash_key.as_ref()).await?;
+    let mut results = Vec::with_capacity(held.len());
+    let mut tx = pool.begin().await?;
+    for h in &held {
+        results.extend(release_one(settings, &hash_key, &mut tx, h).await?);
+    }
+    tx.rollback().await?;
     Ok(results)
 }
 
@@ -190,8 +233,9 @@ fn inbound(settings: &Settings, h: &Held) -> Inbound {
     )
 }
 
-/// Rejects held commands with code `discarded` into the dead-letter store,
-/// where they can still be replayed deliberately. Returns how many.
+/// Rejects held commands with code `discarded` into the dead-letter store
+/// (each in its own transaction), where they can still be replayed
+/// deliberately. Returns how many.
 pub async fn discard(
     settings: &Settings,
     pool: &PgPool,
@@ -202,7 +246,8 @@ pub async fn discard(
     let tenant_id = TenantId::parse(tenant).map_err(|r| GuardError::Tenant(r.message))?;
     let producers = settings.producers();
     let mut discarded = 0;
-    for h in selected(pool, tenant, &selection).await? {
+    let mut held = Selected::new(pool, tenant, &selection);
+    while let Some(h) = held.next().await? {
         let mut tx = pool.begin().await?;
         let Some(h) = guardrail::take(&mut tx, &h.tenant_id, h.hold_id).await? else {
             continue;

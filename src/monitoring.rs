@@ -85,10 +85,22 @@ fn describe() {
         "lifecycle_guardrail_held",
         "Commands held by the mass-change guardrail, by tenant."
     );
+    describe_gauge!(
+        "lifecycle_console_connections",
+        "Connections open to the operations console."
+    );
+    describe_counter!(
+        "lifecycle_console_connections_closed_total",
+        "Console connections closed by the console, by reason: timeout (header or idle), \
+         shed (to make room at the cap), refused (at the cap, every connection an operator's)."
+    );
     for component in ["worker", "relay", "dead_letter_drain"] {
         counter!("lifecycle_transient_retries_total", "component" => component).absolute(0);
     }
     counter!("lifecycle_broker_reconnects_total").absolute(0);
+    for reason in ["timeout", "shed", "refused"] {
+        counter!("lifecycle_console_connections_closed_total", "reason" => reason).absolute(0);
+    }
     counter!("lifecycle_events_published_total").absolute(0);
     for reason in ["refused", "unroutable"] {
         counter!("lifecycle_replies_undelivered_total", "reason" => reason).absolute(0);

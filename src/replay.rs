@@ -182,9 +182,12 @@ async fn wait_for_canary(
             .zip(&results)
             .find_map(|(c, r)| r.as_deref().filter(|r| !applied(r)).map(|r| (c, r)))
         {
+            // As its template: this message reaches the console's audit
+            // records; the row's history keeps the whole result.
             return Err(ReplayError::Refused(format!(
                 "canary: dead letter {} {}; stopped before replaying the rest",
-                c.dead_letter_id, r
+                c.dead_letter_id,
+                crate::domain::failure::template(r)
             )));
         }
         if results.iter().all(Option::is_some) {

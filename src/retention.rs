@@ -1,6 +1,6 @@
-//! Retention: processed-command records, published outbox rows and dead
-//! letters are
-//! purged after their configured periods, in small batches so that no
+//! Retention: processed-command records, published outbox rows, dead
+//! letters and the console's audit records are purged after their
+//! configured periods, in small batches so that no
 //! long-running delete competes with command processing for locks or I/O.
 //!
 //! Purging a processed command ends its duplicate protection: a redelivery
@@ -25,6 +25,7 @@ pub struct Purged {
     pub outbox_rows: u64,
     pub dead_letters: u64,
     pub guardrail_changes: u64,
+    pub console_audit: u64,
     /// Soft-deleted contacts and users whose restore window ended.
     pub deletes_finished: u64,
 }
@@ -68,6 +69,15 @@ pub async fn purge_once(pool: &PgPool, settings: &RetentionSettings) -> Result<P
              SELECT tenant_id, applied_at FROM guardrail_changes \
              WHERE applied_at < now() - make_interval(days => $1) LIMIT $2)",
             crate::domain::policy::MAX_GUARDRAIL_WINDOW_DAYS,
+        )
+        .await?,
+        // Oldest first, through the time index.
+        console_audit: purge_batches(
+            pool,
+            "DELETE FROM console_audit WHERE id IN ( \
+             SELECT id FROM console_audit WHERE at < now() - make_interval(days => $1) \
+             ORDER BY at LIMIT $2)",
+            settings.console_audit_days,
         )
         .await?,
         deletes_finished: finish_deletes(pool).await?,
@@ -133,6 +143,7 @@ pub async fn run(pool: PgPool, settings: RetentionSettings, shutdown: Cancellati
                 outbox_rows = p.outbox_rows,
                 dead_letters = p.dead_letters,
                 guardrail_changes = p.guardrail_changes,
+                console_audit = p.console_audit,
                 deletes_finished = p.deletes_finished,
                 "retention purge"
             ),

@@ -54,7 +54,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> Figures {
     let started = Instant::now();
     let mut groups = 0;
     for _ in 0..runs {
-        groups = lifecycle_worker::store::replays::groups(pool, None)
+        groups = lifecycle_worker::store::replays::groups_page(pool, None, None, 1_000)
             .await
             .unwrap()
             .len();
@@ -77,6 +77,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> Figures {
 async fn console_pages(pool: &PgPool, settings: &Settings) -> Vec<PageTime> {
     let mut settings = settings.clone();
     settings.http.console_token = Some(SecretString::from(TOKEN));
+    settings.http.console_listen = Some("127.0.0.1:0".into());
     let console = lifecycle_worker::console::Console::new(
         settings,
         pool.clone(),

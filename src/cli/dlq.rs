@@ -243,8 +243,19 @@ pub async fn show(pool: &PgPool, id: i64, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn groups(pool: &PgPool, tenant: Option<String>, as_json: bool) -> anyhow::Result<()> {
-    let groups = replays::groups(pool, tenant.as_deref()).await?;
+pub async fn groups(
+    pool: &PgPool,
+    tenant: Option<String>,
+    limit: u32,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let mut groups =
+        replays::groups_page(pool, tenant.as_deref(), None, i64::from(limit) + 1).await?;
+    let more = groups.len() > limit as usize;
+    groups.truncate(limit as usize);
+    if more {
+        eprintln!("showing the {limit} largest groups; there are more (--limit N shows more)");
+    }
     if as_json {
         println!(
             "{}",

@@ -77,15 +77,18 @@ pub async fn run(settings: &Settings, pool: &PgPool, cmd: GuardCommand) -> anyho
             dry_run,
         } => {
             let selection = selection(all, hold_ids)?;
-            let done = guard::release(
-                settings,
-                pool,
-                &tenant,
-                selection,
-                dry_run,
-                &super::whoami::os_user(),
-            )
-            .await?;
+            let done = if dry_run {
+                guard::preview(settings, pool, &tenant, &selection, None).await?
+            } else {
+                guard::release(
+                    settings,
+                    pool,
+                    &tenant,
+                    selection,
+                    &super::whoami::os_user(),
+                )
+                .await?
+            };
             let verb = if dry_run { "would get" } else { "got" };
             for r in &done {
                 let entity = r.entity.as_ref().map_or("bulk".to_owned(), |e| {
@@ -135,7 +138,7 @@ async fn status(
     as_json: bool,
 ) -> anyhow::Result<()> {
     let policies = settings.policies();
-    let rows = guardrail::status(pool, |t| policies.for_tenant(t).guardrail.clone()).await?;
+    let rows = guardrail::status(pool, |t| policies.for_tenant(t).guardrail.clone(), None).await?;
     let rows: Vec<Value> = rows
         .into_iter()
         .filter(|(t, _, _)| tenant.as_deref().is_none_or(|want| want == t))

@@ -250,6 +250,10 @@ pub enum DlqCommand {
     Groups {
         #[arg(long)]
         tenant: Option<String>,
+        /// Show at most N groups, the largest first.
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
         #[arg(long)]
         json: bool,
     },
@@ -336,7 +340,11 @@ pub async fn dlq(settings: &Settings, cmd: DlqCommand) -> anyhow::Result<()> {
             json,
         } => dlq::list(&pool, tenant, code, since, json).await,
         DlqCommand::Show { id, json } => dlq::show(&pool, id, json).await,
-        DlqCommand::Groups { tenant, json } => dlq::groups(&pool, tenant, json).await,
+        DlqCommand::Groups {
+            tenant,
+            limit,
+            json,
+        } => dlq::groups(&pool, tenant, limit, json).await,
         DlqCommand::Edit { id, file, new_id } => dlq::edit(settings, &pool, id, file, new_id).await,
         DlqCommand::Replay {
             ids,

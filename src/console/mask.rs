@@ -1,10 +1,14 @@
 //! Dead-letter bodies with personal data masked, until an operator reveals
 //! them. Pure: what is shown depends only on the body.
 //!
-//! Kept visible: the envelope's routing fields and every id (what an
-//! operator needs to find the cause and the entity); masked: every other
-//! value (names, addresses, phone numbers, reasons, free text, header
-//! values), whatever its type, since a number can be a phone number too.
+//! Masked by what a value is, not by what its key looks like: kept visible
+//! are the envelope's routing fields, a few codes, and the contract's id
+//! fields by their exact names (an `attributes.national_id` is a
+//! producer's attribute, not an id of the contract); every other value
+//! (names, addresses, phone numbers, reasons, attributes, free text, header
+//! values) is masked, whatever its type, since a number can be a phone
+//! number too. Free text the worker wrote about a message (its failure
+//! message, a replay's result) shows as its template.
 
 use serde_json::{Map, Value};
 
@@ -12,7 +16,7 @@ use serde_json::{Map, Value};
 pub const MASK: &str = "•••";
 
 /// Fields whose values are never personal: routing, timing, versions,
-/// status codes, ids.
+/// status codes, and the contract's ids (sections 2 and 3).
 fn visible(key: &str) -> bool {
     matches!(
         key,
@@ -21,40 +25,65 @@ fn visible(key: &str) -> bool {
             | "issued_at"
             | "effective_at"
             | "expected_version"
-            | "operation"
             | "status"
             | "status_code"
             | "action_code"
             | "role"
-    ) || key.ends_with("_id")
-        || key.ends_with("_ids")
+            | "command_id"
+            | "contact_id"
+            | "contact_ids"
+            | "employer_id"
+            | "user_id"
+            | "role_id"
+    )
 }
+
+/// Free-form maps of the producer's own data: nothing in them is shown,
+/// whatever its name.
+const FREE_FORM: &str = "attributes";
 
 /// The body for the masked view: pretty JSON with personal values masked;
 /// a body that is not JSON is masked whole.
 pub fn masked_body(body: &[u8]) -> String {
     match serde_json::from_slice::<Value>(body) {
-        Ok(v) => serde_json::to_string_pretty(&mask_value(None, v)).unwrap_or_default(),
+        Ok(v) => serde_json::to_string_pretty(&mask_value(Field::Top, v)).unwrap_or_default(),
         Err(_) => format!("({} bytes, not JSON: hidden until revealed)", body.len()),
     }
 }
 
-fn mask_value(key: Option<&str>, v: Value) -> Value {
+/// Free text about a message (a failure message, a replay's result) for
+/// the masked view: quoted values and numbers replaced.
+pub fn masked_text(text: &str) -> String {
+    crate::domain::failure::template(text)
+}
+
+/// Where a value sits: under a named field, or inside a free-form map.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Top,
+    Named(&'a str),
+    FreeForm,
+}
+
+fn mask_value(at: Field<'_>, v: Value) -> Value {
     match v {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let masked = mask_value(Some(&k), v);
+                    let inner = match at {
+                        Field::FreeForm => Field::FreeForm,
+                        _ if k == FREE_FORM => Field::FreeForm,
+                        _ => Field::Named(&k),
+                    };
+                    let masked = mask_value(inner, v);
                     (k, masked)
                 })
                 .collect::<Map<String, Value>>(),
         ),
         // A list is judged by the field that holds it.
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|v| mask_value(key, v)).collect())
-        }
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| mask_value(at, v)).collect()),
         Value::Null => Value::Null,
-        scalar if key.is_some_and(visible) => scalar,
+        scalar if matches!(at, Field::Named(k) if visible(k)) => scalar,
         _ => Value::String(MASK.into()),
     }
 }
@@ -118,6 +147,49 @@ mod tests {
         assert_eq!(p["middle_name"], Value::Null);
         let text = masked_body(b"{\"payload\":{\"email\":\"ana@example.com\"}}");
         assert!(!text.contains("ana@"), "{text}");
+    }
+
+    #[test]
+    fn ids_are_the_contracts_id_fields_not_any_key_ending_in_id() {
+        let out = masked(json!({
+            "command_id": "c-1", "tenant": "acme",
+            "payload": {
+                "contact_id": "c-9", "user_id": "u-1", "role_id": "r-1",
+                "external_id": "X-77", "reason": "moved to 12 Elm St",
+                "attributes": {"national_id": "AB123456C", "passport_id": "P9876543",
+                               "contact_id": "c-other", "tags": ["vip"]},
+                "filter": {"employer_id": "e-1"},
+                "operation": {"type": "contact.set_attributes",
+                              "payload": {"attributes": {"national_id": "ZZ99"}}}
+            }
+        }));
+        let p = &out["payload"];
+        for (id, value) in [
+            ("contact_id", "c-9"),
+            ("user_id", "u-1"),
+            ("role_id", "r-1"),
+        ] {
+            assert_eq!(p[id], value);
+        }
+        assert_eq!(p["filter"]["employer_id"], "e-1");
+        assert_eq!(p["operation"]["type"], "contact.set_attributes");
+        // Not an id of the contract, whatever its name says.
+        assert_eq!(p["external_id"], MASK);
+        assert_eq!(p["reason"], MASK);
+        // An attribute's value is the producer's data, whatever its name.
+        assert_eq!(
+            p["attributes"],
+            json!({"national_id": MASK, "passport_id": MASK, "contact_id": MASK, "tags": [MASK]})
+        );
+        assert_eq!(p["operation"]["payload"]["attributes"]["national_id"], MASK);
+    }
+
+    #[test]
+    fn free_text_shows_as_its_template() {
+        assert_eq!(
+            masked_text("failed again: invalid_command: attribute national_id `AB123456C` refused"),
+            "failed again: invalid_command: attribute national_id <value> refused"
+        );
     }
 
     #[test]

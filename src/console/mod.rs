@@ -18,14 +18,17 @@
 //!   and its records.
 
 mod auth;
+pub mod client;
 mod mask;
 mod pages;
+mod server;
 mod view;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -34,7 +37,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{info, warn};
 
 use crate::app::Health;
 use crate::config::Settings;
@@ -47,12 +50,18 @@ pub struct Console {
     pool: PgPool,
     health: Arc<Health>,
     auth: auth::Auth,
+    cookie: auth::SessionCookie,
+    proxies: client::TrustedProxies,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error("http.console_listen is set but http.console_token is not: the console never runs without a token")]
     NoToken,
+    #[error("http.console_listen must be host:port, like 127.0.0.1:9465")]
+    Listen,
+    #[error("http.console_trusted_proxies: {0}")]
+    TrustedProxies(#[from] client::CidrError),
 }
 
 impl Console {
@@ -66,8 +75,11 @@ impl Console {
             .console_token
             .as_ref()
             .ok_or(ConsoleError::NoToken)?;
+        let listen = settings.console_listen().ok_or(ConsoleError::Listen)?;
         Ok(Console {
             auth: auth::Auth::new(token),
+            cookie: auth::SessionCookie::for_listen(listen),
+            proxies: client::TrustedProxies::parse(&settings.http.console_trusted_proxies)?,
             settings,
             pool,
             health,
@@ -105,7 +117,27 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/assets/console.css", get(view::stylesheet))
         .layer(middleware::from_fn(same_origin_changes))
         .layer(middleware::map_response(secure_headers))
+        .layer(middleware::from_fn_with_state(
+            console.clone(),
+            client_address,
+        ))
         .with_state(console)
+}
+
+/// Works out who the request comes from, once, for the rate limit and the
+/// audit records.
+async fn client_address(
+    State(console): State<Arc<Console>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let client = console.proxies.client(peer, request.headers());
+    request.extensions_mut().insert(client::Client(client));
+    next.run(request).await
 }
 
 /// A state-changing request the browser says came from another origin is
@@ -152,11 +184,28 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "operations console listening");
     }
-    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await;
-    if let Err(e) = served {
-        error!(error = %e, "console HTTP server failed");
+    let recording = tokio::spawn(record_failures(console.clone(), token.clone()));
+    let limits = server::Limits::new(&console.settings.http);
+    server::serve(listener, router(console), limits, token).await;
+    let _ = recording.await;
+}
+
+/// How often failed logins counted in memory are added to the audit.
+const RECORD_FAILURES_EVERY: Duration = Duration::from_secs(5);
+
+/// Adds the failed logins counted in memory to the audit every few
+/// seconds, and once more at shutdown.
+async fn record_failures(console: Arc<Console>, shutdown: CancellationToken) {
+    loop {
+        let last = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(RECORD_FAILURES_EVERY) => false,
+        };
+        if let Err(e) = console.auth.record_failures(&console.pool).await {
+            warn!(error = %e, "console: failed logins could not be added to the audit; kept for the next try");
+        }
+        if last {
+            return;
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! with the session's token, recorded in `console_audit`, and done by the
 //! same code as the CLI (`replay`, `guard`).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +11,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{self, HeaderMap};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::auth::{self, Caller, LoginError};
+use super::client::Client;
+use super::server::Connection;
 use super::view::{self, count, csrf_field, page, when};
 use super::{mask, Console};
 use crate::guard::{self, Selection};
@@ -23,7 +26,8 @@ use crate::store::audit::{self, Record};
 use crate::store::journal::{self, DeadLetterRow};
 use crate::store::{guardrail, replays, schedule};
 
-/// Rows per page of a dead-letter group.
+/// Rows per page of every list: groups, a group's dead letters, held
+/// commands, a release preview.
 const PAGE: i64 = 50;
 /// Counts on the overview stop here: an exact count of millions of rows
 /// would cost more than the page is worth.
@@ -32,6 +36,14 @@ const COUNT_CAP: i64 = 10_000;
 const SCHEDULE_ROWS: i64 = 200;
 
 type App = State<Arc<Console>>;
+
+/// Lists are read a row past the page: `rows` cut to the page, and whether
+/// there is a next one.
+fn one_page<T>(mut rows: Vec<T>) -> (Vec<T>, bool) {
+    let more = rows.len() as i64 > PAGE;
+    rows.truncate(PAGE as usize);
+    (rows, more)
+}
 
 /// Writes an audit record of what `caller` did.
 async fn try_record(
@@ -94,39 +106,28 @@ fn login_page(error: Option<&str>) -> Markup {
 
 pub async fn login(
     State(c): App,
-    connect: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Extension(Client(from)): Extension<Client>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let from = connect.0.ip();
-    let anonymous = Caller {
-        actor: format!(
-            "console:{}",
-            f.name.trim().chars().take(64).collect::<String>()
-        ),
-        session: None,
-        remote: from,
-    };
     match c.auth.login(from, &f.name, &f.token) {
         Ok(id) => {
-            record(&c, &anonymous, "login", "console", "ok").await;
-            // Secure when a TLS-terminating proxy says the browser used https.
-            let tls = headers
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes() == b"https");
-            let cookie = format!(
-                "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200{}",
-                auth::COOKIE_NAME,
-                if tls { "; Secure" } else { "" }
-            );
+            if let Some(Extension(connection)) = connection {
+                connection.carried_an_operator();
+            }
+            let operator = Caller {
+                actor: format!("console:{}", f.name.trim()),
+                session: None,
+                remote: from,
+            };
+            record(&c, &operator, "login", "console", "ok").await;
+            let cookie = c.cookie.set(&id, came_over_tls(&headers));
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
-        Err(LoginError::RateLimited) => {
-            record(&c, &anonymous, "login", "console", "refused: rate limited").await;
-            auth::too_many()
-        }
+        // Counted for the audit by `auth`, not written per request.
+        Err(LoginError::RateLimited) => auth::too_many(),
         Err(LoginError::WrongToken) => {
-            record(&c, &anonymous, "login", "console", "wrong token").await;
             (StatusCode::UNAUTHORIZED, login_page(Some("Wrong token."))).into_response()
         }
         Err(LoginError::BadName) => (
@@ -152,14 +153,18 @@ pub async fn logout(
     if let Some(r) = caller.csrf_refusal(&f.csrf) {
         return r;
     }
-    if let Some(id) = auth::cookie(&headers) {
+    if let Some(id) = c.cookie.read(&headers) {
         c.auth.logout(&id);
     }
-    let expired = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        auth::COOKIE_NAME
-    );
+    let expired = c.cookie.expired(came_over_tls(&headers));
     ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
+}
+
+/// Whether a TLS-terminating proxy says the browser used https.
+fn came_over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes() == b"https")
 }
 
 // ---------------------------------------------------------------- overview
@@ -223,12 +228,40 @@ pub struct TenantQuery {
     tenant: Option<String>,
 }
 
-pub async fn groups(State(c): App, caller: Caller, Query(q): Query<TenantQuery>) -> Response {
+#[derive(Deserialize)]
+pub struct GroupsQuery {
+    tenant: Option<String>,
+    /// The last group of the previous page, and its count.
+    after: Option<String>,
+    after_count: Option<i64>,
+}
+
+pub async fn groups(State(c): App, caller: Caller, Query(q): Query<GroupsQuery>) -> Response {
     let tenant = q.tenant.filter(|t| !t.is_empty());
-    let groups = match replays::groups(&c.pool, tenant.as_deref()).await {
+    let after = q.after_count.zip(q.after.as_deref());
+    let groups = match replays::groups_page(&c.pool, tenant.as_deref(), after, PAGE + 1).await {
         Ok(g) => g,
         Err(e) => return view::failure(Some(&caller), &e),
     };
+    let (groups, more) = one_page(groups);
+    // Links keep the tenant filter.
+    let link = |after: Option<(i64, &str)>| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(t) = &tenant {
+            query.append_pair("tenant", t);
+        }
+        if let Some((count, group)) = after {
+            query
+                .append_pair("after_count", &count.to_string())
+                .append_pair("after", group);
+        }
+        format!("/dead-letters?{}", query.finish())
+    };
+    let first = after.map(|_| link(None));
+    let next = more
+        .then(|| groups.last())
+        .flatten()
+        .map(|g| link(Some((g.count, &g.group))));
     let content = html! {
         form.actions method="get" action="/dead-letters" {
             label { "Tenant" input name="tenant" value=[tenant.as_deref()]; }
@@ -252,6 +285,10 @@ pub async fn groups(State(c): App, caller: Caller, Query(q): Query<TenantQuery>)
             }
         }
         @if groups.is_empty() { p { "No dead letters waiting." } }
+        nav aria-label="Pages" {
+            @if let Some(first) = &first { a href=(first) { "First page" } " " }
+            @if let Some(next) = &next { a href=(next) rel="next" { "Next page" } }
+        }
     };
     page("Dead letters", "/dead-letters", Some(&caller), content).into_response()
 }
@@ -269,7 +306,7 @@ pub async fn group(
 ) -> Response {
     let loaded = async {
         let g = replays::group(&c.pool, &group).await?;
-        let rows = journal::group_page(&c.pool, &group, q.after.unwrap_or(0), PAGE).await?;
+        let rows = journal::group_page(&c.pool, &group, q.after.unwrap_or(0), PAGE + 1).await?;
         Ok::<_, crate::store::StoreError>((g, rows))
     };
     let (g, rows) = match loaded.await {
@@ -279,9 +316,8 @@ pub async fn group(
         }
         Err(e) => return view::failure(Some(&caller), &e),
     };
-    let next = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let (rows, more) = one_page(rows);
+    let next = more.then(|| rows.last().map(|r| r.id)).flatten();
     let content = html! {
         dl.meta {
             dt { "Code" } dd { (g.code) }
@@ -480,7 +516,7 @@ async fn detail(c: &Console, caller: &Caller, id: i64, revealed: bool) -> Respon
             mask::masked_body(&row.body),
             serde_json::to_string_pretty(&mask::masked_properties(&row.properties))
                 .unwrap_or_default(),
-            crate::domain::failure::template(&row.message),
+            mask::masked_text(&row.message),
         )
     };
     let content = html! {
@@ -533,7 +569,12 @@ async fn detail(c: &Console, caller: &Caller, id: i64, revealed: bool) -> Respon
                     td { (when(h.at)) }
                     td { (h.action) @if let Some(n) = h.replay { " #" (n) } }
                     td { (h.os_user.as_deref().unwrap_or("-")) " (" (h.amqp_user.as_deref().unwrap_or("-")) ")" }
-                    td.text { (h.result.as_deref().unwrap_or("(no outcome yet)")) }
+                    td.text { @match (&h.result, revealed) {
+                        (None, _) => "(no outcome yet)",
+                        (Some(r), true) => (r),
+                        // A result quotes the failure's message.
+                        (Some(r), false) => (mask::masked_text(r)),
+                    } }
                 } } }
             }
         }
@@ -621,24 +662,38 @@ pub async fn edit(
 
 // ---------------------------------------------------------------- guardrail
 
-pub async fn guard(State(c): App, caller: Caller) -> Response {
+/// Tenants shown on the guardrail page (tripped ones first).
+const GUARD_TENANTS: i64 = 200;
+
+pub async fn guard(State(c): App, caller: Caller, Query(q): Query<PageQuery>) -> Response {
     let policies = c.settings.policies();
     let loaded = async {
-        let status =
-            guardrail::status(&c.pool, |t| policies.for_tenant(t).guardrail.clone()).await?;
-        let held = guardrail::list(&c.pool, None).await?;
-        Ok::<_, crate::store::StoreError>((status, held))
+        let status = guardrail::status(
+            &c.pool,
+            |t| policies.for_tenant(t).guardrail.clone(),
+            Some(GUARD_TENANTS),
+        )
+        .await?;
+        let tenants: Vec<&str> = status.iter().map(|(t, _, _)| t.as_str()).collect();
+        let waiting: HashMap<String, i64> = guardrail::held_counts(&c.pool, &tenants)
+            .await?
+            .into_iter()
+            .collect();
+        let held = guardrail::held_page(&c.pool, None, q.after.unwrap_or(0), PAGE + 1).await?;
+        Ok::<_, crate::store::StoreError>((status, waiting, held))
     };
-    let (status, held) = match loaded.await {
+    let (status, waiting, held) = match loaded.await {
         Ok(x) => x,
         Err(e) => return view::failure(Some(&caller), &e),
     };
+    let (held, more) = one_page(held);
+    let next = more.then(|| held.last().map(|h| h.hold_id)).flatten();
     let content = html! {
         table id="guard-status" {
             thead { tr { th { "Tenant" } th { "Tripped" } th.num { "Changes in window" } th.num { "Allowed" } th { "Window" } th { "Held" } } }
             tbody { @for (tenant, tripped, n) in &status {
                 @let g = &policies.for_tenant(tenant).guardrail;
-                @let waiting = held.iter().filter(|h| &h.tenant_id == tenant).count();
+                @let waiting = waiting.get(tenant).copied().unwrap_or(0);
                 tr {
                     td { (tenant) }
                     td.bad[*tripped] { @if *tripped { "tripped" } @else { "no" } }
@@ -652,6 +707,7 @@ pub async fn guard(State(c): App, caller: Caller) -> Response {
                 }
             } }
         }
+        @if status.len() as i64 == GUARD_TENANTS { p.muted { "The first " (GUARD_TENANTS) " tenants, tripped ones first." } }
         h2 { "Held commands" }
         @if held.is_empty() { p { "Nothing is held." } }
         @else {
@@ -674,6 +730,10 @@ pub async fn guard(State(c): App, caller: Caller) -> Response {
                     } }
                 } } }
             }
+        }
+        nav aria-label="Pages" {
+            @if q.after.is_some() { a href="/guard" { "First page" } " " }
+            @if let Some(id) = next { a href={"/guard?after=" (id)} rel="next" { "Next page" } }
         }
     };
     page("Guardrail", "/guard", Some(&caller), content).into_response()
@@ -703,14 +763,25 @@ pub async fn preview(
     let Some(sel) = selection(&q.holds) else {
         return view::not_found(&caller, "Name the holds: ids separated by commas, or all.");
     };
-    let results =
-        match guard::release(&c.settings, &c.pool, &tenant, sel, true, &caller.actor).await {
-            Ok(r) => r,
-            Err(e) => return view::failure(Some(&caller), &e),
-        };
+    // One page, in one transaction that is rolled back: what the first
+    // held commands would do, not a long transaction over all of them.
+    let loaded = async {
+        let results = guard::preview(&c.settings, &c.pool, &tenant, &sel, Some(PAGE)).await?;
+        let total = guardrail::count_selected(&c.pool, &tenant, sel.ids()).await?;
+        Ok::<_, guard::GuardError>((results, total))
+    };
+    let (results, total) = match loaded.await {
+        Ok(r) => r,
+        Err(e) => return view::failure(Some(&caller), &e),
+    };
     let suppressed: u64 = results.iter().map(|r| r.suppressed).sum();
     let content = html! {
-        p { "If released now (nothing has changed yet):" }
+        @if total > results.len() as i64 {
+            p id="preview-scope" { "If released now (nothing has changed yet), the first " (results.len())
+                " of " (total) " held commands, in the order held; the release applies all of them:" }
+        } @else {
+            p { "If released now (nothing has changed yet):" }
+        }
         table id="preview" {
             thead { tr { th.num { "Hold" } th { "Type" } th { "Command" } th { "Entity" } th { "Outcome" } th.num { "Addresses suppressed" } } }
             tbody { @for r in &results { tr {
@@ -787,7 +858,7 @@ async fn guard_action(
         );
     };
     let (action, result) = if release {
-        let r = guard::release(&c.settings, &c.pool, tenant, sel, false, &caller.actor).await;
+        let r = guard::release(&c.settings, &c.pool, tenant, sel, &caller.actor).await;
         (
             "release",
             r.map(|done| {
@@ -902,9 +973,9 @@ pub async fn audit(State(c): App, caller: Caller) -> Response {
         Err(e) => return view::failure(Some(&caller), &e),
     };
     let content = html! {
-        p.muted { "The latest 200 reveals, logins and actions through the console." }
+        p.muted { "The latest 200 reveals, logins and actions through the console; failed logins are counted per address and minute." }
         table id="audit" {
-            thead { tr { th { "When" } th { "Who" } th { "From" } th { "Action" } th { "Target" } th { "Result" } } }
+            thead { tr { th { "When" } th { "Who" } th { "From" } th { "Action" } th { "Target" } th { "Result" } th.num { "Times" } } }
             tbody { @for e in &entries { tr {
                 td { (when(e.at)) }
                 td { (e.actor) @if let Some(s) = &e.session { " (" (s) ")" } }
@@ -912,6 +983,7 @@ pub async fn audit(State(c): App, caller: Caller) -> Response {
                 td { (e.action) }
                 td.text { (e.target.as_deref().unwrap_or("-")) }
                 td.text { (e.result) }
+                td.num { (e.count) }
             } } }
         }
     };

@@ -141,6 +141,88 @@ pub async fn hold(conn: &mut PgConnection, h: &Held) -> Result<i64, StoreError> 
     .await?)
 }
 
+/// A held command as a list shows it: no body.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct HeldSummary {
+    pub tenant_id: String,
+    pub hold_id: i64,
+    pub command_id: String,
+    pub command_type: String,
+    pub entity_kind: Option<String>,
+    pub entity_id: Option<String>,
+    pub held_at: OffsetDateTime,
+}
+
+/// Up to `limit` held commands after hold `after`, in the order held, of
+/// one tenant or all (keyset: any page is as fast as the first).
+pub async fn held_page(
+    pool: &PgPool,
+    tenant: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<HeldSummary>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT tenant_id, hold_id, command_id, command_type, entity_kind, entity_id, held_at \
+         FROM held_commands WHERE ($1::text IS NULL OR tenant_id = $1) AND hold_id > $2 \
+         ORDER BY hold_id LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Up to `limit` (all with `None`) of a tenant's held commands, whole,
+/// after hold `after` in the order held; only `ids` when given.
+pub async fn selected(
+    pool: &PgPool,
+    tenant: &str,
+    ids: Option<&[i64]>,
+    after: i64,
+    limit: Option<i64>,
+) -> Result<Vec<Held>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {HELD_COLUMNS} FROM held_commands WHERE tenant_id = $1 AND hold_id > $2 \
+         AND ($3::bigint[] IS NULL OR hold_id = ANY($3)) ORDER BY hold_id LIMIT $4"
+    ))
+    .bind(tenant)
+    .bind(after)
+    .bind(ids)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// How many of a tenant's held commands there are (only `ids` when given).
+pub async fn count_selected(
+    pool: &PgPool,
+    tenant: &str,
+    ids: Option<&[i64]>,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM held_commands WHERE tenant_id = $1 \
+         AND ($2::bigint[] IS NULL OR hold_id = ANY($2))",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Held commands of each of `tenants`.
+pub async fn held_counts(
+    pool: &PgPool,
+    tenants: &[&str],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT tenant_id, count(*) FROM held_commands WHERE tenant_id = ANY($1) GROUP BY tenant_id",
+    )
+    .bind(tenants)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Held commands in the order they were held, of one tenant or all.
 pub async fn list(pool: &PgPool, tenant: Option<&str>) -> Result<Vec<Held>, StoreError> {
     Ok(sqlx::query_as(&format!(
@@ -177,15 +259,19 @@ pub async fn held_per_tenant(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreE
     .await?)
 }
 
-/// Per tenant with a guardrail row: tripped, and the changes in its window.
+/// Per tenant with a guardrail row, tripped ones first, at most `limit`
+/// (all with `None`): tripped, and the changes in its window.
 pub async fn status(
     pool: &PgPool,
     window_of: impl Fn(&str) -> Guardrail,
+    limit: Option<i64>,
 ) -> Result<Vec<(String, bool, u64)>, StoreError> {
-    let tenants: Vec<(String, bool)> =
-        sqlx::query_as("SELECT tenant_id, tripped FROM guardrail_tenants ORDER BY tenant_id")
-            .fetch_all(pool)
-            .await?;
+    let tenants: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT tenant_id, tripped FROM guardrail_tenants ORDER BY tripped DESC, tenant_id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
     let mut out = Vec::with_capacity(tenants.len());
     for (tenant, tripped) in tenants {
         let policy = window_of(&tenant);

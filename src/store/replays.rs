@@ -43,17 +43,30 @@ fn group_sql(condition: &str) -> String {
     )
 }
 
-/// The groups, largest first; by the stored group key, not by parsing
-/// messages.
-pub async fn groups(pool: &PgPool, tenant: Option<&str>) -> Result<Vec<Group>, StoreError> {
+/// Up to `limit` of the groups, largest first (by the stored group key,
+/// not by parsing messages), after the group `after` (its count and id)
+/// of the previous page.
+pub async fn groups_page(
+    pool: &PgPool,
+    tenant: Option<&str>,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<Group>, StoreError> {
     let sql = group_sql("($1::text IS NULL OR tenant_id = $1)");
-    Ok(sqlx::query_as(&format!("{sql} ORDER BY 5 DESC, 1"))
-        .bind(tenant)
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT * FROM ({sql}) g \
+         WHERE $2::bigint IS NULL OR g.count < $2 OR (g.count = $2 AND g.\"group\" > $3) \
+         ORDER BY g.count DESC, g.\"group\" LIMIT $4"
+    ))
+    .bind(tenant)
+    .bind(after.map(|(count, _)| count))
+    .bind(after.map(|(_, group)| group))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
 }
 
-/// One group, as [`groups`] shows it.
+/// One group, as [`groups_page`] shows it.
 pub async fn group(pool: &PgPool, group: &str) -> Result<Option<Group>, StoreError> {
     Ok(sqlx::query_as(&group_sql("group_id = $1"))
         .bind(group)

@@ -677,10 +677,23 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     form: Option<&str>,
 ) -> HttpResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("the server answers");
+    http_request_on(stream, port, method, path, headers, form).await
+}
+
+/// [`http_request`] on a connection the caller opened (from another
+/// local address, say).
+pub async fn http_request_on(
+    mut stream: tokio::net::TcpStream,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: Option<&str>,
+) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -737,8 +750,30 @@ pub fn spawn_worker_with(
     extra_env: &[(&str, &str)],
     stderr: Stdio,
 ) -> WorkerProcess {
+    spawn_worker_under(env, &[], listen, extra_env, stderr)
+}
+
+/// [`spawn_worker_with`] started by `wrapper`, a command that runs the rest
+/// of its arguments (`prlimit --nofile=1024:1024 --`, say).
+pub fn spawn_worker_under(
+    env: &TestEnv,
+    wrapper: &[&str],
+    listen: &str,
+    extra_env: &[(&str, &str)],
+    stderr: Stdio,
+) -> WorkerProcess {
     let s = &env.settings;
-    let child = Command::new(env!("CARGO_BIN_EXE_lifecycle-worker"))
+    let worker = env!("CARGO_BIN_EXE_lifecycle-worker");
+    let (program, before) = wrapper
+        .split_first()
+        .map_or((worker, &[][..]), |(p, rest)| (*p, rest));
+    let child = Command::new(program)
+        .args(before)
+        .args(if wrapper.is_empty() {
+            None
+        } else {
+            Some(worker)
+        })
         .arg("run")
         .env("LIFECYCLE__DATABASE__URL", s.database.url.expose_secret())
         .env("LIFECYCLE__AMQP__URL", s.amqp.url.expose_secret())

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod console;
+mod console_limits;
 mod contacts;
 mod dead_letters;
 mod deep_headers;

@@ -75,6 +75,7 @@ async fn retention_purges_only_what_is_past_its_period() {
             outbox_rows: 1200,
             dead_letters: 1100,
             guardrail_changes: 3,
+            console_audit: 0,
             deletes_finished: 0,
         }
     );
@@ -92,5 +93,29 @@ async fn retention_purges_only_what_is_past_its_period() {
             .unwrap(),
         Purged::default()
     );
+    env.finish().await;
+}
+
+/// Issue 25, item 2: the console's audit records are kept
+/// `retention.console_audit_days` (365), then purged like the rest.
+#[tokio::test]
+async fn console_audit_records_are_purged_after_their_period() {
+    let env = TestEnv::prepare_with(|_| {}).await;
+    sqlx::query(
+        "INSERT INTO console_audit (at, actor, action, target, result) \
+         SELECT now() - make_interval(days => d), 'bearer', 'reveal', 'dead_letter ' || d, 'shown' \
+         FROM unnest(ARRAY[366, 400, 364, 1]) d",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    purge_once(&env.pool, &env.settings.retention)
+        .await
+        .unwrap();
+    let left: Vec<String> = sqlx::query_scalar("SELECT target FROM console_audit ORDER BY at")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["dead_letter 364", "dead_letter 1"]);
     env.finish().await;
 }

@@ -557,5 +557,18 @@ async fn odd_routing_keys_form_one_failure_group() {
     let groups = groups.as_array().unwrap();
     assert_eq!(groups.len(), 1, "{groups:?}");
     assert_eq!(groups[0]["count"], 4);
+
+    // The listing is bounded, and says when there is more.
+    let missing = env.command(
+        "acme",
+        "contact.deactivate",
+        1,
+        json!({"contact_id": "c-none"}),
+    );
+    assert_eq!(env.send(&missing).await["error"]["code"], "not_found");
+    let out = env.cli(&["dlq", "groups", "--limit", "1", "--json"]).await;
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown.as_array().unwrap().len(), 1, "{shown}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there are more"));
     env.finish().await;
 }

@@ -240,7 +240,7 @@ impl Default for RetentionSettings {
 pub struct PrivacySettings {
     /// HMAC-SHA-256 key, at least 32 characters; generated once and kept in
     /// the database when not configured. It cannot be changed later: see
-    /// the README ("Right to be forgotten").
+    /// docs/deletion.md ("The key").
     pub hash_key: Option<SecretString>,
 }
 

@@ -272,7 +272,7 @@ async fn keyboard_to(b: &Client, text: &str) {
     panic!("`{text}` cannot be reached with Tab");
 }
 
-/// With `CONSOLE_SCREENSHOTS=dir`, the page as it looks now, for the README.
+/// With `CONSOLE_SCREENSHOTS=dir`, the page as it looks now, for docs/console.md.
 async fn screenshot(b: &Client, name: &str) {
     if let Ok(dir) = std::env::var("CONSOLE_SCREENSHOTS") {
         let png = b.screenshot().await.expect("screenshot");

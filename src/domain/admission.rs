@@ -30,7 +30,7 @@ pub struct Arrival<'a> {
 /// Header tables and arrays nested deeper than this make a message
 /// `malformed`. Real headers stay within a few levels (`x-death` is an
 /// array of tables holding arrays: 4); the AMQP client parses at most 32
-/// levels and keeps anything deeper as bytes (patches/README.md).
+/// levels and keeps anything deeper as bytes (vendor/README.md).
 pub const MAX_HEADER_DEPTH: usize = 16;
 
 /// Decodes and checks an arriving message; a refusal keeps whatever ids

@@ -172,7 +172,7 @@ async fn both_services_over_verified_tls_and_never_plain_text() {
         postgres_error(&pg("localhost", &format!("sslmode=verify-ca&{root}"))).await,
         None
     );
-    // verify-ca checks the chain, not the name, as libpq (patches/sqlx-core).
+    // verify-ca checks the chain, not the name, as libpq (vendor/sqlx-core).
     assert_eq!(
         postgres_error(&pg("127.0.0.1", &format!("sslmode=verify-ca&{root}"))).await,
         None

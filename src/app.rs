@@ -1,9 +1,10 @@
 //! `run`: the worker process. Consumers, relay and HTTP as tasks under one
 //! cancellation token; shutdown is a parameter.
 
+use crate::monitoring::Health;
 use crate::privacy::HashKey;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,19 +25,6 @@ use crate::amqp::{self, Names};
 use crate::config::Settings;
 use crate::store;
 use crate::worker::{consume_queue, retry_schedule, Flow, Processor};
-
-/// What `/readyz` reports, kept up to date by the tasks themselves and by
-/// [`probe_database`]: no HTTP request touches the database.
-#[derive(Default)]
-pub struct Health {
-    pub database_reachable: AtomicBool,
-    pub broker_connected: AtomicBool,
-    pub consumers_running: AtomicBool,
-    /// Outbox rows not yet published, as last probed.
-    pub outbox_pending: AtomicI64,
-    /// Age of the oldest of them in milliseconds (the relay's lag).
-    pub outbox_oldest_ms: AtomicU64,
-}
 
 /// How often the database is probed for `/readyz` and the outbox gauges.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);

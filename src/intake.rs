@@ -139,7 +139,7 @@ impl Inbound {
             Some(d) => d,
             None => Sha256::digest(&self.body).into(),
         };
-        hex(&digest)
+        hex::encode(digest)
     }
 
     /// The dead-letter row this delivery becomes when refused. The
@@ -179,16 +179,6 @@ impl Inbound {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,7 +215,7 @@ mod tests {
         );
         assert_eq!(msg.body.len(), 10);
         assert_eq!(msg.body_len, 150);
-        assert_eq!(msg.body_sha256(), hex(&Sha256::digest(&body)));
+        assert_eq!(msg.body_sha256(), hex::encode(Sha256::digest(&body)));
         let d = msg.dead_letter(
             &failure(ErrorCode::Malformed),
             &Producers::default(),
@@ -253,7 +243,7 @@ mod tests {
             &limits(),
         );
         assert_eq!((d.body.len(), d.body_len), (10, 60));
-        assert_eq!(d.body_sha256, hex(&Sha256::digest(&body)));
+        assert_eq!(d.body_sha256, hex::encode(Sha256::digest(&body)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! (docs/operations.md); counters are registered at start so they show up
 //! as 0 before anything happened.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -204,4 +204,17 @@ pub fn scrape_gauges(outbox_pending: i64, oldest_age: f64, pool_size: u32, pool_
     let idle = pool_idle as f64;
     gauge!("lifecycle_db_pool_connections", "state" => "idle").set(idle);
     gauge!("lifecycle_db_pool_connections", "state" => "in_use").set(f64::from(pool_size) - idle);
+}
+
+/// What `/readyz` reports, kept up to date by the tasks themselves and by
+/// `app::probe_database`: no HTTP request touches the database.
+#[derive(Default)]
+pub struct Health {
+    pub database_reachable: AtomicBool,
+    pub broker_connected: AtomicBool,
+    pub consumers_running: AtomicBool,
+    /// Outbox rows not yet published, as last probed.
+    pub outbox_pending: AtomicI64,
+    /// Age of the oldest of them in milliseconds (the relay's lag).
+    pub outbox_oldest_ms: AtomicU64,
 }

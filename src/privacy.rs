@@ -74,7 +74,7 @@ impl HashKey {
     fn fingerprint(&self) -> String {
         let mut mac = self.mac();
         mac.update(b"lifecycle-worker privacy key fingerprint");
-        crate::intake::hex(&mac.finalize().into_bytes())
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// The key in force: the configured one (which must be the one the

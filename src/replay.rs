@@ -315,7 +315,7 @@ pub async fn edit(
             f.rejection.code, f.rejection.message
         )));
     }
-    let sha = crate::intake::hex(&sha2::Sha256::digest(&bytes));
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
     replays::edit(
         pool,
         row.id,

@@ -81,7 +81,7 @@ async fn console_pages(pool: &PgPool, settings: &Settings) -> Vec<PageTime> {
     let console = lifecycle_worker::console::Console::new(
         settings,
         pool.clone(),
-        Arc::new(lifecycle_worker::app::Health::default()),
+        Arc::new(lifecycle_worker::monitoring::Health::default()),
     )
     .expect("console");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -39,8 +39,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::app::Health;
 use crate::config::Settings;
+use crate::monitoring::Health;
 
 pub use auth::MAX_FAILURES;
 

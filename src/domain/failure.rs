@@ -59,7 +59,7 @@ pub fn group_id(code: &str, command_type: Option<&str>, template: &str) -> Strin
         .and_then(CommandType::parse)
         .map_or("", CommandType::name);
     let digest = Sha256::digest(format!("{code}\0{command_type}\0{template}").as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..6])
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub fn normalize_email(email: &str) -> String {
 /// `UserErased` carry it.
 pub fn email_sha256(email: &str) -> String {
     let digest = Sha256::digest(normalize_email(email).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 /// The erased addresses of one tenant, among those a batch looks at

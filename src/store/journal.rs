@@ -256,7 +256,7 @@ pub fn fingerprint(routing_key: &str, body_sha256: &str) -> String {
     h.update(routing_key.as_bytes());
     h.update([0]);
     h.update(body_sha256.as_bytes());
-    crate::intake::hex(&h.finalize())
+    hex::encode(h.finalize())
 }
 
 /// Postgres text and jsonb refuse U+0000; a dead letter is stored whatever

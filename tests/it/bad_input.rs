@@ -262,7 +262,7 @@ async fn every_bad_message_is_dead_lettered_with_its_code_and_the_next_command_a
     let dead = env.dead_letters().await;
     let kept = env.settings.limits.dead_letter_body_bytes;
     for (name, body, code) in &cases {
-        let sha = lifecycle_worker::intake::hex(&Sha256::digest(body));
+        let sha = hex::encode(Sha256::digest(body));
         let row = dead
             .iter()
             .find(|d| d.body_sha256 == sha)

@@ -37,10 +37,6 @@ async fn pg_dump(env: &TestEnv) -> String {
     String::from_utf8(out.stdout).expect("a text dump")
 }
 
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Neither the value nor its bytes in hex (bytea columns) in the dump, in any case.
 fn assert_absent(dump: &str, values: &[&str]) {
     let dump = dump.to_lowercase();
@@ -48,7 +44,7 @@ fn assert_absent(dump: &str, values: &[&str]) {
         let v = v.to_lowercase();
         assert!(!dump.contains(&v), "the dump still holds {v:?}");
         assert!(
-            !dump.contains(&hex(&v)),
+            !dump.contains(&hex::encode(&v)),
             "the dump still holds {v:?} as bytes"
         );
     }

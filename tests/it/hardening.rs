@@ -7,12 +7,11 @@ use crate::helpers::{eventually, issued_at, spawn_worker, TestEnv};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lifecycle_worker::amqp;
-use lifecycle_worker::intake::hex;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 fn sha(body: &[u8]) -> String {
-    hex(&Sha256::digest(body))
+    hex::encode(Sha256::digest(body))
 }
 
 fn with_header(name: &str, value: AMQPValue) -> lapin::BasicProperties {

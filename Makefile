@@ -1,5 +1,5 @@
 # Targets wrap plain cargo commands; `make test` is what CI runs.
-.PHONY: services run test fmt lint unit bench bench-cluster fuzz
+.PHONY: services run test fmt lint unit bench bench-cluster soak soak-cluster fuzz
 
 services:
 	bash scripts/ensure-services.sh
@@ -30,6 +30,25 @@ bench: services
 bench-cluster: services
 	bash scripts/rabbitmq-cluster.sh start
 	cargo bench --bench e2e -- --cluster; rc=$$?; bash scripts/rabbitmq-cluster.sh stop; exit $$rc
+
+# Chaos soak (benches/soak.rs): MINUTES of paced load on two worker
+# replicas while faults on a seeded schedule hit them, then one JSON line
+# of figures; exits 1 unless nothing was lost, applied twice, missing or out
+# of order. It stops and starts the shared Postgres and RabbitMQ: run it as
+# `flock /tmp/lw-services.lock make soak`. SEED=N repeats a run's schedule
+# and load; PROFILE=dev uses the debug build instead of a release one.
+MINUTES ?= 30
+SOAK_ARGS = --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
+SOAK = cargo bench --bench soak $(if $(PROFILE),--profile $(PROFILE)) --
+
+soak: services
+	$(SOAK) $(SOAK_ARGS)
+
+# The same with the three-node cluster as the broker: a broker fault stops
+# and starts one node; the cluster is removed afterwards.
+soak-cluster: services
+	bash scripts/rabbitmq-cluster.sh start
+	$(SOAK) $(SOAK_ARGS) --cluster; rc=$$?; bash scripts/rabbitmq-cluster.sh stop; exit $$rc
 
 # Property tests of decoding and decisions, far longer than in `make test`.
 fuzz:

@@ -5,25 +5,12 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{allow_mass_changes, free_port, http_status, spawn_worker, spawn_worker_on};
 use crate::helpers::{eventually, relay_lock_holder, terminate_backend, TestEnv};
+use crate::services::{ensure_services, postgres, run, RestoreServices};
 use crate::{
     check_outcome, event_queue, processed, publish_all, serial, set_up, wait_processed, workload,
 };
 use lapin::Channel;
 use lifecycle_worker::amqp;
-
-/// Restores the shared services when a test ends, even by panicking.
-pub struct RestoreServices;
-
-impl Drop for RestoreServices {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/ensure-services.sh"
-            ))
-            .status();
-    }
-}
 
 pub async fn fresh_channel(env: &TestEnv) -> (lapin::Connection, Channel) {
     let conn = amqp::connect(&env.settings.amqp, "chaos-test")
@@ -31,32 +18,6 @@ pub async fn fresh_channel(env: &TestEnv) -> (lapin::Connection, Channel) {
         .expect("broker");
     let ch = conn.create_channel().await.expect("channel");
     (conn, ch)
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let status = std::process::Command::new(cmd)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(status.success(), "{cmd} {args:?} failed");
-}
-
-fn pg_cluster() -> String {
-    std::fs::read_dir("/etc/postgresql")
-        .expect("a Debian Postgres cluster")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("a cluster version")
-}
-
-/// Stops or starts the machine's Postgres cluster (`action`: "stop", "start").
-pub fn postgres(action: &str) {
-    run(
-        "pg_ctlcluster",
-        &["--skip-systemctl-redirect", &pg_cluster(), "main", action],
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,13 +179,7 @@ async fn a_broker_restart_mid_load_loses_nothing() {
         tokio::spawn(async move { publish_all(&settings, &during).await })
     };
     run("rabbitmqctl", &["-q", "start_app"]);
-    run(
-        "bash",
-        &[concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/ensure-services.sh"
-        )],
-    );
+    ensure_services();
     publishing.await.unwrap();
     publish_all(&env.settings, after).await;
     let (_conn, ch) = fresh_channel(&env).await;

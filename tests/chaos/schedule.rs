@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::faults::{fresh_channel, postgres, RestoreServices};
+use crate::faults::fresh_channel;
 use crate::helpers::{allow_mass_changes, eventually, spawn_worker, TestEnv};
+use crate::services::{postgres, RestoreServices};
 use crate::{collect_events, event_queue, processed, publish_all, serial, wait_processed};
 use lifecycle_worker::domain::event::format_time;
 use serde_json::{json, Value};

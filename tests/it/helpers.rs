@@ -750,7 +750,7 @@ pub fn spawn_worker_with(
     extra_env: &[(&str, &str)],
     stderr: Stdio,
 ) -> WorkerProcess {
-    spawn_worker_under(env, &[], listen, extra_env, stderr)
+    spawn_worker_process(&env.settings, &[], listen, extra_env, stderr)
 }
 
 /// [`spawn_worker_with`] started by `wrapper`, a command that runs the rest
@@ -762,7 +762,18 @@ pub fn spawn_worker_under(
     extra_env: &[(&str, &str)],
     stderr: Stdio,
 ) -> WorkerProcess {
-    let s = &env.settings;
+    spawn_worker_process(&env.settings, wrapper, listen, extra_env, stderr)
+}
+
+/// [`spawn_worker_under`] for `settings` without a [`TestEnv`] (the chaos
+/// soak's replicas, `benches/soak.rs`).
+pub fn spawn_worker_process(
+    s: &Settings,
+    wrapper: &[&str],
+    listen: &str,
+    extra_env: &[(&str, &str)],
+    stderr: Stdio,
+) -> WorkerProcess {
     let worker = env!("CARGO_BIN_EXE_lifecycle-worker");
     let (program, before) = wrapper
         .split_first()
@@ -870,6 +881,12 @@ pub fn types(events: &[Value]) -> Vec<&str> {
 /// The backend of this test's database that is named as the relay's session
 /// and holds the relay lock, if any.
 pub async fn relay_lock_holder(pool: &PgPool) -> Option<i32> {
+    try_relay_lock_holder(pool).await.expect("reading pg_locks")
+}
+
+/// [`relay_lock_holder`], or the error while the database is away (the
+/// chaos soak restarts it).
+pub async fn try_relay_lock_holder(pool: &PgPool) -> sqlx::Result<Option<i32>> {
     sqlx::query_scalar(
         "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
          WHERE a.datname = current_database() AND a.application_name = $1 \
@@ -882,12 +899,18 @@ pub async fn relay_lock_holder(pool: &PgPool) -> Option<i32> {
     .bind(lifecycle_worker::relay::LOCK_KEY)
     .fetch_optional(pool)
     .await
-    .expect("reading pg_locks")
 }
 
 /// Ends a backend of this test's database (never another test's): whether
 /// it was there to end.
 pub async fn terminate_backend(pool: &PgPool, pid: i32) -> bool {
+    try_terminate_backend(pool, pid)
+        .await
+        .expect("pg_terminate_backend")
+}
+
+/// [`terminate_backend`], or the error while the database is away.
+pub async fn try_terminate_backend(pool: &PgPool, pid: i32) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity \
          WHERE pid = $1 AND datname = current_database()",
@@ -895,5 +918,4 @@ pub async fn terminate_backend(pool: &PgPool, pid: i32) -> bool {
     .bind(pid)
     .fetch_one(pool)
     .await
-    .expect("pg_terminate_backend")
 }

@@ -69,6 +69,16 @@ const STALLED: Duration = Duration::from_secs(30);
 const MAX_IN_FLIGHT: usize = 2_000;
 const RECONNECT: Duration = Duration::from_millis(200);
 
+/// How long one call on a connection may take before the connection is
+/// given up: a 30-minute soak once stopped publishing after a broker
+/// restart, waiting on a connection that would never answer.
+const CALL: Duration = Duration::from_secs(10);
+
+/// `call`'s result, or `None` when it took longer than [`CALL`].
+async fn bounded<T>(call: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(CALL, call).await.ok()
+}
+
 async fn connect(settings: &Settings, name: &str) -> Option<Connection> {
     match tokio::time::timeout(CONNECT, amqp::connect(&settings.amqp, name)).await {
         Ok(Ok(conn)) => Some(conn),
@@ -131,7 +141,8 @@ pub async fn publish(
             tokio::time::sleep(RECONNECT).await;
             continue;
         };
-        let Ok(ch) = amqp::confirm_channel(&conn).await else {
+        let Some(Ok(ch)) = bounded(amqp::confirm_channel(&conn)).await else {
+            bounded(conn.close(200, "no channel".into())).await;
             tokio::time::sleep(RECONNECT).await;
             continue;
         };
@@ -166,16 +177,15 @@ pub async fn publish(
                     let props = amqp::json_properties()
                         .with_reply_to(reply_to.into())
                         .with_correlation_id(cmds[i].id.as_str().into());
-                    let published = ch
-                        .basic_publish(
-                            exchange.into(),
-                            cmds[i].key.as_str().into(),
-                            BasicPublishOptions::default(),
-                            &cmds[i].body,
-                            props,
-                        )
-                        .await;
-                    let Ok(confirm) = published else { break };
+                    let published = bounded(ch.basic_publish(
+                        exchange.into(),
+                        cmds[i].key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &cmds[i].body,
+                        props,
+                    ))
+                    .await;
+                    let Some(Ok(confirm)) = published else { break };
                     if again.front() == Some(&i) {
                         again.pop_front();
                         tally.lock().unwrap().republished += 1;
@@ -196,7 +206,7 @@ pub async fn publish(
         // Whatever is still unconfirmed goes again on a new connection.
         again.extend(flying.drain());
         drop(in_flight);
-        let _ = conn.close(200, "published".into()).await;
+        bounded(conn.close(200, "published".into())).await;
         if next < cmds.len() || !again.is_empty() {
             tokio::time::sleep(RECONNECT).await;
         }
@@ -214,16 +224,15 @@ pub fn consume(
     tokio::spawn(async move {
         loop {
             if let Some(conn) = connect(&settings, "soak-consumer").await {
-                if let Ok(ch) = conn.create_channel().await {
-                    let _ = ch.basic_qos(1_000, BasicQosOptions::default()).await;
-                    if let Ok(mut consumer) = ch
-                        .basic_consume(
-                            queue.as_str().into(),
-                            "".into(),
-                            BasicConsumeOptions::default(),
-                            FieldTable::default(),
-                        )
-                        .await
+                if let Some(Ok(ch)) = bounded(conn.create_channel()).await {
+                    bounded(ch.basic_qos(1_000, BasicQosOptions::default())).await;
+                    if let Some(Ok(mut consumer)) = bounded(ch.basic_consume(
+                        queue.as_str().into(),
+                        "".into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    ))
+                    .await
                     {
                         while let Some(Ok(d)) = consumer.next().await {
                             sink(&d);
@@ -233,7 +242,7 @@ pub fn consume(
                         }
                     }
                 }
-                let _ = conn.close(200, "reconnecting".into()).await;
+                bounded(conn.close(200, "reconnecting".into())).await;
             }
             tokio::time::sleep(RECONNECT).await;
         }

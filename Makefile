@@ -34,8 +34,8 @@ bench-cluster: services
 # Chaos soak (benches/soak.rs): MINUTES of paced load on two worker
 # replicas while faults on a seeded schedule hit them, then one JSON line
 # of figures; exits 1 unless nothing was lost, applied twice, missing or out
-# of order. It stops and starts the shared Postgres and RabbitMQ: run it as
-# `flock /tmp/lw-services.lock make soak`. SEED=N repeats a run's schedule
+# of order. It stops and starts the shared Postgres and RabbitMQ: run it
+# when nothing else uses them. SEED=N repeats a run's schedule
 # and load; PROFILE=dev uses the debug build instead of a release one.
 MINUTES ?= 30
 SOAK_ARGS = --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))

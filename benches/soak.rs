@@ -13,8 +13,9 @@
 //! twice, missing, duplicated or out of order, and prints a summary and one
 //! JSON line. It exits 1 unless every figure that must be 0 is.
 //!
-//! It stops the machine's shared services: run it under
-//! `flock /tmp/lw-services.lock`.
+//! It stops the machine's shared services: run it when nothing else uses
+//! them (a lock held around it would pass, by inheritance, to the Postgres
+//! it starts again).
 
 #[path = "soak/faults.rs"]
 mod faults;

@@ -143,6 +143,11 @@ mod tests {
         .unwrap()
     }
 
+    /// A `contact.deactivate` of contact `c` issued at `issued_at`.
+    fn deactivate(issued_at: &str) -> Vec<u8> {
+        body(issued_at, "contact.deactivate", json!({"contact_id": "c"}))
+    }
+
     fn arrival<'a>(body: &'a [u8], routing_key: &'a str) -> Arrival<'a> {
         Arrival {
             body,
@@ -163,11 +168,7 @@ mod tests {
     fn headers_nested_past_the_limit_are_malformed_and_keep_the_ids() {
         let limits = Limits::default();
         let p = Producers::default();
-        let b = body(
-            "2026-11-22T08:00:00Z",
-            "contact.deactivate",
-            json!({"contact_id": "c"}),
-        );
+        let b = deactivate("2026-11-22T08:00:00Z");
         let key = "acme.contact.deactivate";
         let at = |headers_depth| Arrival {
             headers_depth,
@@ -185,11 +186,7 @@ mod tests {
 
     #[test]
     fn a_routing_key_is_quoted_with_only_the_characters_keys_hold() {
-        let b = body(
-            "2026-11-22T08:00:00Z",
-            "contact.deactivate",
-            json!({"contact_id": "c"}),
-        );
+        let b = deactivate("2026-11-22T08:00:00Z");
         let cmd = decode(&b, &Limits::default()).unwrap();
         let m = check_routing_key(&cmd, "acme.x`y\"z'\u{1b}[31m é")
             .unwrap_err()
@@ -218,17 +215,9 @@ mod tests {
     fn issued_at_may_be_ahead_by_the_skew_and_no_more() {
         let limits = Limits::default();
         let p = Producers::default();
-        let ok = body(
-            "2026-11-22T09:00:00Z",
-            "contact.deactivate",
-            json!({"contact_id": "c"}),
-        );
+        let ok = deactivate("2026-11-22T09:00:00Z");
         assert!(admit(&arrival(&ok, "acme.contact.deactivate"), &limits, &p, NOW).is_ok());
-        let ahead = body(
-            "2026-11-22T09:00:01Z",
-            "contact.deactivate",
-            json!({"contact_id": "c"}),
-        );
+        let ahead = deactivate("2026-11-22T09:00:01Z");
         let f = admit(
             &arrival(&ahead, "acme.contact.deactivate"),
             &limits,
@@ -243,11 +232,7 @@ mod tests {
             f.rejection.message
         );
         assert_eq!(f.command_id.as_deref(), Some("c-1"));
-        let far = body(
-            "9999-01-01T00:00:00Z",
-            "contact.deactivate",
-            json!({"contact_id": "c"}),
-        );
+        let far = deactivate("9999-01-01T00:00:00Z");
         assert_eq!(
             code(admit(
                 &arrival(&far, "acme.contact.deactivate"),
@@ -263,11 +248,7 @@ mod tests {
     fn the_routing_key_must_be_tenant_dot_type_of_the_body() {
         let limits = Limits::default();
         let p = Producers::default();
-        let b = body(
-            "2026-11-22T08:00:00Z",
-            "contact.deactivate",
-            json!({"contact_id": "c"}),
-        );
+        let b = deactivate("2026-11-22T08:00:00Z");
         for wrong in [
             "globex.contact.deactivate",
             "acme.contact.delete",
@@ -300,11 +281,7 @@ mod tests {
         );
         let p = Producers::new(grants);
         let limits = Limits::default();
-        let b = body(
-            "2026-11-22T08:00:00Z",
-            "contact.deactivate",
-            json!({"contact_id": "c"}),
-        );
+        let b = deactivate("2026-11-22T08:00:00Z");
         let key = "acme.contact.deactivate";
         let as_user = |user, replayed, original| Arrival {
             user_id: Some(user),

@@ -1,8 +1,8 @@
 //! `run`: the worker process. Consumers, relay and HTTP as tasks under one
 //! cancellation token; shutdown is a parameter.
 
+use crate::hash_key::HashKey;
 use crate::monitoring::Health;
-use crate::privacy::HashKey;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

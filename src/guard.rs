@@ -4,19 +4,17 @@
 //! the dead-letter store; and cancel a scheduled command as an operator.
 //! The CLI and the console call these.
 
-use crate::privacy::{HashKey, KeyError};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::amqp;
-use crate::apply::{apply_batch, Disposition, Prepared, Rules};
+use crate::apply::{apply_batch, Disposition, Rules};
 use crate::config::Settings;
-use crate::domain::admission::admit;
 use crate::domain::event::{to_cloud_event, EventData, EventDraft, GuardrailReleased};
 use crate::domain::ids::{CommandId, EntityId, TenantId};
 use crate::domain::outcome::{EntityRef, ErrorCode, Outcome, Rejection};
 use crate::domain::Ctx;
-use crate::intake::Inbound;
+use crate::hash_key::{HashKey, KeyError};
+use crate::intake::{operator_cancel, prepare, Inbound};
 use crate::store::guardrail::{self, Held};
 use crate::store::{journal, StoreError};
 
@@ -173,18 +171,8 @@ async fn release_one(
     let msg = inbound(settings, &h);
     let now = OffsetDateTime::now_utc();
     let (policies, producers) = (settings.policies(), settings.producers());
-    let prepared = match admit(&msg.arrival(), &settings.limits, &producers, now) {
-        Ok(cmd) => Prepared::Command(Box::new(cmd)),
-        Err(failure) => Prepared::Refused(failure),
-    };
-    let rules = Rules {
-        policies: &policies,
-        producers: &producers,
-        limits: &settings.limits,
-        guardrail: false,
-        hash_key,
-        schedule: false,
-    };
+    let prepared = prepare(&msg, &settings.limits, &producers, now);
+    let rules = Rules::new(&policies, &producers, &settings.limits, hash_key).released();
     let batch = [(msg, prepared)];
     let done = apply_batch(conn, &batch, &rules, now, true).await?;
     let Some(Disposition::Ack { reply }) = done.dispositions.into_iter().next() else {
@@ -223,12 +211,11 @@ async fn forget_held_outcome(conn: &mut PgConnection, h: &Held) -> Result<(), St
 
 /// The held command as the delivery it was.
 fn inbound(settings: &Settings, h: &Held) -> Inbound {
-    Inbound::new(
-        h.body.clone(),
-        amqp::properties_from_json(&h.properties),
+    Inbound::from_stored(
+        &h.body,
+        &h.properties,
         &h.exchange,
         &h.routing_key,
-        false,
         &settings.limits,
     )
 }
@@ -330,38 +317,12 @@ pub async fn cancel_scheduled(
 ) -> Result<(), GuardError> {
     let tenant_id = TenantId::parse(tenant).map_err(|r| GuardError::Tenant(r.message))?;
     let now = OffsetDateTime::now_utc();
-    let body = serde_json::json!({
-        "command_id": format!("cancel-{}", uuid::Uuid::new_v4()),
-        "tenant": tenant_id.as_str(),
-        "type": "command.cancel",
-        "issued_at": crate::domain::event::format_time(now),
-        "actor": actor,
-        "payload": {"command_id": command_id},
-    });
-    let routing_key = format!("{}.command.cancel", tenant_id.as_str());
-    let msg = Inbound::new(
-        body.to_string().into_bytes(),
-        lapin::BasicProperties::default(),
-        "",
-        &routing_key,
-        false,
-        &settings.limits,
-    );
+    let (msg, prepared) = operator_cancel(&tenant_id, command_id, actor, now, &settings.limits);
+    // Authorised by the operator's access, not by a producer grant.
     let operator = crate::domain::policy::Producers::default();
-    let prepared = match admit(&msg.arrival(), &settings.limits, &operator, now) {
-        Ok(cmd) => Prepared::Command(Box::new(cmd)),
-        Err(failure) => Prepared::Refused(failure),
-    };
     let hash_key = HashKey::load(pool, settings.privacy.hash_key.as_ref()).await?;
     let policies = settings.policies();
-    let rules = Rules {
-        policies: &policies,
-        producers: &operator,
-        limits: &settings.limits,
-        guardrail: true,
-        hash_key: &hash_key,
-        schedule: true,
-    };
+    let rules = Rules::new(&policies, &operator, &settings.limits, &hash_key);
     let mut tx = pool.begin().await?;
     let done = apply_batch(&mut tx, &[(msg, prepared)], &rules, now, true).await?;
     let Some(Disposition::Ack { reply }) = done.dispositions.into_iter().next() else {

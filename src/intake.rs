@@ -1,5 +1,11 @@
-//! A delivery as the worker keeps it: its body (only the first bytes of an
-//! oversize one), who sent it, and the dead letter it becomes when refused.
+//! How a command comes in, whatever the door: an [`Inbound`] (its body,
+//! only the first bytes of an oversize one; who sent it; the dead letter it
+//! becomes when refused) and its [`Prepared`] form. One function per door
+//! makes the `Inbound` ([`Inbound::from_delivery`] for AMQP,
+//! [`Inbound::from_stored`] for a held or scheduled command brought back,
+//! [`operator_cancel`] for an operator's cancel), and [`prepare`] turns any
+//! of them into the prepared command the unit of work applies; the unit of
+//! work never asks which door it was.
 
 use lapin::message::Delivery;
 use lapin::types::AMQPValue;
@@ -8,11 +14,81 @@ use lapin::BasicProperties;
 use sha2::{Digest, Sha256};
 
 use crate::amqp;
-use crate::domain::admission::Arrival;
-use crate::domain::envelope::DecodeFailure;
-use crate::domain::ids::Limits;
+use crate::apply::Prepared;
+use crate::domain::admission::{admit, Arrival};
+use crate::domain::envelope::{Command, CommandBody, DecodeFailure};
+use crate::domain::ids::{CommandId, Limits, TenantId};
+use crate::domain::outcome::Rejection;
 use crate::domain::policy::{Producers, ORIGINAL_USER_HEADER};
 use crate::store::journal::DeadLetter;
+use time::OffsetDateTime;
+
+/// Admits what came in through any door: decoded and authorised, or refused.
+pub fn prepare(
+    msg: &Inbound,
+    limits: &Limits,
+    producers: &Producers,
+    now: OffsetDateTime,
+) -> Prepared {
+    match admit(&msg.arrival(), limits, producers, now) {
+        Ok(cmd) => Prepared::Command(Box::new(cmd)),
+        Err(failure) => Prepared::Refused(failure),
+    }
+}
+
+/// An operator's cancel of a scheduled command (`schedule cancel`, the
+/// console), with the operator as its `actor`: built as a command, not
+/// decoded; its body is kept as the dead letter's if it is refused.
+pub fn operator_cancel(
+    tenant: &TenantId,
+    target: &str,
+    actor: &str,
+    now: OffsetDateTime,
+    limits: &Limits,
+) -> (Inbound, Prepared) {
+    let command_id = format!("cancel-{}", uuid::Uuid::new_v4());
+    let body = serde_json::json!({
+        "command_id": command_id,
+        "tenant": tenant.as_str(),
+        "type": "command.cancel",
+        "issued_at": crate::domain::event::format_time(now),
+        "actor": actor,
+        "payload": {"command_id": target},
+    });
+    let routing_key = format!("{}.command.cancel", tenant.as_str());
+    let msg = Inbound::new(
+        body.to_string().into_bytes(),
+        BasicProperties::default(),
+        "",
+        &routing_key,
+        false,
+        limits,
+    );
+    // As the decoder words a bad `payload.command_id`.
+    let parsed = CommandId::parse(&command_id, limits).and_then(|id| {
+        let target = CommandId::parse(target, limits)
+            .map_err(|r| Rejection::invalid(format!("payload.{}", r.message)))?;
+        Ok((id, target))
+    });
+    let prepared = match parsed {
+        Ok((command_id, target)) => Prepared::Command(Box::new(Command {
+            command_id,
+            tenant: tenant.clone(),
+            issued_at: now,
+            actor: Some(actor.to_owned()),
+            expected_version: None,
+            effective_at: None,
+            body: CommandBody::Cancel { command_id: target },
+        })),
+        Err(rejection) => Prepared::Refused(DecodeFailure {
+            rejection,
+            command_id: Some(command_id),
+            tenant: Some(tenant.to_string()),
+            command_type: Some(crate::domain::registry::CANCEL.to_owned()),
+        }),
+    };
+    (msg, prepared)
+}
 
 /// A delivery as the batch sees it, independent of the channel.
 #[derive(Debug, Clone)]
@@ -111,6 +187,31 @@ impl Inbound {
         }
     }
 
+    /// A command kept by the store (held by the guardrail, scheduled) as
+    /// the delivery it was.
+    pub fn from_stored(
+        body: &[u8],
+        properties: &serde_json::Value,
+        exchange: &str,
+        routing_key: &str,
+        limits: &Limits,
+    ) -> Inbound {
+        Inbound::new(
+            body.to_vec(),
+            amqp::properties_from_json(properties),
+            exchange,
+            routing_key,
+            false,
+            limits,
+        )
+    }
+
+    /// The properties as the store keeps them (dead letters, holds, the
+    /// schedule).
+    pub fn properties_json(&self) -> serde_json::Value {
+        amqp::properties_to_json(&self.properties)
+    }
+
     pub fn user_id(&self) -> Option<&str> {
         self.properties.user_id().as_ref().map(|u| u.as_str())
     }
@@ -152,7 +253,7 @@ impl Inbound {
         producers: &Producers,
         limits: &Limits,
     ) -> DeadLetter {
-        let properties = amqp::properties_to_json(&self.properties);
+        let properties = self.properties_json();
         let trusted = producers.trusts_replay_from(self.user_id(), self.replayed);
         let kept = self.body.len().min(limits.dead_letter_body_bytes);
         DeadLetter {
@@ -182,7 +283,7 @@ impl Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::outcome::{ErrorCode, Rejection};
+    use crate::domain::outcome::ErrorCode;
     use lapin::types::{FieldTable, LongString};
 
     fn failure(code: ErrorCode) -> DecodeFailure {

@@ -29,9 +29,9 @@ pub mod domain;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 pub mod guard;
+pub mod hash_key;
 pub mod intake;
 pub mod monitoring;
-pub mod privacy;
 pub mod relay;
 pub mod replay;
 pub mod replies;

@@ -115,14 +115,7 @@ async fn apply_due(p: &Processor, now: OffsetDateTime, limit: i64) -> Result<usi
             (msg, prepared)
         })
         .collect();
-    let rules = Rules {
-        policies: &p.policies,
-        producers: &p.producers,
-        limits: &p.limits,
-        guardrail: true,
-        hash_key: &p.hash_key,
-        schedule: false,
-    };
+    let rules = Rules::new(&p.policies, &p.producers, &p.limits, &p.hash_key).due();
     let outcome = apply_batch(&mut tx, &batch, &rules, now, true).await?;
     // Deciding one panicked: it is out of the schedule, so it goes to the
     // dead letters, replayable once fixed.
@@ -165,12 +158,11 @@ async fn apply_one_by_one(p: &Processor) -> Result<(), StoreError> {
 
 /// A scheduled command as the delivery it was.
 fn inbound(p: &Processor, s: &Scheduled) -> Inbound {
-    Inbound::new(
-        s.body.clone(),
-        crate::amqp::properties_from_json(&s.properties),
+    Inbound::from_stored(
+        &s.body,
+        &s.properties,
         &s.exchange,
         &s.routing_key,
-        false,
         &p.limits,
     )
 }

@@ -30,9 +30,9 @@ use crate::domain::ids::Limits;
 use crate::domain::outcome::Rejection;
 use crate::domain::policy::{Policies, Producers};
 use crate::domain::registry::CommandType;
+use crate::hash_key::HashKey;
 use crate::intake::Inbound;
 use crate::monitoring::{self, Stage};
-use crate::privacy::HashKey;
 use crate::replies;
 use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
@@ -52,10 +52,7 @@ pub struct Processor {
 
 impl Processor {
     pub fn prepare(&self, msg: &Inbound, now: OffsetDateTime) -> Prepared {
-        match admit(&msg.arrival(), &self.limits, &self.producers, now) {
-            Ok(cmd) => Prepared::Command(Box::new(cmd)),
-            Err(failure) => Prepared::Refused(failure),
-        }
+        crate::intake::prepare(msg, &self.limits, &self.producers, now)
     }
 
     /// Applies a batch, retrying transient failures until it commits.
@@ -151,14 +148,12 @@ impl Processor {
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let now = OffsetDateTime::now_utc();
-        let rules = Rules {
-            policies: &self.policies,
-            producers: &self.producers,
-            limits: &self.limits,
-            guardrail: true,
-            hash_key: &self.hash_key,
-            schedule: true,
-        };
+        let rules = Rules::new(
+            &self.policies,
+            &self.producers,
+            &self.limits,
+            &self.hash_key,
+        );
         let outcome = apply_batch(&mut tx, batch, &rules, now, check_duplicates).await?;
         tx.commit().await?;
         monitoring::stage(Stage::Transaction, started.elapsed());

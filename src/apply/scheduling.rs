@@ -1,7 +1,23 @@
 //! The batch's side of effective-dated commands (contract section 12):
 //! keeping a command until it is due, and `command.cancel`.
 
-use super::*;
+use time::OffsetDateTime;
+
+use super::batch::{command_ctx, Batch};
+use super::{entity, Applied, Disposition, Rules, Stop};
+use crate::domain::blocklist::Blocklist;
+use crate::domain::envelope::{Command, CommandBody};
+use crate::domain::event::{
+    to_cloud_event, CommandCancelled, CommandScheduled, EventData, EventDraft,
+};
+use crate::domain::ids::{CommandId, EntityId};
+use crate::domain::outcome::{EntityKind, Outcome, Reply};
+use crate::domain::schedule::not_cancellable;
+use crate::domain::ts::Ts;
+use crate::domain::Ctx;
+use crate::intake::Inbound;
+use crate::store::schedule::{self, Scheduled};
+use crate::store::StoreError;
 
 /// What a scheduled command is about: its entity, or its tenant for a bulk.
 fn scheduled_subject(cmd: &Command) -> (EntityKind, EntityId) {
@@ -14,7 +30,7 @@ fn scheduled_subject(cmd: &Command) -> (EntityKind, EntityId) {
     }
 }
 
-impl Uow<'_> {
+impl Batch<'_> {
     /// Keeps a command whose `effective_at` lies ahead, whole, until it is
     /// due: outcome `scheduled`, event `CommandScheduled`.
     pub(super) async fn schedule(
@@ -39,7 +55,7 @@ impl Uow<'_> {
                 user_id: user_id.clone(),
                 effective_at: at,
                 body: msg.body.clone(),
-                properties: crate::amqp::properties_to_json(&msg.properties),
+                properties: msg.properties_json(),
                 exchange: msg.exchange.clone(),
                 routing_key: msg.routing_key.clone(),
             },
@@ -49,16 +65,18 @@ impl Uow<'_> {
         let key = (tenant.to_owned(), id.clone());
         let version = match kind {
             EntityKind::Contact => self
-                .contacts
-                .get(&key)
+                .cache
+                .cached_contact(&key)
                 .and_then(|r| r.live())
                 .map(|c| c.version),
             EntityKind::User => self
-                .users
-                .get(&key)
+                .cache
+                .cached_user(&key)
                 .and_then(|r| r.live())
                 .map(|u| u.version),
-            _ => None,
+            EntityKind::Employer | EntityKind::Role | EntityKind::Tenant | EntityKind::Command => {
+                None
+            }
         };
         let no_addresses = Blocklist::default();
         let policy = rules.policies.for_tenant(tenant);
@@ -81,7 +99,7 @@ impl Uow<'_> {
             scheduled_for: Some(Ts(at)),
             ..self.reply(cmd, first_event, Outcome::Scheduled, entity)
         };
-        Ok(self.record(cmd, reply))
+        Ok(self.remember(cmd, reply))
     }
     /// `command.cancel`: takes a pending command out of the schedule.
     pub(super) async fn cancel(
@@ -89,7 +107,7 @@ impl Uow<'_> {
         ctx: &Ctx<'_>,
         target: &CommandId,
         drafts: &mut Vec<EventDraft>,
-    ) -> Result<Result<(Outcome, EntityRef), Decided>, StoreError> {
+    ) -> Result<Applied, Stop> {
         let tenant = ctx.tenant.as_str();
         let Some(taken) = schedule::take(self.conn, tenant, target.as_str()).await? else {
             let key = (tenant.to_owned(), target.to_string());
@@ -99,7 +117,7 @@ impl Uow<'_> {
                     .await?
                     .map(|o| Outcome::parse(&o).unwrap_or(Outcome::Applied)),
             };
-            return Ok(Err(not_cancellable(target, recorded).into()));
+            return Err(not_cancellable(target, recorded).into());
         };
         schedule::mark_cancelled(self.conn, tenant, target.as_str()).await?;
         // Scheduled earlier in this batch: its inbox row is still buffered.
@@ -111,10 +129,10 @@ impl Uow<'_> {
         for row in self
             .inbox
             .iter_mut()
-            .filter(|r| r.0 == tenant && r.1 == target.as_str())
+            .filter(|r| r.tenant == tenant && r.command_id == target.as_str())
         {
-            row.3.outcome = Outcome::Cancelled;
-            row.3.scheduled_for = None;
+            row.reply.outcome = Outcome::Cancelled;
+            row.reply.scheduled_for = None;
         }
         let kind = EntityKind::parse(&taken.entity_kind).unwrap_or(EntityKind::Tenant);
         let id = EntityId::trusted(&taken.entity_id);
@@ -125,6 +143,10 @@ impl Uow<'_> {
             entity_kind: kind,
             ..EventDraft::new(ctx, &id, 0, data)
         });
-        Ok(Ok((Outcome::Applied, entity(kind, &id, None))))
+        Ok(Applied {
+            outcome: Outcome::Applied,
+            entity: Some(entity(kind, &id, None)),
+            items: None,
+        })
     }
 }

@@ -6,8 +6,8 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::config::Settings;
-use crate::privacy::HashKey;
-use crate::store::privacy;
+use crate::hash_key::HashKey;
+use crate::store::erasure;
 
 #[derive(Debug, Subcommand)]
 pub enum PrivacyCommand {
@@ -35,9 +35,9 @@ pub async fn run(settings: &Settings, pool: &PgPool, cmd: PrivacyCommand) -> any
         } => {
             let key = HashKey::load(pool, settings.privacy.hash_key.as_ref()).await?;
             let mut conn = pool.acquire().await?;
-            let holders = privacy::holders(&mut conn, &tenant, &email).await?;
+            let holders = erasure::holders(&mut conn, &tenant, &email).await?;
             let erased =
-                privacy::is_erased(&mut conn, &tenant, &key.email_hmac(&tenant, &email)).await?;
+                erasure::is_erased(&mut conn, &tenant, &key.email_hmac(&tenant, &email)).await?;
             if json {
                 println!(
                     "{}",

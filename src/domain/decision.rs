@@ -1,8 +1,8 @@
 //! The decision about one user, role or employer command: outcome, the
 //! state to store and the events.
 
+use super::effect::{Effect, Effects};
 use super::event::EventDraft;
-use super::ids::EntityId;
 use super::outcome::Outcome;
 
 /// The decision about one user, role or employer command.
@@ -12,8 +12,8 @@ pub struct Decision<T> {
     /// The state to store; `None` when nothing is written (stale).
     pub write: Option<T>,
     pub events: Vec<EventDraft>,
-    /// Employers the command references; created without a name if missing.
-    pub ensure_employers: Vec<EntityId>,
+    /// What it does beyond its record, in order.
+    pub effects: Vec<Effect>,
 }
 
 impl<T> Decision<T> {
@@ -22,7 +22,13 @@ impl<T> Decision<T> {
             outcome: Outcome::Stale,
             write: None,
             events: vec![],
-            ensure_employers: vec![],
+            effects: vec![],
         }
+    }
+}
+
+impl<T> Effects for Decision<T> {
+    fn effects(&self) -> &[Effect] {
+        &self.effects
     }
 }

@@ -16,9 +16,9 @@ command_kinds! {
     /// Employer and role commands.
     pub enum DirectoryKind {
         EmployerUpsert = "employer.upsert", id "employer_id", aspect "profile",
-            bulk false, frozen false, destructive false, wire wire::EmployerUpsert;
+            bulk false, frozen false, destructive Never, blocklist Unneeded, wire wire::EmployerUpsert;
         RoleUpsert = "role.upsert", id "role_id", aspect "profile",
-            bulk false, frozen false, destructive false, wire wire::RoleUpsert;
+            bulk false, frozen false, destructive Never, blocklist Unneeded, wire wire::RoleUpsert;
     }
 }
 
@@ -162,7 +162,7 @@ fn decide_upsert<T>(
         },
         write: Some(entry),
         events,
-        ensure_employers: vec![],
+        effects: vec![],
     })
 }
 

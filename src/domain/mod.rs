@@ -3,9 +3,11 @@
 //! store and the AMQP adapters call into this module.
 
 pub mod admission;
+pub mod blocklist;
 pub mod contact;
 pub mod decision;
 pub mod directory;
+pub mod effect;
 pub mod effective;
 pub mod envelope;
 pub mod event;
@@ -17,7 +19,6 @@ pub mod kinds;
 pub mod outcome;
 pub mod payload;
 pub mod policy;
-pub mod privacy;
 #[cfg(test)]
 mod proptests;
 pub mod record;
@@ -45,7 +46,7 @@ pub struct Ctx<'a> {
     /// Wall-clock time of processing, for `updated_at` and event times.
     pub now: OffsetDateTime,
     /// The tenant's erased addresses among those the command may touch.
-    pub blocklist: &'a privacy::Blocklist,
+    pub blocklist: &'a blocklist::Blocklist,
 }
 
 /// Last writer wins per aspect: a command is fresh unless an aspect already

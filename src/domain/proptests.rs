@@ -3,6 +3,7 @@
 //! invariants. `make test` runs the default number of cases; `make fuzz`
 //! runs many more (PROPTEST_CASES).
 
+use super::blocklist::Blocklist;
 use super::contact::command::{Archive, ContactOp, ContactUpsert, LogActivity, Revive};
 use super::contact::decide::decide_contact;
 use super::contact::{ActivityKind, ContactRecord, Visibility};
@@ -11,11 +12,11 @@ use super::event::EventType;
 use super::ids::{EntityId, Limits, TenantId};
 use super::outcome::Outcome;
 use super::policy::TenantPolicy;
-use super::privacy::Blocklist;
 use super::registry::CommandType;
 use super::user::decide::decide_user;
 use super::user::{User, UserRecord};
 use super::Ctx;
+use crate::domain::effect::Effects;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -261,7 +262,7 @@ proptest! {
                 let flips = d.events.iter().filter(|e| matches!(e.event_type, EventType::ContactEmailSuppressed | EventType::ContactEmailUnsuppressed)).count();
                 prop_assert!(flips <= 1);
             }
-            for u in &d.users {
+            for u in d.linked_users() {
                 if let Some(slot) = users.iter_mut().find(|x| x.id == u.id) {
                     *slot = u.clone();
                 }

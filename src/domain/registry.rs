@@ -1,13 +1,13 @@
 //! Every command type, declared once. Each entity module declares its
 //! command kinds with [`super::kinds::command_kinds!`] (name, entity id,
-//! aspect, bulk and frozen rules, wire type); [`CommandType`] gathers them. Lists, parsing and
+//! aspect, bulk, frozen, guardrail and blocklist rules, wire type); [`CommandType`] gathers them. Lists, parsing and
 //! payload schemas derive from those declarations; decoding and deciding
 //! match on the kinds exhaustively, so a kind without its decoder or its
 //! decision does not compile.
 
 use super::contact::command::ContactKind;
 use super::directory::DirectoryKind;
-use super::kinds::inline;
+use super::kinds::{inline, BlocklistLock};
 use super::user::command::UserKind;
 use serde_json::{Map, Value};
 
@@ -48,6 +48,18 @@ impl CommandType {
             CommandType::User(k) => k != UserKind::Upsert,
             CommandType::Bulk => true,
             CommandType::Directory(_) | CommandType::Cancel => false,
+        }
+    }
+
+    /// The blocklist lock a batch takes before deciding it: a bulk reads
+    /// contacts' suppression, a cancel touches no entity.
+    pub fn blocklist(self) -> BlocklistLock {
+        match self {
+            CommandType::Contact(k) => k.blocklist(),
+            CommandType::User(k) => k.blocklist(),
+            CommandType::Directory(k) => k.blocklist(),
+            CommandType::Bulk => BlocklistLock::Shared,
+            CommandType::Cancel => BlocklistLock::Unneeded,
         }
     }
 

@@ -3,6 +3,7 @@
 //! [`Sim`], which runs one entity's commands in order, keeping each write
 //! as the store would.
 
+use super::blocklist::Blocklist;
 use super::contact::decide::ContactDecision;
 use super::contact::ContactRecord;
 use super::decision::Decision;
@@ -10,7 +11,6 @@ use super::event::{EventDraft, EventType};
 use super::ids::{EntityId, Limits, TenantId};
 use super::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use super::policy::TenantPolicy;
-use super::privacy::Blocklist;
 use super::ts::Ts;
 use super::Ctx;
 use time::macros::datetime;

@@ -41,6 +41,15 @@ pub async fn processed_replies(
         .collect()
 }
 
+/// A processed command as the inbox records it.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub tenant: String,
+    pub command_id: String,
+    pub command_type: &'static str,
+    pub reply: Reply,
+}
+
 /// Writes a batch's events to the outbox (in order) and records its
 /// processed commands (tenant, id, type, reply) in the inbox, in one
 /// statement. If another transaction recorded one of the commands meanwhile
@@ -50,7 +59,7 @@ pub async fn processed_replies(
 pub async fn write_outbox_and_inbox(
     conn: &mut PgConnection,
     events: &[OutboxEvent],
-    processed: &[(String, String, String, Reply)],
+    processed: &[InboxRow],
 ) -> Result<(), StoreError> {
     if events.is_empty() && processed.is_empty() {
         return Ok(());
@@ -84,13 +93,15 @@ pub async fn write_outbox_and_inbox(
             e_scrub.push(e.id);
         }
     }
-    let p_tenants: Vec<&str> = processed.iter().map(|r| r.0.as_str()).collect();
-    let p_ids: Vec<&str> = processed.iter().map(|r| r.1.as_str()).collect();
-    let p_kinds: Vec<&str> = processed.iter().map(|r| r.2.as_str()).collect();
-    let p_outcomes: Vec<&str> = processed.iter().map(|r| r.3.outcome.as_str()).collect();
+    let p_tenants: Vec<&str> = processed.iter().map(|r| r.tenant.as_str()).collect();
+    let p_ids: Vec<&str> = processed.iter().map(|r| r.command_id.as_str()).collect();
+    let p_kinds: Vec<&str> = processed.iter().map(|r| r.command_type).collect();
+    let p_outcomes: Vec<&str> = processed.iter().map(|r| r.reply.outcome.as_str()).collect();
     // Serialised straight into the statement, without a `Value` in between.
-    let p_replies: Vec<sqlx::types::Json<&Reply>> =
-        processed.iter().map(|r| sqlx::types::Json(&r.3)).collect();
+    let p_replies: Vec<sqlx::types::Json<&Reply>> = processed
+        .iter()
+        .map(|r| sqlx::types::Json(&r.reply))
+        .collect();
     // WITH ORDINALITY keeps the outbox ids (bigserial) in the events' order.
     let inserted = sqlx::query(
         "WITH events AS ( \

@@ -3,10 +3,10 @@
 
 pub mod audit;
 pub mod entities;
+pub mod erasure;
 pub mod guardrail;
 pub mod hosts;
 pub mod journal;
-pub mod privacy;
 pub mod replays;
 pub mod schedule;
 

@@ -5,10 +5,10 @@
 
 use crate::helpers::{eventually, types, TestEnv};
 use lifecycle_worker::config::Settings;
+use lifecycle_worker::domain::blocklist::email_sha256;
 use lifecycle_worker::domain::event::format_time;
 use lifecycle_worker::domain::policy::GuardrailOverride;
-use lifecycle_worker::domain::privacy::email_sha256;
-use lifecycle_worker::privacy::{HashKey, KeyError};
+use lifecycle_worker::hash_key::{HashKey, KeyError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use time::OffsetDateTime;

@@ -285,7 +285,7 @@ async fn contact_rows_with_data(env: &TestEnv) -> (i64, i64) {
 async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
     use lifecycle_worker::domain::ids::EntityId;
     use lifecycle_worker::domain::outcome::EntityKind;
-    use lifecycle_worker::store::privacy;
+    use lifecycle_worker::store::erasure;
 
     let env = TestEnv::start_with(|s| s.relay.enabled = false).await;
     let ids = unpublished_rows(&env).await;
@@ -293,9 +293,9 @@ async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
 
     // The erasure flags the rows first and has not committed yet.
     let mut eraser = plain_session(&env).await;
-    let mut erasure = eraser.begin().await.unwrap();
+    let mut erasing = eraser.begin().await.unwrap();
     let contact = EntityId::trusted("c-1");
-    let scrubbed = privacy::scrub(&mut erasure, "acme", EntityKind::Contact, &contact)
+    let scrubbed = erasure::scrub(&mut erasing, "acme", EntityKind::Contact, &contact)
         .await
         .unwrap();
     assert_eq!(
@@ -313,7 +313,7 @@ async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
         }
     });
     waits_for_a_lock(&env, "WITH lock AS").await;
-    erasure.commit().await.unwrap();
+    erasing.commit().await.unwrap();
     let (marked, mut relay_session) = marking.await.unwrap();
     assert_eq!(marked, Marked::Done);
     assert_eq!(pending(&env).await, 0);
@@ -346,7 +346,7 @@ async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
         .unwrap();
     assert_eq!(marked, Marked::Done);
     let scrubbing = tokio::spawn(async move {
-        let scrubbed = privacy::scrub(&mut eraser, "acme", EntityKind::Contact, &contact)
+        let scrubbed = erasure::scrub(&mut eraser, "acme", EntityKind::Contact, &contact)
             .await
             .unwrap();
         (scrubbed, eraser)

@@ -16,37 +16,37 @@ command_kinds! {
     /// The `contact.*` commands of one contact.
     pub enum ContactKind {
         Upsert = "contact.upsert", id "contact_id", aspect "profile, and those of the fields given",
-            bulk false, frozen false, destructive false, wire wire::ContactUpsert;
+            bulk false, frozen false, destructive Never, blocklist Shared, wire wire::ContactUpsert;
         Deactivate = "contact.deactivate", id "contact_id", aspect "activation",
-            bulk true, frozen false, destructive true, wire Reason;
+            bulk true, frozen false, destructive WhenApplied, blocklist Shared, wire Reason;
         Reactivate = "contact.reactivate", id "contact_id", aspect "activation",
-            bulk true, frozen false, destructive false, wire Reason;
+            bulk true, frozen false, destructive Never, blocklist Shared, wire Reason;
         ChangeStatus = "contact.change_status", id "contact_id", aspect "status",
-            bulk true, frozen false, destructive false, wire wire::ChangeStatus;
+            bulk true, frozen false, destructive Never, blocklist Shared, wire wire::ChangeStatus;
         ChangeEmployer = "contact.change_employer", id "contact_id", aspect "employer",
-            bulk true, frozen false, destructive false, wire wire::ChangeEmployer;
+            bulk true, frozen false, destructive Never, blocklist Shared, wire wire::ChangeEmployer;
         SetVisibility = "contact.set_visibility", id "contact_id", aspect "visibility",
-            bulk true, frozen false, destructive false, wire wire::SetVisibility;
+            bulk true, frozen false, destructive Never, blocklist Shared, wire wire::SetVisibility;
         SetAttributes = "contact.set_attributes", id "contact_id", aspect "attribute:NAME, one per attribute",
-            bulk true, frozen false, destructive false, wire wire::SetAttributes;
+            bulk true, frozen false, destructive Never, blocklist Shared, wire wire::SetAttributes;
         Approve = "contact.approve", id "contact_id", aspect "approval",
-            bulk true, frozen true, destructive false, wire Reason;
+            bulk true, frozen true, destructive Never, blocklist Shared, wire Reason;
         Reject = "contact.reject", id "contact_id", aspect "approval",
-            bulk true, frozen true, destructive true, wire Reason;
+            bulk true, frozen true, destructive WhenApplied, blocklist Shared, wire Reason;
         Archive = "contact.archive", id "contact_id", aspect "activation (advancing those it touches)",
-            bulk true, frozen true, destructive true, wire wire::Archive;
+            bulk true, frozen true, destructive WhenApplied, blocklist Shared, wire wire::Archive;
         Revive = "contact.revive", id "contact_id", aspect "activation (advancing those it touches)",
-            bulk true, frozen true, destructive false, wire wire::Revive;
+            bulk true, frozen true, destructive Never, blocklist Shared, wire wire::Revive;
         LogActivity = "contact.log_activity", id "contact_id", aspect "none (append-only; activation for action codes)",
-            bulk true, frozen true, destructive false, wire wire::LogActivity;
+            bulk true, frozen true, destructive WhenItDeactivates, blocklist Shared, wire wire::LogActivity;
         Restore = "contact.restore", id "contact_id", aspect "all",
-            bulk true, frozen true, destructive false, wire Empty;
+            bulk true, frozen true, destructive Never, blocklist Shared, wire Empty;
         Delete = "contact.delete", id "contact_id", aspect "all (never stale)",
-            bulk false, frozen true, destructive true, wire Empty;
+            bulk false, frozen true, destructive WhenApplied, blocklist Shared, wire Empty;
         Erase = "contact.erase", id "contact_id", aspect "all (never stale)",
-            bulk false, frozen true, destructive true, wire Empty;
+            bulk false, frozen true, destructive WhenApplied, blocklist Exclusive, wire Empty;
         ConfirmConsent = "contact.confirm_consent", id "contact_id", aspect "none (the blocklist is not ordered by time)",
-            bulk false, frozen true, destructive false, wire Empty;
+            bulk false, frozen true, destructive Never, blocklist Exclusive, wire Empty;
     }
 }
 
@@ -159,10 +159,28 @@ impl ContactOp {
         self.kind().name()
     }
 
-    /// Whether applying it may count toward the guardrail: a destructive
-    /// kind, or an activity whose action code may deactivate.
-    pub fn may_be_destructive(&self) -> bool {
-        self.kind().destructive() || matches!(self, ContactOp::LogActivity(_))
+    /// The contact-creating upsert's fields: it may create the contact
+    /// (the batch locks a placeholder row first) and the address it gives
+    /// is looked up on the blocklist before deciding.
+    pub fn upsert(&self) -> Option<&ContactUpsert> {
+        match self {
+            ContactOp::Upsert(u) => Some(u),
+            ContactOp::Deactivate { .. }
+            | ContactOp::Reactivate { .. }
+            | ContactOp::ChangeStatus { .. }
+            | ContactOp::ChangeEmployer { .. }
+            | ContactOp::SetVisibility { .. }
+            | ContactOp::SetAttributes { .. }
+            | ContactOp::Approve { .. }
+            | ContactOp::Reject { .. }
+            | ContactOp::Archive(_)
+            | ContactOp::Revive(_)
+            | ContactOp::LogActivity(_)
+            | ContactOp::Restore
+            | ContactOp::Delete
+            | ContactOp::Erase
+            | ContactOp::ConfirmConsent => None,
+        }
     }
 
     /// Whether deciding it needs the users linked to the contact (archive

@@ -2,14 +2,16 @@
 //! commands ([`command`]), decisions ([`decide`]) and bulk ([`bulk`]).
 
 pub mod bulk;
+mod change;
 pub mod command;
 pub mod decide;
+mod decision;
 #[cfg(test)]
 mod tests;
 
+use super::blocklist::Blocklist;
 use super::ids::EntityId;
 use super::policy::TenantPolicy;
-use super::privacy::Blocklist;
 use super::record::Record;
 use super::ts::Ts;
 use super::working::versioned;

@@ -11,19 +11,19 @@ command_kinds! {
     /// The `user.*` commands of one employer user.
     pub enum UserKind {
         Upsert = "user.upsert", id "user_id", aspect "profile (+ role)",
-            bulk false, frozen false, destructive false, wire wire::UserUpsert;
+            bulk false, frozen false, destructive Never, blocklist Unneeded, wire wire::UserUpsert;
         RevokeAccess = "user.revoke_access", id "user_id", aspect "access",
-            bulk false, frozen false, destructive true, wire Reason;
+            bulk false, frozen false, destructive WhenApplied, blocklist Unneeded, wire Reason;
         RestoreAccess = "user.restore_access", id "user_id", aspect "access",
-            bulk false, frozen false, destructive false, wire Reason;
+            bulk false, frozen false, destructive Never, blocklist Unneeded, wire Reason;
         ChangeRole = "user.change_role", id "user_id", aspect "role",
-            bulk false, frozen false, destructive false, wire wire::ChangeRole;
+            bulk false, frozen false, destructive Never, blocklist Unneeded, wire wire::ChangeRole;
         Restore = "user.restore", id "user_id", aspect "all",
-            bulk false, frozen false, destructive false, wire Empty;
+            bulk false, frozen false, destructive Never, blocklist Unneeded, wire Empty;
         Delete = "user.delete", id "user_id", aspect "all (never stale)",
-            bulk false, frozen false, destructive true, wire Empty;
+            bulk false, frozen false, destructive WhenApplied, blocklist Unneeded, wire Empty;
         Erase = "user.erase", id "user_id", aspect "all (never stale)",
-            bulk false, frozen false, destructive true, wire Empty;
+            bulk false, frozen false, destructive WhenApplied, blocklist Exclusive, wire Empty;
     }
 }
 
@@ -70,6 +70,20 @@ impl UserOp {
 
     pub fn type_name(&self) -> &'static str {
         self.kind().name()
+    }
+
+    /// Whether it may create the user (the batch locks a placeholder row
+    /// first).
+    pub fn may_create(&self) -> bool {
+        match self {
+            UserOp::Upsert(_) => true,
+            UserOp::RevokeAccess { .. }
+            | UserOp::RestoreAccess { .. }
+            | UserOp::ChangeRole { .. }
+            | UserOp::Restore
+            | UserOp::Delete
+            | UserOp::Erase => false,
+        }
     }
 
     /// The role the command names, which must exist.

@@ -2,7 +2,9 @@
 
 use super::command::{UserOp, UserUpsert};
 use super::{User, UserRecord, UserSnapshot, ACCESS, PROFILE, ROLE};
+use crate::domain::blocklist::email_sha256;
 use crate::domain::decision::Decision;
+use crate::domain::effect::Effect;
 use crate::domain::event::{
     Changed, Created, EventData, EventDraft, FromTo, OnUser, Reason, UserDeleted, UserErased,
     UserField,
@@ -10,7 +12,6 @@ use crate::domain::event::{
 use crate::domain::ids::EntityId;
 use crate::domain::outcome::{EntityKind, ErrorCode, Outcome, Rejection};
 use crate::domain::policy::DeleteMode;
-use crate::domain::privacy::email_sha256;
 use crate::domain::record::{check_version, Erasable, Kept};
 use crate::domain::ts::Ts;
 use crate::domain::working::{Versioned, Working};
@@ -189,7 +190,9 @@ impl UserWorking<'_> {
                 outcome,
                 write: Some(UserRecord::Live(self.w.next)),
                 events: self.events,
-                ensure_employers: self.ensure_employers,
+                effects: Effect::ensure_employers(self.ensure_employers)
+                    .into_iter()
+                    .collect(),
             },
         }
     }
@@ -218,7 +221,7 @@ fn delete(ctx: &Ctx<'_>, user: &User) -> Decision<UserRecord> {
             version,
             EventData::UserDeleted(deleted),
         )],
-        ensure_employers: vec![],
+        effects: vec![],
     }
 }
 
@@ -262,7 +265,10 @@ fn erase(
             version,
             EventData::UserErased(erased),
         )],
-        ensure_employers: vec![],
+        effects: vec![Effect::Forget {
+            kind: EntityKind::User,
+            email: Some(user.email.clone()),
+        }],
     })
 }
 
@@ -276,7 +282,7 @@ fn restore(ctx: &Ctx<'_>, kept: &User, deleted_version: u64) -> Decision<UserRec
         outcome: Outcome::Applied,
         write: Some(UserRecord::Live(user)),
         events,
-        ensure_employers: vec![],
+        effects: vec![],
     }
 }
 
@@ -317,7 +323,9 @@ fn create_user(
         outcome: Outcome::Applied,
         write: Some(UserRecord::Live(user)),
         events,
-        ensure_employers: u.employer_id.iter().cloned().collect(),
+        effects: Effect::ensure_employers(u.employer_id.iter().cloned().collect())
+            .into_iter()
+            .collect(),
     })
 }
 

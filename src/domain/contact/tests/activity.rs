@@ -11,7 +11,7 @@ fn logging_an_activity_applies_and_attributes_it_to_the_current_employer() {
     assert_eq!(e.data["kind"], "meeting");
     assert_eq!(e.data["action_code"], "M-1");
     assert_eq!(e.data["employer_id"], "e-1");
-    let a = d.activity.as_ref().expect("an activity to store");
+    let a = d.activity().expect("an activity to store");
     assert_eq!(a.kind, ActivityKind::Meeting);
     assert_eq!(a.body, "called about the fair");
     assert_eq!(a.employer_id, Some(id("e-1")));
@@ -29,7 +29,7 @@ fn logging_an_activity_keeps_the_given_occurred_at() {
         occurred_at: Some(at(-60)),
     });
     let d = sim.ok(5, op);
-    assert_eq!(d.activity.unwrap().occurred_at, ts(-60));
+    assert_eq!(d.activity().unwrap().occurred_at, ts(-60));
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn activity_logged_after_an_employer_change_belongs_to_the_new_employer() {
     let mut sim = Sim::new();
     sim.ok(5, change_employer(Some("e-2"), None));
     let d = sim.ok(6, activity(ActivityKind::Note, None));
-    assert_eq!(d.activity.as_ref().unwrap().employer_id, Some(id("e-2")));
+    assert_eq!(d.activity().unwrap().employer_id, Some(id("e-2")));
     assert_eq!(event(&d, ContactActivityLogged).data["employer_id"], "e-2");
 }
 

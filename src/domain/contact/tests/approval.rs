@@ -1,6 +1,7 @@
 //! contact.approve / contact.reject, frozen: decisions and outcomes.
 
 use super::*;
+use crate::domain::contact::command::ContactKind;
 
 #[test]
 fn rejecting_a_contact_applies_and_suppresses_its_email() {
@@ -104,4 +105,28 @@ fn a_rejected_contact_still_accepts_approve_reject_log_activity_archive_revive_a
     let mut sim = Sim::new();
     sim.ok(1, reject());
     assert_eq!(sim.ok(2, approve()).outcome, Outcome::Applied);
+}
+
+#[test]
+fn the_frozen_refusal_names_every_kind_a_rejected_contact_accepts() {
+    let mut sim = Sim::new();
+    sim.ok(1, ContactOp::Reject { reason: None });
+    let message = match decide_contact(
+        &sim.world.ctx(2),
+        &id(CID),
+        &sim.subject.record,
+        &ContactOp::SetVisibility {
+            visibility: Visibility::Advisors,
+        },
+        None,
+        &[],
+    ) {
+        Err(r) => r.message,
+        Ok(d) => panic!("not refused: {:?}", d.outcome),
+    };
+    for kind in ContactKind::ALL.iter().filter(|k| k.allowed_while_frozen()) {
+        let short = kind.name().trim_start_matches("contact.");
+        assert!(message.contains(short), "{short} missing from: {message}");
+    }
+    assert!(!message.contains("set_visibility"), "{message}");
 }

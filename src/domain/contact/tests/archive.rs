@@ -1,6 +1,7 @@
 //! contact.archive / contact.revive: decisions and outcomes.
 
 use super::*;
+use crate::domain::effect::Effects;
 
 #[test]
 fn archiving_with_the_defaults_deactivates_hides_and_suppresses_in_one_version() {
@@ -35,7 +36,7 @@ fn archiving_with_the_defaults_deactivates_hides_and_suppresses_in_one_version()
     assert_eq!(memo.employer, None);
     assert!(memo.revoked_users.is_empty());
     assert_eq!(d.events[0].data["contact"]["archived"], true);
-    assert!(d.users.is_empty());
+    assert!(d.linked_users().is_empty());
 }
 
 #[test]
@@ -105,7 +106,7 @@ fn archiving_to_another_employer_moves_the_contact_and_remembers_where_it_was() 
     let memo = c.archive.as_ref().unwrap().employer.as_ref().unwrap();
     assert_eq!(memo.employer_id, Some(id("e-1")));
     assert_eq!(memo.department.as_deref(), Some("Sales"));
-    assert_eq!(d.ensure_employers, vec![id("inactive")]);
+    assert_eq!(d.ensure_employers(), vec![id("inactive")]);
 }
 
 #[test]
@@ -195,8 +196,8 @@ fn archiving_with_revoke_user_access_revokes_every_linked_user_with_access() {
         assert_eq!(e.data["user"]["site_access"], false);
         assert_eq!(e.data["user"]["version"], 4);
     }
-    assert_eq!(d.users.len(), 2);
-    for u in &d.users {
+    assert_eq!(d.linked_users().len(), 2);
+    for u in d.linked_users() {
         assert!(!u.site_access);
         assert_eq!(u.version, 4);
         assert_eq!(u.updated_at, Ts(NOW));
@@ -215,7 +216,7 @@ fn archiving_without_revoke_user_access_leaves_users_alone() {
     let mut sim = Sim::new();
     sim.link_user("u-1", true);
     let d = sim.ok(5, archive());
-    assert!(d.users.is_empty());
+    assert!(d.linked_users().is_empty());
     assert!(d
         .events
         .iter()
@@ -435,7 +436,7 @@ fn reviving_with_overrides_uses_the_given_employer_and_visibility() {
     assert_eq!(c.employer_id, Some(id("e-9")));
     assert_eq!(c.department, None);
     assert_eq!(c.visibility, Visibility::Owner);
-    assert_eq!(d.ensure_employers, vec![id("e-9")]);
+    assert_eq!(d.ensure_employers(), vec![id("e-9")]);
     assert_eq!(
         event(&d, ContactVisibilityChanged).data["to"],
         json!("owner")
@@ -468,7 +469,7 @@ fn reviving_restores_only_the_users_that_archive_revoked() {
     sim.link_user("u-2", false);
     sim.ok(5, archive_with(|a| a.revoke_user_access = true));
     let d = sim.ok(10, revive());
-    let restored: Vec<&str> = d.users.iter().map(|u| u.id.as_str()).collect();
+    let restored: Vec<&str> = d.linked_users().iter().map(|u| u.id.as_str()).collect();
     assert_eq!(restored, ["u-1"]);
     assert!(sim.user("u-1").site_access);
     assert!(
@@ -484,7 +485,7 @@ fn reviving_skips_a_revoked_user_whose_access_was_already_restored() {
     sim.ok(5, archive_with(|a| a.revoke_user_access = true));
     sim.users[0].site_access = true;
     let d = sim.ok(10, revive());
-    assert!(d.users.is_empty());
+    assert!(d.linked_users().is_empty());
     assert!(d
         .events
         .iter()

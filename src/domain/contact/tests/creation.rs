@@ -1,6 +1,7 @@
 //! contact.upsert: creation: decisions and outcomes.
 
 use super::*;
+use crate::domain::effect::Effects;
 
 #[test]
 fn creating_a_contact_applies_version_one_with_the_contract_defaults() {
@@ -25,7 +26,7 @@ fn creating_a_contact_applies_version_one_with_the_contract_defaults() {
     for aspect in [PROFILE, ACTIVATION, STATUS, EMPLOYER, VISIBILITY, APPROVAL] {
         assert_eq!(c.aspects.get(aspect), Some(&ts(0)), "{aspect}");
     }
-    assert_eq!(d.ensure_employers, vec![id("e-1")]);
+    assert_eq!(d.ensure_employers(), vec![id("e-1")]);
     assert_eq!(d.events[0].version, 1);
 }
 

@@ -1,6 +1,7 @@
 //! contact.delete and the tombstone: decisions and outcomes.
 
 use super::*;
+use crate::domain::effect::Effects;
 
 #[test]
 fn deleting_a_contact_suppresses_its_email_then_deletes_it() {
@@ -28,7 +29,7 @@ fn deleting_a_contact_suppresses_its_email_then_deletes_it() {
             kept: None,
         })
     );
-    assert!(d.erase_activity);
+    assert!(d.erases_activity());
     assert_eq!(d.version_after(&ContactRecord::Absent), None);
 }
 

@@ -1,6 +1,7 @@
 //! contact.change_employer: decisions and outcomes.
 
 use super::*;
+use crate::domain::effect::Effects;
 
 #[test]
 fn changing_the_employer_keeps_the_old_one_as_former_employer() {
@@ -29,7 +30,7 @@ fn changing_the_employer_keeps_the_old_one_as_former_employer() {
         }]
     );
     assert_eq!(c.employer_since, ts(5));
-    assert_eq!(d.ensure_employers, vec![id("e-2")]);
+    assert_eq!(d.ensure_employers(), vec![id("e-2")]);
     assert_eq!(
         e.data["contact"]["former_employers"],
         json!([{"employer_id": "e-1", "department": "Sales",
@@ -69,7 +70,7 @@ fn changing_the_employer_to_null_leaves_the_contact_without_employer() {
     assert_eq!(c.employer_id, None);
     assert_eq!(c.department, None);
     assert_eq!(c.former_employers.len(), 1);
-    assert!(d.ensure_employers.is_empty());
+    assert!(d.ensure_employers().is_empty());
 }
 
 #[test]
@@ -92,7 +93,7 @@ fn changing_only_the_department_adds_no_former_employer() {
     assert_applied(&d, 1, &[ContactEmployerChanged]);
     assert!(written(&d).former_employers.is_empty());
     assert_eq!(written(&d).employer_since, ts(0));
-    assert!(d.ensure_employers.is_empty());
+    assert!(d.ensure_employers().is_empty());
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! suppression of erased addresses (contract section 11).
 
 use super::*;
+use crate::domain::blocklist::email_sha256;
 use crate::domain::contact::decide::reevaluate;
-use crate::domain::privacy::email_sha256;
+use crate::domain::effect::{Effect, Effects};
+use crate::domain::outcome::EntityKind;
 
 fn erase() -> ContactOp {
     ContactOp::Erase
@@ -34,7 +36,7 @@ fn erasing_a_live_contact_suppresses_its_address_then_forgets_it() {
     assert_eq!(d.outcome, Outcome::Applied);
     assert_eq!(types(&d), [ContactEmailSuppressed, ContactErased]);
     assert_eq!(tombstone(&d), (2, None), "nothing kept, one version up");
-    assert!(d.erase_activity);
+    assert!(d.erases_activity());
     assert!(d.events.iter().all(|e| e.version == 2));
     let suppressed = &event(&d, ContactEmailSuppressed).data;
     assert_eq!(suppressed["reasons"], json!(["erased"]));
@@ -73,7 +75,7 @@ fn a_soft_deleted_contact_can_be_erased_and_is_then_gone_for_good() {
     // Its delete already suppressed the address.
     assert_eq!(types(&d), [ContactErased]);
     assert_eq!(tombstone(&d), (3, None));
-    assert!(d.erase_activity);
+    assert!(d.erases_activity());
     assert_eq!(sim.refused(7, ContactOp::Restore), ErrorCode::NotFound);
     assert_eq!(sim.refused(8, erase()), ErrorCode::NotFound);
 }
@@ -212,4 +214,35 @@ fn reevaluation_follows_the_blocklist_both_ways() {
     let d = reevaluate(&ctx, &suppressed).expect("no longer suppressed");
     assert_eq!(types(&d), [ContactEmailUnsuppressed]);
     assert_eq!(written(&d).version, 3);
+}
+
+#[test]
+fn an_erasure_asks_the_store_to_forget_the_contact_and_its_address() {
+    let mut sim = Sim::new();
+    let d = sim.ok(5, erase());
+    assert_eq!(
+        d.effects,
+        [
+            Effect::EraseActivity,
+            Effect::Forget {
+                kind: EntityKind::Contact,
+                email: Some(EMAIL.to_owned()),
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_consent_asks_the_store_to_take_the_address_off_the_blocklist_only_when_it_is_on_it() {
+    let mut sim = Sim::empty_in(erased(EMAIL));
+    sim.ok(0, standard_upsert());
+    let d = sim.ok(1, consent());
+    assert_eq!(
+        d.effects.last(),
+        Some(&Effect::Consent {
+            email: EMAIL.to_owned()
+        })
+    );
+    let d = Sim::new().ok(1, consent());
+    assert!(d.effects.is_empty(), "{:?}", d.effects);
 }

@@ -24,6 +24,7 @@ use super::{
     attribute_aspect, ActivityKind, Approval, Contact, ContactRecord, FormerEmployer, Visibility,
     ACTIVATION, APPROVAL, EMPLOYER, PROFILE, STATUS, VISIBILITY,
 };
+use crate::domain::effect::Effects;
 use crate::domain::event::{to_cloud_event, EventDraft, EventType};
 use crate::domain::ids::{CommandId, Limits, TenantId};
 use crate::domain::outcome::{BulkItem, EntityKind, ErrorCode, Outcome, Rejection, ReplyError};
@@ -81,7 +82,7 @@ impl Subject for ContactHistory {
         if let Some(w) = &d.write {
             self.record = w.clone();
         }
-        for u in &d.users {
+        for u in d.linked_users() {
             let slot = self.users.iter_mut().find(|x| x.id == u.id).unwrap();
             *slot = u.clone();
         }
@@ -297,12 +298,12 @@ fn assert_unchanged(d: &ContactDecision, version_before: u64) {
     assert_eq!(d.outcome, Outcome::Unchanged);
     assert!(d.events.is_empty(), "no events: {:?}", types(d));
     assert_eq!(written(d).version, version_before);
-    assert!(d.users.is_empty());
-    assert!(d.activity.is_none());
+    assert!(d.linked_users().is_empty());
+    assert!(d.activity().is_none());
 }
 
 /// Stale: nothing written, no event, no user changed.
 fn assert_stale(d: &ContactDecision) {
     test_support::assert_stale(d);
-    assert!(d.users.is_empty());
+    assert!(d.linked_users().is_empty());
 }

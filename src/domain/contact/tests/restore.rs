@@ -1,6 +1,7 @@
 //! contact.restore and the soft delete's restore window: decisions and outcomes.
 
 use super::*;
+use crate::domain::effect::Effects;
 use crate::domain::record::Kept;
 
 #[test]
@@ -20,7 +21,7 @@ fn a_soft_delete_keeps_the_contact_and_its_activity_for_the_window() {
             }),
         })
     );
-    assert!(!d.erase_activity, "activity stays until the purge");
+    assert!(!d.erases_activity(), "activity stays until the purge");
     // Deleted for every other command, as in v1.
     assert_eq!(sim.refused(6, deactivate()), ErrorCode::NotFound);
     assert_stale(&sim.ok(4, deactivate()));
@@ -45,7 +46,7 @@ fn restoring_brings_the_contact_back_one_version_after_its_delete() {
     assert_eq!(*restored, as_before);
     assert_eq!(event(&d, ContactRestored).data["contact"]["status"], "B");
     assert_eq!(event(&d, ContactEmailUnsuppressed).data["email"], EMAIL);
-    assert!(!d.erase_activity);
+    assert!(!d.erases_activity());
 }
 
 #[test]
@@ -90,7 +91,10 @@ fn an_upsert_after_a_soft_delete_creates_anew_and_purges_the_deleted_copy() {
     sim.ok(5, delete());
     let d = sim.ok(6, standard_upsert());
     assert_eq!(written(&d).version, 1);
-    assert!(d.erase_activity, "the deleted copy's activity goes at once");
+    assert!(
+        d.erases_activity(),
+        "the deleted copy's activity goes at once"
+    );
     assert_eq!(
         sim.refused(7, ContactOp::Restore),
         ErrorCode::InvalidTransition

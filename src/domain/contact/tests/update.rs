@@ -1,6 +1,7 @@
 //! contact.upsert: update: decisions and outcomes.
 
 use super::*;
+use crate::domain::effect::Effects;
 
 #[test]
 fn updating_profile_fields_bumps_the_version_once_and_lists_the_changed_fields() {
@@ -81,7 +82,7 @@ fn an_upsert_touching_every_aspect_emits_one_version_and_its_events_in_order() {
         assert_eq!(c.aspects.get(&aspect), Some(&ts(5)), "{aspect}");
     }
     assert_eq!(c.aspects.get(ACTIVATION), Some(&ts(0)), "untouched aspect");
-    assert_eq!(d.ensure_employers, vec![id("e-2")]);
+    assert_eq!(d.ensure_employers(), vec![id("e-2")]);
 }
 
 #[test]

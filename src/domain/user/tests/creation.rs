@@ -1,6 +1,7 @@
 //! user.upsert: creation: decisions and outcomes.
 
 use super::*;
+use crate::domain::effect::Effects;
 
 #[test]
 fn creating_a_user_applies_version_one_with_site_access() {
@@ -20,7 +21,7 @@ fn creating_a_user_applies_version_one_with_site_access() {
     for aspect in [PROFILE, ROLE, ACCESS] {
         assert_eq!(u.aspects.get(aspect), Some(&ts(0)), "{aspect}");
     }
-    assert_eq!(d.ensure_employers, vec![id("e-1")]);
+    assert_eq!(d.ensure_employers(), vec![id("e-1")]);
     let e = &d.events[0];
     assert_eq!(e.version, 1);
     assert_eq!(e.entity_kind, EntityKind::User);
@@ -62,7 +63,7 @@ fn creating_a_user_with_only_an_email_is_allowed() {
     assert_eq!(u.version, 1);
     assert_eq!(u.name, None);
     assert_eq!(u.role_id, None);
-    assert!(d.ensure_employers.is_empty());
+    assert!(d.ensure_employers().is_empty());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! user.erase (contract section 11).
 
 use super::*;
-use crate::domain::privacy::email_sha256;
+use crate::domain::blocklist::email_sha256;
 
 fn tombstone(d: &Decision<UserRecord>) -> (u64, bool) {
     match &d.write {

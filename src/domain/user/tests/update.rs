@@ -1,6 +1,7 @@
 //! user.upsert: update, per aspect: decisions and outcomes.
 
 use super::*;
+use crate::domain::effect::Effects;
 
 #[test]
 fn updating_profile_fields_applies_with_the_changed_field_names() {
@@ -21,7 +22,7 @@ fn updating_profile_fields_applies_with_the_changed_field_names() {
     assert_eq!(u.contact_id, Some(id("c-17")), "omitted fields kept");
     assert_eq!(u.aspects.get(PROFILE), Some(&ts(5)));
     assert_eq!(u.aspects.get(ROLE), Some(&ts(0)), "role not touched");
-    assert_eq!(d.ensure_employers, vec![id("e-2")]);
+    assert_eq!(d.ensure_employers(), vec![id("e-2")]);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::Sha256;
 use sqlx::PgPool;
 
-use crate::domain::privacy::normalize_email;
+use crate::domain::blocklist::normalize_email;
 use crate::store::StoreError;
 
 /// The blocklist key.

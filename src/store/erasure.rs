@@ -163,11 +163,11 @@ pub async fn holders(
     .into_iter()
     .map(|(kind, id, deleted, email)| (Holder { kind, id, deleted }, email))
     .collect();
-    let wanted = crate::domain::privacy::normalize_email(email);
+    let wanted = crate::domain::blocklist::normalize_email(email);
     Ok(candidates
         .into_iter()
         .filter(|(_, e)| {
-            e.as_deref().map(crate::domain::privacy::normalize_email) == Some(wanted.clone())
+            e.as_deref().map(crate::domain::blocklist::normalize_email) == Some(wanted.clone())
         })
         .map(|(h, _)| h)
         .collect())

@@ -1,6 +1,6 @@
 //! Erased addresses (contract section 11): how an email is compared, its
 //! plain SHA-256 for the erasure events, and the blocklist a decision reads.
-//! The keyed hash the store keeps lives with the store (`crate::privacy`):
+//! The keyed hash the store keeps lives with the store (`crate::hash_key`):
 //! the domain only sees which addresses are erased.
 
 use sha2::{Digest, Sha256};

@@ -20,7 +20,7 @@
 #[path = "soak/faults.rs"]
 mod faults;
 #[allow(dead_code)]
-#[path = "../tests/it/helpers.rs"]
+#[path = "../tests/it/helpers/mod.rs"]
 mod helpers;
 #[path = "soak/load.rs"]
 mod load;

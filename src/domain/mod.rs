@@ -1,6 +1,12 @@
 //! The pure domain: decoding commands and deciding, from the current state and
 //! a command, the outcome, the new state and the events. No I/O here: the
 //! store and the AMQP adapters call into this module.
+//!
+//! Unit tests: a module's tests stay inline in `mod tests` while they are
+//! under about 100 lines; past that the module becomes a directory,
+//! `foo/mod.rs` with `foo/tests.rs` (or `foo/tests/mod.rs` and a file per
+//! feature when large), and only what spans entities stays at this level
+//! (the harness in `test_support.rs`, `proptests.rs`, the import check below).
 
 pub mod admission;
 pub mod blocklist;

@@ -10,7 +10,7 @@
 //! cover every entity version with no gap, each version from one command.
 
 #[allow(dead_code)]
-#[path = "../it/helpers.rs"]
+#[path = "../it/helpers/mod.rs"]
 mod helpers;
 
 mod cluster;

@@ -235,5 +235,4 @@ pub mod wire {
 }
 
 #[cfg(test)]
-#[path = "directory_tests.rs"]
 mod tests;

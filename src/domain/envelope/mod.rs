@@ -318,5 +318,4 @@ fn decode_body(
 }
 
 #[cfg(test)]
-#[path = "envelope_tests/mod.rs"]
 mod tests;

@@ -507,7 +507,7 @@ async fn detail(c: &Console, caller: &Caller, id: i64, revealed: bool) -> Respon
     };
     let (body, properties, message) = if revealed {
         (
-            crate::cli::dlq::render_body(&row.body),
+            crate::body::render(&row.body),
             serde_json::to_string_pretty(&row.properties).unwrap_or_default(),
             row.message.clone(),
         )

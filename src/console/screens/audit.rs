@@ -1,19 +1,15 @@
 //! The console's audit: reveals, logins and actions.
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use maud::html;
+use maud::{html, Markup};
 
-use super::App;
+use super::{App, PageError, ShowTo};
 use crate::console::auth::Caller;
-use crate::console::view::{self, page, when};
+use crate::console::view::{page, when};
 use crate::store::audit;
 
-pub async fn audit(State(c): App, caller: Caller) -> Response {
-    let entries = match audit::recent(&c.pool, 200).await {
-        Ok(e) => e,
-        Err(e) => return view::failure(Some(&caller), &e),
-    };
+pub async fn audit(State(c): App, caller: Caller) -> Result<Markup, PageError> {
+    let entries = audit::recent(&c.pool, 200).await.show_to(&caller)?;
     let content = html! {
         p.muted { "The latest 200 reveals, logins and actions through the console; failed logins are counted per address and minute." }
         table id="audit" {
@@ -29,5 +25,5 @@ pub async fn audit(State(c): App, caller: Caller) -> Response {
             } } }
         }
     };
-    page("Audit", "/audit", Some(&caller), content).into_response()
+    Ok(page("Audit", "/audit", Some(&caller), content))
 }

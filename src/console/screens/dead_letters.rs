@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Form;
-use maud::html;
+use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{record, try_record, App, CsrfForm};
+use super::{check_csrf, record, try_record, App, CsrfForm, PageError, ShowTo};
 use crate::console::auth::Caller;
 use crate::console::view::{self, csrf_field, page, when};
 use crate::console::{mask, Console};
@@ -56,7 +56,11 @@ pub(super) async fn finish_replay(
     view::outcome(caller, "/dead-letters", ok, &message, back)
 }
 
-pub async fn dead_letter(State(c): App, caller: Caller, Path(id): Path<i64>) -> Response {
+pub async fn dead_letter(
+    State(c): App,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Markup, PageError> {
     detail(&c, &caller, id, false).await
 }
 
@@ -65,30 +69,29 @@ pub async fn reveal(
     caller: Caller,
     Path(id): Path<i64>,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some(r) = caller.csrf_refusal(&f.csrf) {
-        return r;
-    }
+) -> Result<Markup, PageError> {
+    check_csrf(&caller, &f.csrf)?;
     detail(&c, &caller, id, true).await
 }
 
 /// A dead letter: masked, or revealed (recorded first: no record, no reveal).
-async fn detail(c: &Console, caller: &Caller, id: i64, revealed: bool) -> Response {
-    let row = match replay::find(&c.pool, id).await {
-        Ok(r) => r,
-        Err(ReplayError::NotFound(m)) => return view::not_found(caller, &m),
-        Err(e) => return view::failure(Some(caller), &e),
-    };
+async fn detail(
+    c: &Console,
+    caller: &Caller,
+    id: i64,
+    revealed: bool,
+) -> Result<Markup, PageError> {
+    let row = replay::find(&c.pool, id).await.map_err(|e| match e {
+        ReplayError::NotFound(what) => PageError::not_found(caller, what),
+        e => PageError::failed(caller, e),
+    })?;
     if revealed {
         let target = format!("dead_letter {id}");
-        if let Err(e) = try_record(c, caller, "reveal", &target, "shown").await {
-            return view::failure(Some(caller), &e);
-        }
+        try_record(c, caller, "reveal", &target, "shown")
+            .await
+            .show_to(caller)?;
     }
-    let history = match replays::history(&c.pool, id).await {
-        Ok(h) => h,
-        Err(e) => return view::failure(Some(caller), &e),
-    };
+    let history = replays::history(&c.pool, id).await.show_to(caller)?;
     let (body, properties, message) = if revealed {
         (
             crate::body::render(&row.body),
@@ -164,7 +167,7 @@ async fn detail(c: &Console, caller: &Caller, id: i64, revealed: bool) -> Respon
         }
     };
     let title = format!("Dead letter {id}");
-    page(&title, "/dead-letters", Some(caller), content).into_response()
+    Ok(page(&title, "/dead-letters", Some(caller), content))
 }
 
 fn pretty_json(body: &[u8]) -> String {
@@ -179,17 +182,15 @@ pub async fn replay_one(
     caller: Caller,
     Path(id): Path<i64>,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some(r) = caller.csrf_refusal(&f.csrf) {
-        return r;
-    }
+) -> Result<Response, PageError> {
+    check_csrf(&caller, &f.csrf)?;
     let result = match replay::replay_filter(vec![id], false, None, None, None) {
         Ok(filter) => run_replay(&c, &caller, &filter, None).await,
         Err(e) => Err(e),
     };
     let back = format!("/dead-letters/{id}");
     let target = format!("dead_letter {id}");
-    finish_replay(
+    Ok(finish_replay(
         &c,
         &caller,
         "replay",
@@ -197,7 +198,7 @@ pub async fn replay_one(
         result,
         (&back, "Back to the dead letter"),
     )
-    .await
+    .await)
 }
 
 #[derive(Deserialize)]
@@ -213,10 +214,8 @@ pub async fn edit(
     caller: Caller,
     Path(id): Path<i64>,
     Form(f): Form<EditForm>,
-) -> Response {
-    if let Some(r) = caller.csrf_refusal(&f.csrf) {
-        return r;
-    }
+) -> Result<Response, PageError> {
+    check_csrf(&caller, &f.csrf)?;
     let result = async {
         let row = replay::find(&c.pool, id).await?;
         let who = replay::operator(&c.settings, caller.actor.clone())?;
@@ -233,7 +232,7 @@ pub async fn edit(
     .await;
     let back = format!("/dead-letters/{id}");
     let target = format!("dead_letter {id}");
-    finish_replay(
+    Ok(finish_replay(
         &c,
         &caller,
         "edit",
@@ -241,5 +240,5 @@ pub async fn edit(
         result,
         (&back, "Back to the dead letter"),
     )
-    .await
+    .await)
 }

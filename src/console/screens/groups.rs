@@ -4,15 +4,15 @@
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::dead_letters::{finish_replay, run_replay};
-use super::{one_page, App, PageQuery, PAGE};
+use super::{check_csrf, one_page, App, PageError, PageQuery, ShowTo, PAGE};
 use crate::console::auth::Caller;
-use crate::console::view::{self, csrf_field, page, when};
+use crate::console::view::{csrf_field, page, when};
 use crate::replay;
 use crate::store::journal::{self, DeadLetterRow};
 use crate::store::replays;
@@ -25,13 +25,16 @@ pub struct GroupsQuery {
     after_count: Option<i64>,
 }
 
-pub async fn groups(State(c): App, caller: Caller, Query(q): Query<GroupsQuery>) -> Response {
+pub async fn groups(
+    State(c): App,
+    caller: Caller,
+    Query(q): Query<GroupsQuery>,
+) -> Result<Markup, PageError> {
     let tenant = q.tenant.filter(|t| !t.is_empty());
     let after = q.after_count.zip(q.after.as_deref());
-    let groups = match replays::groups_page(&c.pool, tenant.as_deref(), after, PAGE + 1).await {
-        Ok(g) => g,
-        Err(e) => return view::failure(Some(&caller), &e),
-    };
+    let groups = replays::groups_page(&c.pool, tenant.as_deref(), after, PAGE + 1)
+        .await
+        .show_to(&caller)?;
     let (groups, more) = one_page(groups);
     // Links keep the tenant filter.
     let link = |after: Option<(i64, &str)>| {
@@ -79,7 +82,12 @@ pub async fn groups(State(c): App, caller: Caller, Query(q): Query<GroupsQuery>)
             @if let Some(next) = &next { a href=(next) rel="next" { "Next page" } }
         }
     };
-    page("Dead letters", "/dead-letters", Some(&caller), content).into_response()
+    Ok(page(
+        "Dead letters",
+        "/dead-letters",
+        Some(&caller),
+        content,
+    ))
 }
 
 pub async fn group(
@@ -87,19 +95,16 @@ pub async fn group(
     caller: Caller,
     Path(group): Path<String>,
     Query(q): Query<PageQuery>,
-) -> Response {
+) -> Result<Markup, PageError> {
     let loaded = async {
         let g = replays::group(&c.pool, &group).await?;
         let rows = journal::group_page(&c.pool, &group, q.after.unwrap_or(0), PAGE + 1).await?;
         Ok::<_, crate::store::StoreError>((g, rows))
     };
-    let (g, rows) = match loaded.await {
-        Ok((Some(g), rows)) => (g, rows),
-        Ok((None, _)) => {
-            return view::not_found(&caller, "No unresolved dead letters in this group.")
-        }
-        Err(e) => return view::failure(Some(&caller), &e),
-    };
+    let (g, rows) = loaded.await.show_to(&caller)?;
+    let g = g.ok_or_else(|| {
+        PageError::not_found(&caller, "No unresolved dead letters in this group.")
+    })?;
     let (rows, more) = one_page(rows);
     let next = more.then(|| rows.last().map(|r| r.id)).flatten();
     let content = html! {
@@ -130,7 +135,7 @@ pub async fn group(
         }
     };
     let title = format!("Failure group {}", g.group);
-    page(&title, "/dead-letters", Some(&caller), content).into_response()
+    Ok(page(&title, "/dead-letters", Some(&caller), content))
 }
 
 fn dead_letter_table(rows: &[DeadLetterRow]) -> Markup {
@@ -171,10 +176,8 @@ pub async fn replay_group(
     caller: Caller,
     Path(group): Path<String>,
     Form(f): Form<ReplayForm>,
-) -> Response {
-    if let Some(r) = caller.csrf_refusal(&f.csrf) {
-        return r;
-    }
+) -> Result<Response, PageError> {
+    check_csrf(&caller, &f.csrf)?;
     let number = |s: &Option<String>| {
         s.as_deref()
             .filter(|s| !s.is_empty())
@@ -185,13 +188,11 @@ pub async fn replay_group(
         (Some(Ok(n)), None) if n > 0 => Some((n as usize, Duration::from_secs(60))),
         (Some(Ok(n)), Some(Ok(t))) if n > 0 && t > 0 => Some((n as usize, Duration::from_secs(t))),
         _ => {
-            return view::outcome(
+            return Err(PageError::bad_form(
                 &caller,
-                "/dead-letters",
-                false,
                 "The canary needs a number of rows and a wait in seconds, both at least 1.",
                 ("/dead-letters", "Back to the groups"),
-            )
+            ))
         }
     };
     let action = if canary.is_some() {
@@ -199,14 +200,12 @@ pub async fn replay_group(
     } else {
         "replay"
     };
-    let filter = match replay::replay_filter(vec![], false, None, None, Some(group.clone())) {
-        Ok(f) => f,
-        Err(e) => return view::failure(Some(&caller), &e),
-    };
+    let filter =
+        replay::replay_filter(vec![], false, None, None, Some(group.clone())).show_to(&caller)?;
     let result = run_replay(&c, &caller, &filter, canary).await;
     let target = format!("group {group}");
     let back = format!("/dead-letters/groups/{group}");
-    finish_replay(
+    Ok(finish_replay(
         &c,
         &caller,
         action,
@@ -214,5 +213,5 @@ pub async fn replay_group(
         result,
         (&back, "Back to the group"),
     )
-    .await
+    .await)
 }

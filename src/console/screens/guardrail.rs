@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Form;
-use maud::html;
+use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{one_page, record, App, PageQuery, PAGE};
+use super::{check_csrf, one_page, record, App, PageError, PageQuery, ShowTo, PAGE};
 use crate::console::auth::Caller;
 use crate::console::view::{self, csrf_field, page, when};
 use crate::console::Console;
@@ -19,7 +19,14 @@ use crate::store::guardrail;
 /// Tenants shown on the guardrail page (tripped ones first).
 const GUARD_TENANTS: i64 = 200;
 
-pub async fn guard(State(c): App, caller: Caller, Query(q): Query<PageQuery>) -> Response {
+/// What a request naming no holds, or not naming them right, is told.
+const NAME_THE_HOLDS: &str = "Name the holds: ids separated by commas, or all.";
+
+pub async fn guard(
+    State(c): App,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Markup, PageError> {
     let policies = c.settings.policies();
     let loaded = async {
         let status = guardrail::status(
@@ -36,10 +43,7 @@ pub async fn guard(State(c): App, caller: Caller, Query(q): Query<PageQuery>) ->
         let held = guardrail::held_page(&c.pool, None, q.after.unwrap_or(0), PAGE + 1).await?;
         Ok::<_, crate::store::StoreError>((status, waiting, held))
     };
-    let (status, waiting, held) = match loaded.await {
-        Ok(x) => x,
-        Err(e) => return view::failure(Some(&caller), &e),
-    };
+    let (status, waiting, held) = loaded.await.show_to(&caller)?;
     let (held, more) = one_page(held);
     let next = more.then(|| held.last().map(|h| h.hold_id)).flatten();
     let content = html! {
@@ -90,7 +94,7 @@ pub async fn guard(State(c): App, caller: Caller, Query(q): Query<PageQuery>) ->
             @if let Some(id) = next { a href={"/guard?after=" (id)} rel="next" { "Next page" } }
         }
     };
-    page("Guardrail", "/guard", Some(&caller), content).into_response()
+    Ok(page("Guardrail", "/guard", Some(&caller), content))
 }
 
 #[derive(Deserialize)]
@@ -113,10 +117,8 @@ pub async fn preview(
     caller: Caller,
     Path(tenant): Path<String>,
     Query(q): Query<HoldsQuery>,
-) -> Response {
-    let Some(sel) = selection(&q.holds) else {
-        return view::not_found(&caller, "Name the holds: ids separated by commas, or all.");
-    };
+) -> Result<Markup, PageError> {
+    let sel = selection(&q.holds).ok_or_else(|| PageError::not_found(&caller, NAME_THE_HOLDS))?;
     // One page, in one transaction that is rolled back: what the first
     // held commands would do, not a long transaction over all of them.
     let loaded = async {
@@ -124,10 +126,7 @@ pub async fn preview(
         let total = guardrail::count_selected(&c.pool, &tenant, sel.ids()).await?;
         Ok::<_, guard::GuardError>((results, total))
     };
-    let (results, total) = match loaded.await {
-        Ok(r) => r,
-        Err(e) => return view::failure(Some(&caller), &e),
-    };
+    let (results, total) = loaded.await.show_to(&caller)?;
     let suppressed: u64 = results.iter().map(|r| r.suppressed).sum();
     let content = html! {
         @if total > results.len() as i64 {
@@ -163,7 +162,7 @@ pub async fn preview(
         }
     };
     let title = format!("Release preview for {tenant}");
-    page(&title, "/guard", Some(&caller), content).into_response()
+    Ok(page(&title, "/guard", Some(&caller), content))
 }
 
 #[derive(Deserialize)]
@@ -178,7 +177,7 @@ pub async fn release(
     caller: Caller,
     Path(tenant): Path<String>,
     Form(f): Form<HoldsForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     guard_action(&c, &caller, &tenant, &f, true).await
 }
 
@@ -187,7 +186,7 @@ pub async fn discard(
     caller: Caller,
     Path(tenant): Path<String>,
     Form(f): Form<HoldsForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     guard_action(&c, &caller, &tenant, &f, false).await
 }
 
@@ -197,20 +196,11 @@ async fn guard_action(
     tenant: &str,
     f: &HoldsForm,
     release: bool,
-) -> Response {
-    if let Some(r) = caller.csrf_refusal(&f.csrf) {
-        return r;
-    }
+) -> Result<Response, PageError> {
+    check_csrf(caller, &f.csrf)?;
     let back = ("/guard", "Back to the guardrail");
-    let Some(sel) = selection(&f.holds) else {
-        return view::outcome(
-            caller,
-            "/guard",
-            false,
-            "Name the holds: ids separated by commas, or all.",
-            back,
-        );
-    };
+    let sel =
+        selection(&f.holds).ok_or_else(|| PageError::bad_form(caller, NAME_THE_HOLDS, back))?;
     let (action, result) = if release {
         let r = guard::release(&c.settings, &c.pool, tenant, sel, &caller.actor).await;
         (
@@ -242,5 +232,5 @@ async fn guard_action(
         &message,
     )
     .await;
-    view::outcome(caller, "/guard", ok, &message, back)
+    Ok(view::outcome(caller, "/guard", ok, &message, back))
 }

@@ -2,14 +2,13 @@
 
 use axum::extract::State;
 use axum::http::header::{self, HeaderMap};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{record, App, CsrfForm};
-use crate::console::auth::{self, Caller, LoginError};
+use super::{check_csrf, record, App, CsrfForm, PageError};
+use crate::console::auth::Caller;
 use crate::console::client::Client;
 use crate::console::server::Connection;
 use crate::console::view::page;
@@ -24,7 +23,7 @@ pub async fn login_form() -> Markup {
     login_page(None)
 }
 
-fn login_page(error: Option<&str>) -> Markup {
+pub(super) fn login_page(error: Option<&str>) -> Markup {
     page(
         "Log in",
         "",
@@ -50,32 +49,20 @@ pub async fn login(
     connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
-) -> Response {
-    match c.auth.login(from, &f.name, &f.token) {
-        Ok(id) => {
-            if let Some(Extension(connection)) = connection {
-                connection.carried_an_operator();
-            }
-            let operator = Caller {
-                actor: format!("console:{}", f.name.trim()),
-                session: None,
-                remote: from,
-            };
-            record(&c, &operator, "login", "console", "ok").await;
-            let cookie = c.cookie.set(&id, came_over_tls(&headers));
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
-        }
-        // Counted for the audit by `auth`, not written per request.
-        Err(LoginError::RateLimited) => auth::too_many(),
-        Err(LoginError::WrongToken) => {
-            (StatusCode::UNAUTHORIZED, login_page(Some("Wrong token."))).into_response()
-        }
-        Err(LoginError::BadName) => (
-            StatusCode::BAD_REQUEST,
-            login_page(Some("Give your name: up to 64 printable characters.")),
-        )
-            .into_response(),
+) -> Result<Response, PageError> {
+    // A failure is counted for the audit by `auth`, not written per request.
+    let id = c.auth.login(from, &f.name, &f.token)?;
+    if let Some(Extension(connection)) = connection {
+        connection.carried_an_operator();
     }
+    let operator = Caller {
+        actor: format!("console:{}", f.name.trim()),
+        session: None,
+        remote: from,
+    };
+    record(&c, &operator, "login", "console", "ok").await;
+    let cookie = c.cookie.set(&id, came_over_tls(&headers));
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
 }
 
 pub async fn logout(
@@ -83,15 +70,13 @@ pub async fn logout(
     caller: Caller,
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some(r) = caller.csrf_refusal(&f.csrf) {
-        return r;
-    }
+) -> Result<Response, PageError> {
+    check_csrf(&caller, &f.csrf)?;
     if let Some(id) = c.cookie.read(&headers) {
         c.auth.logout(&id);
     }
     let expired = c.cookie.expired(came_over_tls(&headers));
-    ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
+    Ok(([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response())
 }
 
 /// Whether a TLS-terminating proxy says the browser used https.

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod dead_letters;
+mod error;
 pub mod groups;
 pub mod guardrail;
 pub mod login;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::Console;
 use crate::store::audit::{self as audit_store, Record};
+use error::{PageError, ShowTo};
 
 /// Rows per page of every list: groups, a group's dead letters, held
 /// commands, a release preview.
@@ -58,6 +60,15 @@ async fn try_record(
 async fn record(c: &Console, caller: &Caller, action: &str, target: &str, result: &str) {
     if let Err(e) = try_record(c, caller, action, target, result).await {
         tracing::error!(error = %e, action, "console: the audit record could not be written");
+    }
+}
+
+/// A change from a session must carry the session's token.
+fn check_csrf(caller: &Caller, given: &str) -> Result<(), PageError> {
+    if caller.csrf_matches(given) {
+        Ok(())
+    } else {
+        Err(PageError::Forbidden)
     }
 }
 

@@ -4,18 +4,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use maud::html;
+use maud::{html, Markup};
 
-use super::App;
+use super::{App, PageError, ShowTo};
 use crate::console::auth::Caller;
-use crate::console::view::{self, count, page};
+use crate::console::view::{count, page};
 
 /// Counts on the overview stop here: an exact count of millions of rows
 /// would cost more than the page is worth.
 const COUNT_CAP: i64 = 10_000;
 
-pub async fn overview(State(c): App, caller: Caller) -> Response {
+pub async fn overview(State(c): App, caller: Caller) -> Result<Markup, PageError> {
     let counts = async {
         let capped = |table: &str, cond: &str| {
             format!("SELECT count(*) FROM (SELECT 1 FROM {table} {cond} LIMIT {COUNT_CAP} + 1) t")
@@ -31,10 +30,7 @@ pub async fn overview(State(c): App, caller: Caller) -> Response {
             .await?;
         Ok::<_, sqlx::Error>((dead, held, scheduled))
     };
-    let (dead, held, scheduled) = match counts.await {
-        Ok(n) => n,
-        Err(e) => return view::failure(Some(&caller), &e),
-    };
+    let (dead, held, scheduled) = counts.await.show_to(&caller)?;
     let h = &c.health;
     let checks = [
         ("Database", h.database_reachable.load(Ordering::Relaxed)),
@@ -64,5 +60,5 @@ pub async fn overview(State(c): App, caller: Caller) -> Response {
                 a href="/schedule" { "Schedule" } }
         }
     };
-    page("Overview", "/", Some(&caller), content).into_response()
+    Ok(page("Overview", "/", Some(&caller), content))
 }

@@ -1,12 +1,12 @@
 //! Scheduled commands, and cancelling one.
 
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Form;
-use maud::html;
+use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{record, App};
+use super::{check_csrf, record, App, PageError, ShowTo};
 use crate::console::auth::Caller;
 use crate::console::view::{self, csrf_field, page, when};
 use crate::guard;
@@ -20,12 +20,15 @@ pub struct TenantQuery {
     tenant: Option<String>,
 }
 
-pub async fn schedule(State(c): App, caller: Caller, Query(q): Query<TenantQuery>) -> Response {
+pub async fn schedule(
+    State(c): App,
+    caller: Caller,
+    Query(q): Query<TenantQuery>,
+) -> Result<Markup, PageError> {
     let tenant = q.tenant.filter(|t| !t.is_empty());
-    let rows = match schedule::list(&c.pool, tenant.as_deref(), Some(SCHEDULE_ROWS)).await {
-        Ok(r) => r,
-        Err(e) => return view::failure(Some(&caller), &e),
-    };
+    let rows = schedule::list(&c.pool, tenant.as_deref(), Some(SCHEDULE_ROWS))
+        .await
+        .show_to(&caller)?;
     let content = html! {
         form.actions method="get" action="/schedule" {
             label { "Tenant" input name="tenant" value=[tenant.as_deref()]; }
@@ -51,7 +54,12 @@ pub async fn schedule(State(c): App, caller: Caller, Query(q): Query<TenantQuery
         }
         @if rows.is_empty() { p { "Nothing is scheduled." } }
     };
-    page("Scheduled commands", "/schedule", Some(&caller), content).into_response()
+    Ok(page(
+        "Scheduled commands",
+        "/schedule",
+        Some(&caller),
+        content,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -62,10 +70,12 @@ pub struct CancelForm {
     command_id: String,
 }
 
-pub async fn cancel(State(c): App, caller: Caller, Form(f): Form<CancelForm>) -> Response {
-    if let Some(r) = caller.csrf_refusal(&f.csrf) {
-        return r;
-    }
+pub async fn cancel(
+    State(c): App,
+    caller: Caller,
+    Form(f): Form<CancelForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&caller, &f.csrf)?;
     let result = guard::cancel_scheduled(
         &c.settings,
         &c.pool,
@@ -83,11 +93,11 @@ pub async fn cancel(State(c): App, caller: Caller, Form(f): Form<CancelForm>) ->
     };
     let target = format!("{} scheduled {}", f.tenant, f.command_id);
     record(&c, &caller, "cancel", &target, &message).await;
-    view::outcome(
+    Ok(view::outcome(
         &caller,
         "/schedule",
         ok,
         &message,
         ("/schedule", "Back to the schedule"),
-    )
+    ))
 }

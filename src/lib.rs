@@ -14,6 +14,7 @@
 //! - [`guard`]: releasing and discarding what the guardrail holds.
 //! - [`replay`]: replaying and editing dead letters.
 //! - [`console`]: the operators' web console.
+//! - [`body`]: a message body for a human to read (CLI and console).
 //! - [`retention`]: purges old inbox and published outbox rows.
 //! - [`schemas`]: JSON Schemas of the published contract, from the Rust types.
 //! - [`amqp`]: topology, connections, properties.
@@ -22,6 +23,7 @@
 pub mod amqp;
 pub mod app;
 pub mod apply;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod console;

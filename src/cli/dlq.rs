@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::CliError;
+use crate::body;
 use crate::config::Settings;
 use crate::domain::event::format_time;
 use crate::replay::{self, Progress, ReplayError};
@@ -149,25 +150,6 @@ pub async fn list(
     Ok(())
 }
 
-/// The body for a human: pretty JSON, else the escaped text, else hex.
-pub fn render_body(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        return serde_json::to_string_pretty(&v).unwrap_or_default();
-    }
-    match std::str::from_utf8(body) {
-        Ok(text) => format!("(not JSON) {}", text.escape_debug()),
-        Err(_) => {
-            let mut hex = String::from("(not UTF-8; hex)\n");
-            for chunk in body.chunks(16) {
-                let line: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-                hex.push_str(&line.join(" "));
-                hex.push('\n');
-            }
-            hex
-        }
-    }
-}
-
 /// A body as JSON output shows it: the JSON itself, else its text.
 fn body_value(body: &[u8]) -> Value {
     serde_json::from_slice(body)
@@ -222,7 +204,7 @@ pub async fn show(pool: &PgPool, id: i64, as_json: bool) -> anyhow::Result<()> {
     } else {
         println!("--- body ---");
     }
-    println!("{}", escape_controls(&render_body(&r.body), true));
+    println!("{}", escape_controls(&body::render(&r.body), true));
     if !history.is_empty() {
         println!("--- history ---");
         for h in &history {

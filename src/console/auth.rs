@@ -297,6 +297,7 @@ fn live(s: &Session, now: Instant) -> bool {
 }
 
 /// An authenticated request's caller.
+#[derive(Clone)]
 pub struct Caller {
     /// For the records: `console:<name>` or `bearer`.
     pub actor: String,
@@ -312,19 +313,23 @@ impl Caller {
         self.session.as_ref().map_or("", |(_, csrf)| csrf)
     }
 
-    /// A state-changing request from a session must carry its token: the
-    /// refusal when it does not.
-    pub fn csrf_refusal(&self, given: &str) -> Option<Response> {
+    /// A state-changing request from a session must carry its token:
+    /// whether it does (a bearer caller has none to carry).
+    pub fn csrf_matches(&self, given: &str) -> bool {
         match &self.session {
-            Some((_, csrf)) if !same(csrf.as_bytes(), given.as_bytes()) => Some(
-                (
-                    StatusCode::FORBIDDEN,
-                    "refused: the form's token does not match this session (reload the page)",
-                )
-                    .into_response(),
-            ),
-            _ => None,
+            Some((_, csrf)) => same(csrf.as_bytes(), given.as_bytes()),
+            None => true,
         }
+    }
+}
+
+/// Without the session's token: it is a secret of the session.
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("actor", &self.actor)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
     }
 }
 

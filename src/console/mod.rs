@@ -20,7 +20,7 @@
 mod auth;
 pub mod client;
 mod mask;
-mod pages;
+mod screens;
 mod server;
 mod view;
 
@@ -41,6 +41,7 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::monitoring::Health;
+use screens::{audit, dead_letters, groups, guardrail, login, overview, schedule};
 
 pub use auth::MAX_FAILURES;
 
@@ -94,26 +95,26 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
-        .route("/login", get(pages::login_form).post(pages::login))
-        .route("/logout", post(pages::logout))
-        .route("/", get(pages::overview))
-        .route("/dead-letters", get(pages::groups))
-        .route("/dead-letters/groups/{group}", get(pages::group))
+        .route("/login", get(login::login_form).post(login::login))
+        .route("/logout", post(login::logout))
+        .route("/", get(overview::overview))
+        .route("/dead-letters", get(groups::groups))
+        .route("/dead-letters/groups/{group}", get(groups::group))
         .route(
             "/dead-letters/groups/{group}/replay",
-            post(pages::replay_group),
+            post(groups::replay_group),
         )
-        .route("/dead-letters/{id}", get(pages::dead_letter))
-        .route("/dead-letters/{id}/reveal", post(pages::reveal))
-        .route("/dead-letters/{id}/replay", post(pages::replay_one))
-        .route("/dead-letters/{id}/edit", post(pages::edit))
-        .route("/guard", get(pages::guard))
-        .route("/guard/{tenant}/preview", get(pages::preview))
-        .route("/guard/{tenant}/release", post(pages::release))
-        .route("/guard/{tenant}/discard", post(pages::discard))
-        .route("/schedule", get(pages::schedule))
-        .route("/schedule/cancel", post(pages::cancel))
-        .route("/audit", get(pages::audit))
+        .route("/dead-letters/{id}", get(dead_letters::dead_letter))
+        .route("/dead-letters/{id}/reveal", post(dead_letters::reveal))
+        .route("/dead-letters/{id}/replay", post(dead_letters::replay_one))
+        .route("/dead-letters/{id}/edit", post(dead_letters::edit))
+        .route("/guard", get(guardrail::guard))
+        .route("/guard/{tenant}/preview", get(guardrail::preview))
+        .route("/guard/{tenant}/release", post(guardrail::release))
+        .route("/guard/{tenant}/discard", post(guardrail::discard))
+        .route("/schedule", get(schedule::schedule))
+        .route("/schedule/cancel", post(schedule::cancel))
+        .route("/audit", get(audit::audit))
         .route("/assets/console.css", get(view::stylesheet))
         .layer(middleware::from_fn(same_origin_changes))
         .layer(middleware::map_response(secure_headers))

@@ -101,27 +101,6 @@ pub fn outcome(
     (status, page(title, section, Some(caller), content)).into_response()
 }
 
-/// A failure of the console itself (the database, the broker).
-pub fn failure(caller: Option<&Caller>, e: &dyn std::fmt::Display) -> Response {
-    let content = html! {
-        div.notice.bad role="alert" { (e.to_string()) }
-    };
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        page("Something failed", "", caller, content),
-    )
-        .into_response()
-}
-
-pub fn not_found(caller: &Caller, what: &str) -> Response {
-    let content = html! { div.notice.bad role="alert" { (what) } };
-    (
-        StatusCode::NOT_FOUND,
-        page("Not found", "", Some(caller), content),
-    )
-        .into_response()
-}
-
 /// A timestamp to the second, UTC.
 pub fn when(t: OffsetDateTime) -> String {
     crate::domain::event::format_time(t.replace_nanosecond(0).unwrap_or(t))

@@ -4,6 +4,7 @@
 //! the dead-letter store; and cancel a scheduled command as an operator.
 //! The CLI and the console call these.
 
+use crate::store::{dead_letters, outbox};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
@@ -16,7 +17,7 @@ use crate::domain::Ctx;
 use crate::hash_key::{HashKey, KeyError};
 use crate::intake::{operator_cancel, prepare, Inbound};
 use crate::store::guardrail::{self, Held};
-use crate::store::{journal, StoreError};
+use crate::store::StoreError;
 
 /// Which held commands of a tenant.
 #[derive(Clone, Debug)]
@@ -251,7 +252,7 @@ pub async fn discard(
             command_type: Some(h.command_type.clone()),
         };
         let dead = msg.dead_letter(&failure, &producers, &settings.limits);
-        journal::store_dead_letter(&mut tx, &dead).await?;
+        dead_letters::store_dead_letter(&mut tx, &dead).await?;
         tx.commit().await?;
         discarded += 1;
     }
@@ -297,7 +298,7 @@ async fn publish_released(
     let action =
         CommandId::parse(&action, &settings.limits).map_err(|r| GuardError::Tenant(r.message))?;
     let event = to_cloud_event(tenant, &action, 0, draft, now);
-    journal::write_outbox_and_inbox(&mut tx, &[event], &[]).await?;
+    outbox::write_outbox_and_inbox(&mut tx, &[event], &[]).await?;
     tx.commit().await?;
     Ok(())
 }

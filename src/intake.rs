@@ -7,6 +7,7 @@
 //! of them into the prepared command the unit of work applies; the unit of
 //! work never asks which door it was.
 
+use crate::store::dead_letters::DeadLetter;
 use lapin::message::Delivery;
 use lapin::types::AMQPValue;
 use lapin::Acker;
@@ -20,7 +21,6 @@ use crate::domain::envelope::{Command, CommandBody, DecodeFailure};
 use crate::domain::ids::{CommandId, Limits, TenantId};
 use crate::domain::outcome::Rejection;
 use crate::domain::policy::{Producers, ORIGINAL_USER_HEADER};
-use crate::store::journal::DeadLetter;
 use time::OffsetDateTime;
 
 /// Admits what came in through any door: decoded and authorised, or refused.

@@ -18,6 +18,9 @@
 //!
 //! Rows are published in `id` order, which follows each entity's versions.
 
+use crate::store::outbox;
+use crate::store::outbox::Marked;
+use crate::store::outbox::PendingEvent;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +36,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::amqp;
 use crate::config::Settings;
-use crate::store::journal::{self, Marked, PendingEvent};
 use crate::store::StoreError;
 use crate::worker::retry_schedule;
 
@@ -385,7 +387,7 @@ pub async fn publish_while_locked(
             let rows = within(
                 deadline,
                 "reading pending events",
-                journal::pending_events(conn, settings.relay.batch_size, &exclude),
+                outbox::pending_events(conn, settings.relay.batch_size, &exclude),
             )
             .await?;
             crate::monitoring::stage(crate::monitoring::Stage::RelayRead, reading.elapsed());
@@ -509,7 +511,7 @@ async fn settle(
         let marked = within(
             deadline,
             "marking events published",
-            journal::mark_published(conn, &ids, LOCK_KEY),
+            outbox::mark_published(conn, &ids, LOCK_KEY),
         )
         .await?;
         if marked == Marked::NotLockHolder {

@@ -3,6 +3,9 @@
 //! with the same claims and history records. Callers print or render the
 //! report; nothing here writes to a terminal.
 
+use crate::store::dead_letters;
+use crate::store::dead_letters::DeadLetterFilter;
+use crate::store::dead_letters::DeadLetterRow;
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
@@ -17,7 +20,6 @@ use time::OffsetDateTime;
 use crate::amqp::{self, Names, REPLAYED_HEADER};
 use crate::config::Settings;
 use crate::domain::policy::ORIGINAL_USER_HEADER;
-use crate::store::journal::{self, DeadLetterFilter, DeadLetterRow};
 use crate::store::replays::{self, Claim, Operator};
 use crate::store::StoreError;
 
@@ -46,7 +48,7 @@ pub struct Selected {
 /// The rows `filter` names, split by whether they can be replayed. Naming
 /// a cut row by id, or only cut rows, is refused outright.
 pub async fn select(pool: &PgPool, filter: &DeadLetterFilter) -> Result<Selected, ReplayError> {
-    let rows = journal::find_dead_letters(pool, filter).await?;
+    let rows = dead_letters::find_dead_letters(pool, filter).await?;
     // Only part of a cut body was kept: replaying it would send another message.
     let (rows, cut): (Vec<DeadLetterRow>, Vec<DeadLetterRow>) =
         rows.into_iter().partition(|r| !r.truncated());
@@ -240,7 +242,7 @@ pub async fn find(pool: &PgPool, id: i64) -> Result<DeadLetterRow, ReplayError> 
         ids: vec![id],
         ..DeadLetterFilter::default()
     };
-    journal::find_dead_letters(pool, &filter)
+    dead_letters::find_dead_letters(pool, &filter)
         .await?
         .into_iter()
         .next()
@@ -321,7 +323,7 @@ pub async fn edit(
         row.id,
         &row.body,
         &bytes,
-        &journal::fingerprint(&routing_key, &sha),
+        &dead_letters::fingerprint(&routing_key, &sha),
         &sha,
         &routing_key,
         who,

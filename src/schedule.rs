@@ -15,6 +15,7 @@
 //! (the contract's 30 s when the process that would have applied it died).
 //! The worker's clock decides what is due.
 
+use crate::store::dead_letters;
 use std::sync::Arc;
 
 use backon::BackoffBuilder;
@@ -27,7 +28,7 @@ use tracing::{error, info, warn};
 use crate::apply::{apply_batch, Disposition, Rules};
 use crate::intake::Inbound;
 use crate::store::schedule::{self, Scheduled};
-use crate::store::{journal, StoreError};
+use crate::store::StoreError;
 use crate::worker::{retry_schedule, Processor};
 
 /// The longest a scheduler sleeps without looking at the schedule.
@@ -122,7 +123,7 @@ async fn apply_due(p: &Processor, now: OffsetDateTime, limit: i64) -> Result<usi
     for ((msg, _), d) in batch.iter().zip(&outcome.dispositions) {
         if let Disposition::Requeue = d {
             let dead = crate::worker::poison_dead_letter(msg, &p.producers, &p.limits);
-            journal::store_dead_letter(&mut tx, &dead).await?;
+            dead_letters::store_dead_letter(&mut tx, &dead).await?;
         }
     }
     tx.commit().await?;
@@ -148,7 +149,7 @@ async fn apply_one_by_one(p: &Processor) -> Result<(), StoreError> {
                 for d in schedule::claim_due(&mut tx, now, 1).await? {
                     let msg = inbound(p, &d);
                     let dead = crate::worker::poison_dead_letter(&msg, &p.producers, &p.limits);
-                    journal::store_dead_letter(&mut tx, &dead).await?;
+                    dead_letters::store_dead_letter(&mut tx, &dead).await?;
                 }
                 tx.commit().await?;
             }

@@ -6,6 +6,8 @@
 //! before the commit, so a crash at any point leaves the deliveries to be
 //! redelivered and absorbed by the inbox.
 
+use crate::store::dead_letters;
+use crate::store::dead_letters::DeadLetter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +36,6 @@ use crate::hash_key::HashKey;
 use crate::intake::Inbound;
 use crate::monitoring::{self, Stage};
 use crate::replies;
-use crate::store::journal::{self, DeadLetter};
 use crate::store::StoreError;
 
 /// Everything needed to turn deliveries into committed effects.
@@ -445,7 +446,7 @@ pub async fn drain_dead_letters(
         loop {
             let stored = async {
                 let mut conn = processor.pool.acquire().await?;
-                journal::store_dead_letter(&mut conn, &dead).await
+                dead_letters::store_dead_letter(&mut conn, &dead).await
             }
             .await;
             match stored {

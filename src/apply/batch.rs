@@ -1,6 +1,8 @@
 //! The batch being applied: its entities, buffered inbox and outbox rows,
 //! and the way one command goes from its kind to its reply.
 
+use crate::store::inbox::InboxRow;
+use crate::store::{dead_letters, outbox};
 use std::collections::{BTreeSet, HashMap};
 
 use sqlx::PgConnection;
@@ -25,7 +27,6 @@ use crate::domain::Ctx;
 use crate::hash_key::HashKey;
 use crate::intake::Inbound;
 use crate::store::entities;
-use crate::store::journal::{self, InboxRow};
 use crate::store::{erasure, StoreError};
 
 /// The batch's working set and buffered writes.
@@ -152,7 +153,7 @@ impl<'c> Batch<'c> {
         rules: &Rules<'_>,
     ) -> Result<Disposition, StoreError> {
         let dead = msg.dead_letter(failure, rules.producers, rules.limits);
-        let id = journal::store_dead_letter(self.conn, &dead).await?;
+        let id = dead_letters::store_dead_letter(self.conn, &dead).await?;
         tracing::info!(
             dead_letter = id,
             code = failure.rejection.code.as_str(),
@@ -304,7 +305,7 @@ impl<'c> Batch<'c> {
     pub(super) async fn finish(mut self) -> Result<(), StoreError> {
         self.cache.finish(self.conn).await?;
         self.guardrail.record(self.conn).await?;
-        journal::write_outbox_and_inbox(self.conn, &self.outbox, &self.inbox).await
+        outbox::write_outbox_and_inbox(self.conn, &self.outbox, &self.inbox).await
     }
 
     /// Applies one command: its reply, or why it stopped short of one.

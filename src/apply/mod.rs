@@ -25,6 +25,7 @@ mod guardrail;
 mod scheduling;
 mod user;
 
+use crate::store::{dead_letters, inbox};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 
@@ -37,7 +38,7 @@ use crate::domain::outcome::{EntityKind, EntityRef, Outcome, Rejection, Reply};
 use crate::domain::policy::{Policies, Producers};
 use crate::hash_key::HashKey;
 use crate::intake::Inbound;
-use crate::store::{journal, replays, StoreError};
+use crate::store::{replays, StoreError};
 use batch::Batch;
 
 /// Decoded and authorised, or refused before touching the database.
@@ -202,7 +203,7 @@ pub async fn apply_batch(
             .iter()
             .map(|c| (c.tenant.to_string(), c.command_id.to_string()))
             .collect();
-        journal::processed_replies(work.conn, &keys).await?
+        inbox::processed_replies(work.conn, &keys).await?
     } else {
         HashMap::new()
     };
@@ -227,7 +228,7 @@ pub async fn apply_batch(
         if let Disposition::Ack { reply } = &disposition {
             let replay = msg.replayed && rules.producers.trusts_replay_from(msg.user_id(), true);
             if replay && reply.outcome != Outcome::Rejected {
-                let fingerprint = journal::fingerprint(&msg.routing_key, &msg.body_sha256());
+                let fingerprint = dead_letters::fingerprint(&msg.routing_key, &msg.body_sha256());
                 let outcome = if reply.duplicate {
                     format!("{} (duplicate)", reply.outcome.as_str())
                 } else {

@@ -1,6 +1,9 @@
 //! `dlq list | show | groups | replay | edit | purge`: the operator's view
 //! of the dead-letter store (contract sections 6 and 13).
 
+use crate::store::dead_letters;
+use crate::store::dead_letters::DeadLetterFilter;
+use crate::store::dead_letters::DeadLetterRow;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -14,7 +17,6 @@ use crate::body;
 use crate::config::Settings;
 use crate::domain::event::format_time;
 use crate::replay::{self, Progress, ReplayError};
-use crate::store::journal::{self, DeadLetterFilter, DeadLetterRow};
 use crate::store::replays;
 
 /// Parses `7d`, `24h`, `30m`, `90s` (anything humantime accepts).
@@ -107,7 +109,7 @@ pub async fn list(
         since: since.map(ago),
         ..DeadLetterFilter::default()
     };
-    let rows = journal::find_dead_letters(pool, &filter).await?;
+    let rows = dead_letters::find_dead_letters(pool, &filter).await?;
     let mut out = std::io::stdout().lock();
     if as_json {
         let all: Vec<Value> = rows.iter().map(row_json).collect();
@@ -161,7 +163,7 @@ pub async fn show(pool: &PgPool, id: i64, as_json: bool) -> anyhow::Result<()> {
         ids: vec![id],
         ..DeadLetterFilter::default()
     };
-    let Some(r) = journal::find_dead_letters(pool, &filter)
+    let Some(r) = dead_letters::find_dead_letters(pool, &filter)
         .await?
         .into_iter()
         .next()
@@ -494,7 +496,7 @@ pub async fn purge(
         before: older_than.map(ago),
         ..DeadLetterFilter::default()
     };
-    let rows = journal::find_dead_letters(pool, &filter).await?;
+    let rows = dead_letters::find_dead_letters(pool, &filter).await?;
     if rows.is_empty() {
         println!("nothing to purge");
         return Ok(());
@@ -516,7 +518,7 @@ pub async fn purge(
         }
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let n = journal::purge_dead_letters(pool, &ids).await?;
+    let n = dead_letters::purge_dead_letters(pool, &ids).await?;
     println!("{n} dead letter(s) purged");
     Ok(())
 }

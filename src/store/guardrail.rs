@@ -134,7 +134,7 @@ pub async fn hold(conn: &mut PgConnection, h: &Held) -> Result<i64, StoreError> 
     .bind(&h.user_id)
     .bind(&h.body)
     // Whatever headers a held command carried, it can be stored.
-    .bind(super::journal::pg_json(&h.properties))
+    .bind(super::dead_letters::pg_json(&h.properties))
     .bind(&h.exchange)
     .bind(&h.routing_key)
     .fetch_one(conn)

@@ -2,11 +2,13 @@
 //! inbox, the outbox and the dead-letter store.
 
 pub mod audit;
+pub mod dead_letters;
 pub mod entities;
 pub mod erasure;
 pub mod guardrail;
 pub mod hosts;
-pub mod journal;
+pub mod inbox;
+pub mod outbox;
 pub mod replays;
 pub mod schedule;
 

@@ -41,7 +41,7 @@ pub async fn schedule(conn: &mut PgConnection, s: &Scheduled) -> Result<(), Stor
     .bind(&s.user_id)
     .bind(s.effective_at)
     .bind(&s.body)
-    .bind(super::journal::pg_json(&s.properties))
+    .bind(super::dead_letters::pg_json(&s.properties))
     .bind(&s.exchange)
     .bind(&s.routing_key)
     .execute(conn)

@@ -4,12 +4,13 @@
 //! The relay's lock lives on a named session with keepalives and timeouts,
 //! and marking rows published needs that lock.
 
+use lifecycle_worker::store::outbox;
+use lifecycle_worker::store::outbox::Marked;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::helpers::{eventually, relay_lock_holder, TestEnv, DEADLINE};
 use lifecycle_worker::relay::{self, RelayError, SessionTimeouts};
-use lifecycle_worker::store::journal::{self, Marked};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 
@@ -218,7 +219,7 @@ async fn marking_published_needs_the_relay_lock_on_this_session() {
     assert!(relay::try_lock(&mut holder, poll).await.unwrap());
     let mut stranger = plain_session(&env).await;
 
-    let marked = journal::mark_published(&mut stranger, &ids, relay::LOCK_KEY)
+    let marked = outbox::mark_published(&mut stranger, &ids, relay::LOCK_KEY)
         .await
         .unwrap();
     assert_eq!(marked, Marked::NotLockHolder);
@@ -230,14 +231,14 @@ async fn marking_published_needs_the_relay_lock_on_this_session() {
         .execute(&mut holder)
         .await
         .unwrap();
-    let marked = journal::mark_published(&mut holder, &ids, relay::LOCK_KEY)
+    let marked = outbox::mark_published(&mut holder, &ids, relay::LOCK_KEY)
         .await
         .unwrap();
     assert_eq!(marked, Marked::NotLockHolder);
     assert_eq!(pending(&env).await as usize, ids.len());
 
     assert!(relay::try_lock(&mut holder, poll).await.unwrap());
-    let marked = journal::mark_published(&mut holder, &ids, relay::LOCK_KEY)
+    let marked = outbox::mark_published(&mut holder, &ids, relay::LOCK_KEY)
         .await
         .unwrap();
     assert_eq!(marked, Marked::Done);
@@ -306,7 +307,7 @@ async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
     let marking = tokio::spawn({
         let ids = ids.clone();
         async move {
-            let marked = journal::mark_published(&mut relay_session, &ids, relay::LOCK_KEY)
+            let marked = outbox::mark_published(&mut relay_session, &ids, relay::LOCK_KEY)
                 .await
                 .unwrap();
             (marked, relay_session)
@@ -341,7 +342,7 @@ async fn an_erasure_and_the_relays_mark_meeting_leave_no_event_data() {
         .unwrap();
     assert!(!ids.is_empty());
     let mut marking = relay_session.begin().await.unwrap();
-    let marked = journal::mark_published(&mut marking, &ids, relay::LOCK_KEY)
+    let marked = outbox::mark_published(&mut marking, &ids, relay::LOCK_KEY)
         .await
         .unwrap();
     assert_eq!(marked, Marked::Done);
@@ -389,7 +390,7 @@ async fn the_relay_reads_and_marks_by_index_whatever_the_backlog() {
             .await
             .unwrap();
     let mut session = relay::connect(&env.pool).await.unwrap();
-    let read: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", journal::PENDING_EVENTS_SQL))
+    let read: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", outbox::PENDING_EVENTS_SQL))
         .bind(500i64)
         .bind(&ids[..10])
         .fetch_all(&mut session)
@@ -405,7 +406,7 @@ async fn the_relay_reads_and_marks_by_index_whatever_the_backlog() {
         !read.contains("Seq Scan") && !read.contains("Sort"),
         "{read}"
     );
-    let mark: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", journal::MARK_PUBLISHED_SQL))
+    let mark: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", outbox::MARK_PUBLISHED_SQL))
         .bind(&ids)
         .bind(relay::LOCK_KEY)
         .fetch_all(&mut session)

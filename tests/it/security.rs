@@ -495,7 +495,7 @@ async fn an_overlong_canary_wait_is_refused_before_publishing() {
     // The library refuses it too, whoever calls it (the console does).
     let selected = lifecycle_worker::replay::select(
         &env.pool,
-        &lifecycle_worker::store::journal::DeadLetterFilter {
+        &lifecycle_worker::store::dead_letters::DeadLetterFilter {
             ids: vec![id],
             ..Default::default()
         },

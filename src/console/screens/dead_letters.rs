@@ -1,6 +1,7 @@
 //! One dead letter: masked, revealed, replayed, edited; and how a replay
 //! from any screen is run and reported.
 
+use crate::store::dead_letters;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -14,13 +15,12 @@ use crate::console::auth::Caller;
 use crate::console::view::{self, csrf_field, page, when};
 use crate::console::{mask, Console};
 use crate::replay::{self, ReplayError};
-use crate::store::journal;
 use crate::store::replays;
 
 pub(super) async fn run_replay(
     c: &Console,
     caller: &Caller,
-    filter: &journal::DeadLetterFilter,
+    filter: &dead_letters::DeadLetterFilter,
     canary: Option<(usize, Duration)>,
 ) -> Result<replay::Report, ReplayError> {
     let selected = replay::select(&c.pool, filter).await?;

@@ -1,6 +1,8 @@
 //! Dead letters by failure group: the groups, a group's rows, replaying a
 //! group (whole, or a canary first).
 
+use crate::store::dead_letters;
+use crate::store::dead_letters::DeadLetterRow;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -14,7 +16,6 @@ use super::{check_csrf, one_page, App, PageError, PageQuery, ShowTo, PAGE};
 use crate::console::auth::Caller;
 use crate::console::view::{csrf_field, page, when};
 use crate::replay;
-use crate::store::journal::{self, DeadLetterRow};
 use crate::store::replays;
 
 #[derive(Deserialize)]
@@ -98,7 +99,8 @@ pub async fn group(
 ) -> Result<Markup, PageError> {
     let loaded = async {
         let g = replays::group(&c.pool, &group).await?;
-        let rows = journal::group_page(&c.pool, &group, q.after.unwrap_or(0), PAGE + 1).await?;
+        let rows =
+            dead_letters::group_page(&c.pool, &group, q.after.unwrap_or(0), PAGE + 1).await?;
         Ok::<_, crate::store::StoreError>((g, rows))
     };
     let (g, rows) = loaded.await.show_to(&caller)?;

@@ -1,7 +1,8 @@
 //! The per-test database: dropping it, and what tests read or end in it
 //! (dead letters, the relay's session).
 
-use lifecycle_worker::store::journal::{self, DeadLetterRow};
+use lifecycle_worker::store::dead_letters;
+use lifecycle_worker::store::dead_letters::DeadLetterRow;
 use sqlx::PgPool;
 
 use super::TestEnv;
@@ -10,7 +11,7 @@ const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 impl TestEnv {
     pub async fn dead_letters(&self) -> Vec<DeadLetterRow> {
-        journal::list_dead_letters(&self.pool).await.unwrap()
+        dead_letters::list_dead_letters(&self.pool).await.unwrap()
     }
 }
 

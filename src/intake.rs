@@ -15,13 +15,19 @@ use lapin::BasicProperties;
 use sha2::{Digest, Sha256};
 
 use crate::amqp;
-use crate::apply::Prepared;
 use crate::domain::admission::{admit, Arrival};
 use crate::domain::envelope::{Command, CommandBody, DecodeFailure};
 use crate::domain::ids::{CommandId, Limits, TenantId};
 use crate::domain::outcome::Rejection;
 use crate::domain::policy::{Producers, ORIGINAL_USER_HEADER};
 use time::OffsetDateTime;
+
+/// Decoded and authorised, or refused before touching the database.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Command(Box<Command>),
+    Refused(DecodeFailure),
+}
 
 /// Admits what came in through any door: decoded and authorised, or refused.
 pub fn prepare(

@@ -26,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::amqp;
-use crate::apply::{apply_batch, BatchOutcome, Disposition, Prepared, Rules};
+use crate::apply::{apply_batch, BatchOutcome, Disposition, Rules};
 use crate::domain::admission::admit;
 use crate::domain::ids::Limits;
 use crate::domain::outcome::Rejection;
 use crate::domain::policy::{Policies, Producers};
 use crate::domain::registry::CommandType;
 use crate::hash_key::HashKey;
-use crate::intake::Inbound;
+use crate::intake::{Inbound, Prepared};
 use crate::monitoring::{self, Stage};
 use crate::replies;
 use crate::store::StoreError;

@@ -15,9 +15,11 @@ use super::guardrail::Guardrail;
 use super::{entity, Applied, Disposition, Key, Rules, Stop};
 use crate::domain::blocklist::Blocklist;
 use crate::domain::contact::bulk::{BulkCommand, BulkTarget};
+use crate::domain::contact::ContactRecord;
 use crate::domain::directory::{decide_employer, decide_role, DirectoryCommand};
 use crate::domain::envelope::{Command, CommandBody, DecodeFailure};
 use crate::domain::event::{to_cloud_event, EventDraft, OutboxEvent};
+use crate::domain::guardrail::Verdict;
 use crate::domain::ids::Limits;
 use crate::domain::outcome::{EntityKind, EntityRef, Outcome, Reply};
 use crate::domain::policy::{Policies, TenantPolicy};
@@ -287,12 +289,43 @@ impl<'c> Batch<'c> {
         self.cache.placeholders(creating_contacts, creating_users);
         self.load_contacts(&contacts.into_iter().collect::<Vec<_>>())
             .await?;
-        self.look_up(given_emails).await?;
+        self.blocklists.look_up(self.conn, given_emails).await?;
         let users: Vec<Key> = users.into_iter().collect();
         for (key, record) in entities::lock::<UserRecord>(self.conn, &users).await? {
             self.cache.loaded_user(key, record);
         }
         Ok(())
+    }
+
+    /// Locks and caches contacts not cached yet.
+    pub(super) async fn load_contacts(&mut self, keys: &[Key]) -> Result<(), StoreError> {
+        let missing: Vec<Key> = keys
+            .iter()
+            .filter(|k| self.cache.cached_contact(k).is_none())
+            .cloned()
+            .collect();
+        let mut emails = Vec::new();
+        for (key, record) in entities::lock::<ContactRecord>(self.conn, &missing).await? {
+            if let Some(email) = record.held_state().and_then(|c| c.email.clone()) {
+                emails.push((key.0.clone(), email));
+            }
+            self.cache.loaded_contact(key, record);
+        }
+        self.blocklists.look_up(self.conn, emails).await
+    }
+
+    /// Whether `changes` destructive changes of the command in `ctx` may
+    /// apply now (counting them if so), locking the tenant's guardrail row
+    /// first.
+    pub(super) async fn guard(
+        &mut self,
+        ctx: &Ctx<'_>,
+        changes: u64,
+    ) -> Result<Verdict, StoreError> {
+        if changes > 0 {
+            self.guardrail.lock(self.conn, ctx).await?;
+        }
+        Ok(self.guardrail.admit(ctx, changes))
     }
 
     /// Writes buffered entity changes, so that queries see them.

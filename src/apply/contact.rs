@@ -117,7 +117,7 @@ impl Batch<'_> {
         // The tenant's guardrail row is locked outside the savepoint, so
         // rolling back a held bulk keeps the lock that its count relies on.
         if bulk.op.kind().destructive().may_count() {
-            self.lock_allowance(ctx).await?;
+            self.guardrail.lock(self.conn, ctx).await?;
         }
         sqlx::query("SAVEPOINT bulk")
             .execute(&mut *self.conn)

@@ -1,25 +1,12 @@
 //! The batch's side of the mass-change guardrail (contract section 10):
-//! counting destructive changes against each tenant's allowance, and
-//! keeping a command it holds.
+//! counting destructive changes against each tenant's allowance.
 
 use std::collections::HashMap;
 
-use sqlx::PgConnection;
-use time::OffsetDateTime;
-
-use super::batch::{command_ctx, Batch};
-use super::{entity, Disposition, Rules};
-use crate::domain::blocklist::Blocklist;
-use crate::domain::contact::bulk::BulkTarget;
-use crate::domain::directory::DirectoryCommand;
-use crate::domain::envelope::{Command, CommandBody};
-use crate::domain::event::{to_cloud_event, EventData, EventDraft, GuardrailTripped};
 use crate::domain::guardrail::{Allowance, Verdict};
-use crate::domain::ids::EntityId;
-use crate::domain::outcome::{EntityKind, EntityRef, Outcome, Reply};
 use crate::domain::Ctx;
-use crate::intake::Inbound;
 use crate::store::{guardrail, StoreError};
+use sqlx::PgConnection;
 
 /// The guardrail's state in one batch.
 pub(super) struct Guardrail {
@@ -53,122 +40,31 @@ impl Guardrail {
         verdict
     }
 
+    /// Locks the tenant's guardrail row for the rest of the batch (when it
+    /// is counted at all).
+    pub(super) async fn lock(
+        &mut self,
+        conn: &mut PgConnection,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), StoreError> {
+        let tenant = ctx.tenant.as_str();
+        if self.guarded && ctx.policy.guardrail.enabled && !self.allowances.contains_key(tenant) {
+            let allowance = guardrail::lock_allowance(conn, tenant, &ctx.policy.guardrail).await?;
+            self.allowances.insert(tenant.to_owned(), allowance);
+        }
+        Ok(())
+    }
+
+    /// How many changes the tenant's window counts so far.
+    pub(super) fn count(&self, tenant: &str) -> u64 {
+        self.allowances.get(tenant).map_or(0, |a| a.count)
+    }
+
     /// At the end of the batch: what it counted, per tenant.
     pub(super) async fn record(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
         for (tenant, changes) in &self.counted {
             guardrail::record_changes(conn, tenant, *changes).await?;
         }
         Ok(())
-    }
-}
-
-/// What a held command is about: its entity, or a bulk's contact ids.
-fn held_subject(cmd: &Command) -> (Option<EntityRef>, Option<serde_json::Value>) {
-    match &cmd.body {
-        CommandBody::Contact { contact_id, .. } => {
-            (Some(entity(EntityKind::Contact, contact_id, None)), None)
-        }
-        CommandBody::User { user_id, .. } => (Some(entity(EntityKind::User, user_id, None)), None),
-        CommandBody::Bulk(b) => match &b.target {
-            BulkTarget::Ids(ids) => (None, Some(serde_json::json!(ids))),
-            BulkTarget::Employer(e) => (None, Some(serde_json::json!({"employer_id": e}))),
-        },
-        CommandBody::Directory(DirectoryCommand::EmployerUpsert(u)) => (
-            Some(entity(EntityKind::Employer, &u.employer_id, None)),
-            None,
-        ),
-        CommandBody::Directory(DirectoryCommand::RoleUpsert(u)) => {
-            (Some(entity(EntityKind::Role, &u.role_id, None)), None)
-        }
-        // Never destructive, so never held.
-        CommandBody::Cancel { .. } => (None, None),
-    }
-}
-
-impl Batch<'_> {
-    /// Whether `changes` destructive changes of the command in `ctx` may
-    /// apply now (counting them if so), locking the tenant's guardrail row
-    /// first.
-    pub(super) async fn guard(
-        &mut self,
-        ctx: &Ctx<'_>,
-        changes: u64,
-    ) -> Result<Verdict, StoreError> {
-        if changes > 0 {
-            self.lock_allowance(ctx).await?;
-        }
-        Ok(self.guardrail.admit(ctx, changes))
-    }
-
-    /// Locks the tenant's guardrail row for the rest of the batch.
-    pub(super) async fn lock_allowance(&mut self, ctx: &Ctx<'_>) -> Result<(), StoreError> {
-        let tenant = ctx.tenant.as_str();
-        let g = &mut self.guardrail;
-        if g.guarded && ctx.policy.guardrail.enabled && !g.allowances.contains_key(tenant) {
-            let allowance =
-                guardrail::lock_allowance(self.conn, tenant, &ctx.policy.guardrail).await?;
-            g.allowances.insert(tenant.to_owned(), allowance);
-        }
-        Ok(())
-    }
-
-    /// Keeps a command the guardrail holds, whole, and records `held` as its
-    /// outcome; the command that trips the guardrail also publishes
-    /// `GuardrailTripped`.
-    pub(super) async fn hold(
-        &mut self,
-        msg: &Inbound,
-        cmd: &Command,
-        trips: bool,
-        rules: &Rules<'_>,
-        now: OffsetDateTime,
-    ) -> Result<Disposition, StoreError> {
-        let tenant = cmd.tenant.as_str();
-        let user_id = msg.acting_producer(rules.producers).map(str::to_owned);
-        let (entity, contact_ids) = held_subject(cmd);
-        let held = guardrail::Held {
-            tenant_id: tenant.to_owned(),
-            hold_id: 0,
-            command_id: cmd.command_id.to_string(),
-            command_type: cmd.type_name().to_owned(),
-            entity_kind: entity.as_ref().map(|e| e.kind.as_str().to_owned()),
-            entity_id: entity.as_ref().map(|e| e.id.clone()),
-            contact_ids,
-            user_id: user_id.clone(),
-            body: msg.body.clone(),
-            properties: msg.properties_json(),
-            exchange: msg.exchange.clone(),
-            routing_key: msg.routing_key.clone(),
-            held_at: now,
-        };
-        let hold_id = guardrail::hold(self.conn, &held).await?;
-        let policy = rules.policies.for_tenant(tenant);
-        let first_event = self.outbox.len();
-        if trips {
-            let version = guardrail::set_tripped(self.conn, tenant, true).await?;
-            let count = self.guardrail.allowances.get(tenant).map_or(0, |a| a.count);
-            let no_addresses = Blocklist::default();
-            let ctx = command_ctx(cmd, policy, rules.limits, now, &no_addresses);
-            let data = EventData::GuardrailTripped(GuardrailTripped {
-                max_changes: policy.guardrail.max_changes,
-                window: humantime::format_duration(policy.guardrail.window).to_string(),
-                count,
-                command_id: cmd.command_id.to_string(),
-                user_id,
-            });
-            let draft = EventDraft::new(&ctx, &EntityId::trusted(tenant), version, data);
-            self.outbox
-                .push(to_cloud_event(&cmd.tenant, &cmd.command_id, 0, draft, now));
-            tracing::warn!(
-                tenant,
-                hold_id,
-                "mass-change guardrail tripped: destructive commands are held"
-            );
-        }
-        let reply = Reply {
-            hold_id: Some(hold_id),
-            ..self.reply(cmd, first_event, Outcome::Held, entity)
-        };
-        Ok(self.remember(cmd, reply))
     }
 }

@@ -12,8 +12,10 @@
 //! The parts: [`batch`] (the batch's state, the command dispatch, the
 //! inbox and outbox buffers), [`cache`] (entities and their pending
 //! writes), [`effects`] (what a decision does beyond its record), one file
-//! per entity ([`contact`], [`user`], [`directory`]), [`guardrail`],
-//! [`blocklist`] (erasure and consent) and [`scheduling`].
+//! per entity ([`contact`], [`user`], [`directory`]), the guardrail's
+//! state ([`guardrail`]) and a held command ([`hold`]), the blocklist's
+//! state ([`blocklist`]) and what erasure and consent change ([`erasure`]),
+//! and [`scheduling`].
 
 mod batch;
 mod blocklist;
@@ -21,7 +23,9 @@ mod cache;
 mod contact;
 mod directory;
 mod effects;
+mod erasure;
 mod guardrail;
+mod hold;
 mod scheduling;
 mod user;
 
@@ -32,21 +36,14 @@ use std::panic::AssertUnwindSafe;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use crate::domain::envelope::{Command, DecodeFailure};
+use crate::domain::envelope::Command;
 use crate::domain::ids::{EntityId, Limits};
 use crate::domain::outcome::{EntityKind, EntityRef, Outcome, Rejection, Reply};
 use crate::domain::policy::{Policies, Producers};
 use crate::hash_key::HashKey;
-use crate::intake::Inbound;
+use crate::intake::{Inbound, Prepared};
 use crate::store::{replays, StoreError};
 use batch::Batch;
-
-/// Decoded and authorised, or refused before touching the database.
-#[derive(Debug, Clone)]
-pub enum Prepared {
-    Command(Box<Command>),
-    Refused(DecodeFailure),
-}
 
 /// The configuration a batch is judged by.
 #[derive(Clone, Copy, Debug)]

@@ -392,6 +392,21 @@ async fn soak(a: Args) -> bool {
                 "not every outbox row arrived as an event"
             }
         );
+        // Where the missing ones are: not yet published, or in the queue.
+        let unpublished = soak.count("SELECT count(*) FROM outbox_unpublished").await;
+        let queued = std::process::Command::new("rabbitmqctl")
+            .args(["list_queues", "-q", "name", "messages", "consumers"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let queued: Vec<&str> = queued
+            .lines()
+            .filter(|l| l.contains(&soak.events))
+            .collect();
+        println!(
+            "outbox rows unpublished {unpublished}; {} received; the event queue (name, messages, consumers): {queued:?}",
+            tally.lock().unwrap().event_ids.len()
+        );
     }
     let rss_end: Vec<Option<f64>> = (0..a.replicas)
         .map(|slot| replicas.pid(slot).and_then(peak_rss_mb))

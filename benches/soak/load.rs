@@ -234,9 +234,13 @@ pub fn consume(
                     ))
                     .await
                     {
-                        while let Some(Ok(d)) = consumer.next().await {
+                        // Bounded too: a consumer whose connection died
+                        // without telling it would wait for ever, and what the
+                        // queue holds would count as missing.
+                        while let Some(Some(Ok(d))) = bounded(consumer.next()).await {
                             sink(&d);
-                            if d.acker.ack(BasicAckOptions::default()).await.is_err() {
+                            let acked = bounded(d.acker.ack(BasicAckOptions::default())).await;
+                            if !matches!(acked, Some(Ok(_))) {
                                 break;
                             }
                         }

@@ -1,6 +1,8 @@
 //! What a decided command does beyond its own entity's record, as values:
-//! the unit of work executes each with one exhaustive match, so a new kind
-//! of effect does not compile until it is executed.
+//! the unit of work executes each with one exhaustive match
+//! (`apply/effects.rs`), so a new kind of effect does not compile until it
+//! is executed; the readers here and in `contact/decision.rs` only look for
+//! the kinds they name.
 
 use super::contact::Activity;
 use super::ids::EntityId;
@@ -48,11 +50,8 @@ pub trait Effects {
             .iter()
             .flat_map(|e| match e {
                 Effect::EnsureEmployers(ids) => ids.as_slice(),
-                Effect::EraseActivity
-                | Effect::SaveLinkedUsers(_)
-                | Effect::LogActivity(_)
-                | Effect::Forget { .. }
-                | Effect::Consent { .. } => &[],
+                // Reading, not executing: other effects have no employers.
+                _ => &[],
             })
             .cloned()
             .collect()
@@ -64,11 +63,7 @@ pub trait Effects {
             .iter()
             .flat_map(|e| match e {
                 Effect::SaveLinkedUsers(users) => users.as_slice(),
-                Effect::EraseActivity
-                | Effect::LogActivity(_)
-                | Effect::EnsureEmployers(_)
-                | Effect::Forget { .. }
-                | Effect::Consent { .. } => &[],
+                _ => &[],
             })
             .collect()
     }

@@ -64,11 +64,7 @@ impl ContactDecision {
     pub fn activity(&self) -> Option<&Activity> {
         self.effects.iter().find_map(|e| match e {
             Effect::LogActivity(a) => Some(a),
-            Effect::EraseActivity
-            | Effect::SaveLinkedUsers(_)
-            | Effect::EnsureEmployers(_)
-            | Effect::Forget { .. }
-            | Effect::Consent { .. } => None,
+            _ => None,
         })
     }
 
